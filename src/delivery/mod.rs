@@ -1,0 +1,262 @@
+//! How messages leave: email and SMS senders.
+//!
+//! - [`EmailSender`]: sends an [`EmailMessage`] (HTML and plain-text parts,
+//!   cc, bcc, attachments). Implementations: [`ConsoleSender`] (prints, for
+//!   development), [`MemoryOutbox`] (captures, for tests), and behind
+//!   features `SmtpSender` and `SendGridSender`.
+//! - [`SmsSender`]: sends an [`SmsMessage`]. Implementations: console,
+//!   memory, and behind the `twilio` feature `TwilioMessaging`.
+//! - [`SmsVerifier`]: a provider that generates and checks the codes itself
+//!   (Twilio Verify). The engine still applies its own limits and counts
+//!   attempts.
+//!
+//! Failures are [`DeliveryError`]s that say whether they are transient;
+//! [`RetryPolicy`] retries only those, with backoff.
+
+use std::{fmt, future::Future, time::Duration};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::contact::Mobile;
+
+pub mod console;
+mod env;
+pub mod memory;
+
+pub(crate) use env::apply_env;
+
+pub use console::ConsoleSender;
+pub use memory::{MemoryOutbox, OutboxMessage};
+
+/// A file attached to an email.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name shown to the recipient.
+    pub filename: String,
+    /// The MIME type, e.g. `application/pdf`.
+    pub content_type: String,
+    /// The content.
+    pub data: Bytes,
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("filename", &self.filename)
+            .field("content_type", &self.content_type)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
+/// An email ready to send: both an HTML and a plain-text part.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct EmailMessage {
+    /// The sender; `None` uses the sender's configured default From.
+    pub from: Option<String>,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Carbon-copy recipients.
+    pub cc: Vec<String>,
+    /// Blind carbon-copy recipients.
+    pub bcc: Vec<String>,
+    /// The subject line.
+    pub subject: String,
+    /// The HTML part.
+    pub html: String,
+    /// The plain-text part.
+    pub text: String,
+    /// Attachments.
+    pub attachments: Vec<Attachment>,
+}
+
+impl fmt::Debug for EmailMessage {
+    // The body may hold a one-time code: keep it out of Debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmailMessage")
+            .field("to", &self.to.len())
+            .field("cc", &self.cc.len())
+            .field("bcc", &self.bcc.len())
+            .field("attachments", &self.attachments)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An SMS ready to send.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SmsMessage {
+    /// The recipient in E.164.
+    pub to: String,
+    /// The text.
+    pub body: String,
+}
+
+impl fmt::Debug for SmsMessage {
+    // The body may hold a one-time code: keep it out of Debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmsMessage").finish_non_exhaustive()
+    }
+}
+
+/// Sends emails.
+#[async_trait]
+pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
+    /// Sends one message, once (retries are the caller's, see [`RetryPolicy`]).
+    async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError>;
+}
+
+/// Sends SMS text messages.
+#[async_trait]
+pub trait SmsSender: Send + Sync + fmt::Debug + 'static {
+    /// Sends one message, once (retries are the caller's, see [`RetryPolicy`]).
+    async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError>;
+}
+
+/// The result of a provider-side code check ([`SmsVerifier::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProviderCheck {
+    /// The code is right.
+    Approved,
+    /// The code is wrong.
+    Rejected,
+    /// The provider has no pending verification (expired or used).
+    Expired,
+    /// The provider refuses more checks for this verification.
+    TooManyAttempts,
+}
+
+/// A provider that generates, sends and checks codes itself (Twilio Verify).
+#[async_trait]
+pub trait SmsVerifier: Send + Sync + fmt::Debug + 'static {
+    /// Asks the provider to send a code to `to`.
+    async fn start(&self, to: &Mobile) -> Result<(), DeliveryError>;
+    /// Asks the provider whether `code` is right for `to`.
+    async fn check(&self, to: &Mobile, code: &str) -> Result<ProviderCheck, DeliveryError>;
+}
+
+/// A delivery failure. Opaque; keeps its source for the logs, never for
+/// clients.
+#[derive(Debug)]
+pub struct DeliveryError {
+    kind: DeliveryErrorKind,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DeliveryErrorKind {
+    Transient,
+    Permanent,
+    InvalidRecipient,
+}
+
+impl DeliveryError {
+    /// A failure that may pass: connect error, timeout, 5xx, 429, SMTP 4xx.
+    pub fn transient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: DeliveryErrorKind::Transient,
+            source: Some(source.into()),
+        }
+    }
+
+    /// A failure that will not pass by retrying: 4xx, SMTP 5xx, bad config.
+    pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: DeliveryErrorKind::Permanent,
+            source: Some(source.into()),
+        }
+    }
+
+    /// The provider says the recipient cannot receive messages (e.g. Twilio
+    /// 21211): answered as `invalid_email` / `invalid_mobile`.
+    pub fn invalid_recipient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            kind: DeliveryErrorKind::InvalidRecipient,
+            source: Some(source.into()),
+        }
+    }
+
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        self.kind == DeliveryErrorKind::Transient
+    }
+
+    /// Whether the provider refused the recipient itself.
+    pub fn is_invalid_recipient(&self) -> bool {
+        self.kind == DeliveryErrorKind::InvalidRecipient
+    }
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            DeliveryErrorKind::Transient => "transient delivery failure",
+            DeliveryErrorKind::Permanent => "permanent delivery failure",
+            DeliveryErrorKind::InvalidRecipient => "recipient refused by the provider",
+        };
+        match &self.source {
+            Some(source) => write!(f, "{what}: {source}"),
+            None => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for DeliveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Bounded retries with exponential backoff, for transient failures only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total tries, the first included (default 3).
+    pub max_tries: u32,
+    /// Delay before the second try; doubled after each try (default 200 ms).
+    pub initial_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_tries: 3,
+            initial_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: one try only.
+    pub fn none() -> Self {
+        Self {
+            max_tries: 1,
+            initial_backoff: Duration::ZERO,
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, or the tries are
+    /// used up.
+    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, DeliveryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DeliveryError>>,
+    {
+        let mut backoff = self.initial_backoff;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(err) if err.is_transient() && tries < self.max_tries.max(1) => {
+                    tracing::debug!(try_number = tries, error = %err, "delivery failed, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The one error table of the HTTP contract and its JSON renderer.
+//!
+//! Every error a client can see, from the four routes or from the
+//! extractors, is an [`ApiError`]. Its [`code`](ApiError::code),
+//! [`status`](ApiError::status) and [`message`](ApiError::message) are fixed
+//! here, and [`ApiError::to_response`] is the single place that renders the
+//! `{"status":"error","code":…,"message":…}` body, so the shape cannot drift
+//! between the routes and the extractor rejection.
+//!
+//! Messages are plain words for end users. They never carry internals: store,
+//! SMTP or provider error text goes to the log only.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Map, Value, json};
+
+/// The `tracing` target under which rejections are logged.
+pub(crate) const REJECTION_TARGET: &str = "tower_otp::rejection";
+
+/// An error answered to a client, one variant per row of the contract's table.
+///
+/// ```
+/// use tower_otp::ApiError;
+///
+/// let err = ApiError::OtpInvalid { attempts_left: 2 };
+/// assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+/// assert_eq!(err.code(), "otp_invalid");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400: the body is not a JSON object (or not UTF-8, or empty).
+    InvalidJson,
+    /// 400: a required field is absent, `null` or empty.
+    MissingField {
+        /// The name of the missing field.
+        field: &'static str,
+    },
+    /// 400: the value cannot be a deliverable email address.
+    InvalidEmail,
+    /// 400: the value cannot be a deliverable mobile number.
+    InvalidMobile,
+    /// 400: the code is not exactly the configured number of digits.
+    InvalidOtpFormat {
+        /// The configured code length.
+        length: u8,
+    },
+    /// 400: wrong code.
+    OtpInvalid {
+        /// How many more wrong codes are allowed before the code is destroyed.
+        attempts_left: u32,
+    },
+    /// 400: no live code: never sent, expired, or already used.
+    OtpExpired,
+    /// 401: the extractor found no valid grant for what the handler needs.
+    VerificationRequired,
+    /// 405: not POST on an OTP path.
+    MethodNotAllowed,
+    /// 413: the body is above the configured limit.
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 415: the Content-Type is not `application/json`.
+    UnsupportedMediaType,
+    /// 429: too many wrong codes; the code is destroyed.
+    AttemptsExceeded,
+    /// 429: IP limit, resend cooldown or send quota.
+    RateLimited {
+        /// Seconds until a retry may succeed (at least 1).
+        retry_after: u64,
+    },
+    /// 4xx: the host's policy refused the contact.
+    ContactRejected {
+        /// The status the host chose (a 4xx).
+        status: StatusCode,
+        /// The message the host chose.
+        message: String,
+    },
+    /// 502: the email or SMS provider failed after retries.
+    DeliveryFailed,
+    /// 503: the store cannot be reached.
+    StoreUnavailable,
+    /// 503: the hashing pool's queue is full.
+    Overloaded {
+        /// Seconds after which to retry.
+        retry_after: u64,
+    },
+    /// 500: anything else.
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidJson
+            | Self::MissingField { .. }
+            | Self::InvalidEmail
+            | Self::InvalidMobile
+            | Self::InvalidOtpFormat { .. }
+            | Self::OtpInvalid { .. }
+            | Self::OtpExpired => StatusCode::BAD_REQUEST,
+            Self::VerificationRequired => StatusCode::UNAUTHORIZED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::AttemptsExceeded | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::ContactRejected { status, .. } => *status,
+            Self::DeliveryFailed => StatusCode::BAD_GATEWAY,
+            Self::StoreUnavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The machine-readable code, the `"code"` field of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson => "invalid_json",
+            Self::MissingField { .. } => "missing_field",
+            Self::InvalidEmail => "invalid_email",
+            Self::InvalidMobile => "invalid_mobile",
+            Self::InvalidOtpFormat { .. } => "invalid_otp_format",
+            Self::OtpInvalid { .. } => "otp_invalid",
+            Self::OtpExpired => "otp_expired",
+            Self::VerificationRequired => "verification_required",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::AttemptsExceeded => "attempts_exceeded",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ContactRejected { .. } => "contact_rejected",
+            Self::DeliveryFailed => "delivery_failed",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::Overloaded { .. } => "overloaded",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The plain-words message, the `"message"` field of the JSON body.
+    pub fn message(&self) -> String {
+        match self {
+            Self::InvalidJson => "The request body must be a JSON object.".into(),
+            Self::MissingField { field } => format!("The field \"{field}\" is required."),
+            Self::InvalidEmail => "Please enter a valid email address.".into(),
+            Self::InvalidMobile => {
+                "Please enter a valid mobile number in international format, e.g. +14155550123."
+                    .into()
+            }
+            Self::InvalidOtpFormat { length } => {
+                format!("The code must be exactly {length} digits.")
+            }
+            Self::OtpInvalid { attempts_left } => {
+                format!("The code is incorrect. {attempts_left} attempt(s) left.")
+            }
+            Self::OtpExpired => {
+                "The code has expired or was already used. Please request a new one.".into()
+            }
+            Self::VerificationRequired => "Please verify your contact details first.".into(),
+            Self::MethodNotAllowed => "Only POST is allowed on this path.".into(),
+            Self::PayloadTooLarge { limit } => {
+                format!("The request body is larger than {limit} bytes.")
+            }
+            Self::UnsupportedMediaType => "The Content-Type must be application/json.".into(),
+            Self::AttemptsExceeded => "Too many incorrect codes. Please request a new code.".into(),
+            Self::RateLimited { retry_after } => {
+                format!("Too many requests. Please try again in {retry_after} second(s).")
+            }
+            Self::ContactRejected { message, .. } => message.clone(),
+            Self::DeliveryFailed => {
+                "We could not deliver the code. Please try again in a moment.".into()
+            }
+            Self::StoreUnavailable | Self::Overloaded { .. } => {
+                "The service is temporarily unavailable. Please try again shortly.".into()
+            }
+            Self::Internal => "Something went wrong on our side.".into(),
+        }
+    }
+
+    /// The seconds to put in `Retry-After`, for the errors that carry one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// The JSON body: `{"status":"error","code":…,"message":…}` plus the
+    /// extra fields the contract names for this error.
+    pub fn to_json(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("status".into(), json!("error"));
+        body.insert("code".into(), json!(self.code()));
+        body.insert("message".into(), json!(self.message()));
+        match self {
+            Self::MissingField { field } => {
+                body.insert("field".into(), json!(field));
+            }
+            Self::OtpInvalid { attempts_left } => {
+                body.insert("attempts_left".into(), json!(attempts_left));
+            }
+            Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => {
+                body.insert("retry_after".into(), json!(retry_after));
+            }
+            _ => {}
+        }
+        Value::Object(body)
+    }
+
+    /// Renders the error as an HTTP response with a JSON body, independent of
+    /// any framework.
+    pub fn to_response(&self) -> Response<Full<Bytes>> {
+        tracing::trace!(
+            target: REJECTION_TARGET,
+            status = self.status().as_u16(),
+            code = self.code(),
+            "rejecting request"
+        );
+        let mut response = json_response(self.status(), &self.to_json());
+        if let Some(seconds) = self.retry_after() {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if matches!(self, Self::MethodNotAllowed) {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        response
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code(), self.status())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for ApiError {
+    fn into_response(self) -> axum_core::response::Response {
+        self.to_response().map(axum_core::body::Body::new)
+    }
+}
+
+/// Renders any JSON value with the given status (also used for successes).
+pub(crate) fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Why an [`Otp`](crate::Otp) could not be built: names the field or
+/// environment variable at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A setting is out of its allowed range or malformed.
+    #[error("invalid setting `{name}`: {reason}")]
+    Invalid {
+        /// The builder field or environment variable.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting that the chosen configuration needs is missing.
+    #[error("missing setting `{name}`: {reason}")]
+    Missing {
+        /// The builder field or environment variable.
+        name: &'static str,
+        /// Why it is needed.
+        reason: String,
+    },
+    /// A backend (store, sender) could not be set up.
+    #[error("could not set up {what}: {source}")]
+    Backend {
+        /// Which backend.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            name,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn missing(name: &'static str, reason: impl Into<String>) -> Self {
+        Self::Missing {
+            name,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Argon2id hashing of codes, keyed with the server secret, on a bounded pool
+//! of dedicated threads.
+//!
+//! - **Keyed**: the server secret is Argon2's secret input, so a leaked store
+//!   cannot be brute-forced offline (a 6-digit code has only a million
+//!   values; without the secret, the hashes are useless).
+//! - **Off the async runtime**: hashing takes tens of milliseconds of CPU at
+//!   the default parameters; it runs on the pool's own threads, never on a
+//!   tokio worker.
+//! - **Bounded**: at most `workers` hashes run at once and at most `queue`
+//!   wait; past that, [`HashPool::hash`] answers [`HashError::Overloaded`]
+//!   at once (503 `overloaded`) instead of queueing without bound.
+//! - **Memory reused**: each worker owns its Argon2 memory blocks and reuses
+//!   them for every hash instead of allocating ~19 MiB per hash.
+
+use std::{
+    fmt,
+    sync::{
+        Arc, Mutex, PoisonError,
+        mpsc::{Receiver, Sender, channel},
+    },
+    thread,
+};
+
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
+use zeroize::Zeroizing;
+
+use crate::{error::ConfigError, secret::KeyRing};
+
+/// Length of a code hash in bytes.
+pub const HASH_LEN: usize = 32;
+
+/// The default Argon2id memory cost in KiB (OWASP minimum: 19 MiB).
+pub const DEFAULT_M_COST: u32 = 19_456;
+/// The default Argon2id time cost (passes).
+pub const DEFAULT_T_COST: u32 = 2;
+/// The default Argon2id parallelism (lanes).
+pub const DEFAULT_P_COST: u32 = 1;
+
+/// Argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    /// Memory in KiB (at least 8 × `p_cost`).
+    pub m_cost: u32,
+    /// Passes over memory (at least 1).
+    pub t_cost: u32,
+    /// Lanes (at least 1).
+    pub p_cost: u32,
+}
+
+impl Default for HashParams {
+    /// m=19456 KiB, t=2, p=1: the OWASP minimum for Argon2id.
+    fn default() -> Self {
+        Self {
+            m_cost: DEFAULT_M_COST,
+            t_cost: DEFAULT_T_COST,
+            p_cost: DEFAULT_P_COST,
+        }
+    }
+}
+
+impl HashParams {
+    /// Tiny parameters for tests that are not about hashing. **Insecure.**
+    pub fn insecure_fast() -> Self {
+        Self {
+            m_cost: 64,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
+
+    fn to_argon2(self) -> Result<Params, ConfigError> {
+        Params::new(self.m_cost, self.t_cost, self.p_cost, Some(HASH_LEN))
+            .map_err(|e| ConfigError::invalid("hash_params", e.to_string()))
+    }
+}
+
+/// Why a hash could not be computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    /// The pool's queue is full; retry later.
+    #[error("the hashing pool is overloaded")]
+    Overloaded,
+    /// The pool has shut down or a worker died.
+    #[error("the hashing pool is unavailable")]
+    Unavailable,
+    /// The record names a secret that is no longer accepted.
+    #[error("unknown secret id")]
+    UnknownSecret,
+}
+
+struct Job {
+    /// Held until the hash is done: bounds running + waiting hashes.
+    _slot: OwnedSemaphorePermit,
+    secret_index: usize,
+    code: Zeroizing<Vec<u8>>,
+    salt: [u8; 16],
+    reply: oneshot::Sender<Zeroizing<[u8; HASH_LEN]>>,
+}
+
+/// A bounded pool of threads that compute keyed Argon2id hashes.
+///
+/// ```
+/// use tower_otp::hash::{HashParams, HashPool};
+/// use tower_otp::Secret;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let pool = HashPool::new(HashParams::insecure_fast(), Secret::new("s3cret"), &[], 1, 8).unwrap();
+/// let salt = [7u8; 16];
+/// let id = pool.current_secret_id();
+/// let hash = pool.hash("123456", &salt).await.unwrap();
+/// assert!(pool.verify("123456", &salt, id, &hash).await.unwrap());
+/// assert!(!pool.verify("654321", &salt, id, &hash).await.unwrap());
+/// # });
+/// ```
+pub struct HashPool {
+    sender: Sender<Job>,
+    slots: Arc<Semaphore>,
+    keys: Arc<KeyRing>,
+    params: HashParams,
+    workers: usize,
+}
+
+impl fmt::Debug for HashPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HashPool")
+            .field("params", &self.params)
+            .field("workers", &self.workers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HashPool {
+    /// Starts `workers` threads (at least 1) with room for `queue` waiting
+    /// hashes, keyed with `secret` (and accepting `old_secrets` for hashes
+    /// made before a rotation).
+    pub fn new(
+        params: HashParams,
+        secret: crate::Secret,
+        old_secrets: &[crate::Secret],
+        workers: usize,
+        queue: usize,
+    ) -> Result<Self, ConfigError> {
+        Self::with_keys(
+            params,
+            Arc::new(KeyRing::new(&secret, old_secrets)),
+            workers,
+            queue,
+        )
+    }
+
+    pub(crate) fn with_keys(
+        params: HashParams,
+        keys: Arc<KeyRing>,
+        workers: usize,
+        queue: usize,
+    ) -> Result<Self, ConfigError> {
+        let argon_params = params.to_argon2()?;
+        let workers = workers.max(1);
+        let (sender, receiver) = channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..workers {
+            let receiver = Arc::clone(&receiver);
+            let keys = Arc::clone(&keys);
+            let argon_params = argon_params.clone();
+            thread::Builder::new()
+                .name(format!("tower-otp-hash-{index}"))
+                .spawn(move || worker(&receiver, &keys, argon_params))
+                .map_err(|e| ConfigError::Backend {
+                    what: "hashing pool thread",
+                    source: Box::new(e),
+                })?;
+        }
+        Ok(Self {
+            sender,
+            slots: Arc::new(Semaphore::new(workers + queue)),
+            keys,
+            params,
+            workers,
+        })
+    }
+
+    /// The parameters in use.
+    pub fn params(&self) -> HashParams {
+        self.params
+    }
+
+    /// The fingerprint of the current secret (stored beside each hash).
+    pub fn current_secret_id(&self) -> u32 {
+        self.keys.current().id
+    }
+
+    /// Reserves a place in the pool for one hash, or answers
+    /// [`HashError::Overloaded`] at once when every worker is busy and the
+    /// queue is full.
+    pub fn reserve(&self) -> Result<HashPermit<'_>, HashError> {
+        match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(slot) => Ok(HashPermit { pool: self, slot }),
+            Err(TryAcquireError::NoPermits) => Err(HashError::Overloaded),
+            Err(TryAcquireError::Closed) => Err(HashError::Unavailable),
+        }
+    }
+
+    /// Hashes `code` with `salt` under the current secret.
+    pub async fn hash(
+        &self,
+        code: &str,
+        salt: &[u8; 16],
+    ) -> Result<Zeroizing<[u8; HASH_LEN]>, HashError> {
+        self.reserve()?.hash(code, salt).await
+    }
+
+    /// Whether `code` hashes to `expected` under the secret named
+    /// `secret_id`, compared in constant time.
+    pub async fn verify(
+        &self,
+        code: &str,
+        salt: &[u8; 16],
+        secret_id: u32,
+        expected: &[u8],
+    ) -> Result<bool, HashError> {
+        self.reserve()?
+            .verify(code, salt, secret_id, expected)
+            .await
+    }
+}
+
+/// A reserved place in the [`HashPool`]: the hash it runs cannot be refused
+/// for overload.
+#[derive(Debug)]
+pub struct HashPermit<'a> {
+    pool: &'a HashPool,
+    slot: OwnedSemaphorePermit,
+}
+
+impl HashPermit<'_> {
+    /// Hashes `code` with `salt` under the current secret.
+    pub async fn hash(
+        self,
+        code: &str,
+        salt: &[u8; 16],
+    ) -> Result<Zeroizing<[u8; HASH_LEN]>, HashError> {
+        self.run(0, code, salt).await
+    }
+
+    /// Whether `code` hashes to `expected` under the secret named
+    /// `secret_id`, compared in constant time.
+    pub async fn verify(
+        self,
+        code: &str,
+        salt: &[u8; 16],
+        secret_id: u32,
+        expected: &[u8],
+    ) -> Result<bool, HashError> {
+        let index = self
+            .pool
+            .keys
+            .all()
+            .iter()
+            .position(|e| e.id == secret_id)
+            .ok_or(HashError::UnknownSecret)?;
+        let actual = self.run(index, code, salt).await?;
+        Ok(actual.ct_eq(expected).into())
+    }
+
+    async fn run(
+        self,
+        secret_index: usize,
+        code: &str,
+        salt: &[u8; 16],
+    ) -> Result<Zeroizing<[u8; HASH_LEN]>, HashError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            _slot: self.slot,
+            secret_index,
+            code: Zeroizing::new(code.as_bytes().to_vec()),
+            salt: *salt,
+            reply,
+        };
+        self.pool
+            .sender
+            .send(job)
+            .map_err(|_| HashError::Unavailable)?;
+        answer.await.map_err(|_| HashError::Unavailable)
+    }
+}
+
+fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, params: Params) {
+    // Allocated once per thread, reused for every hash.
+    let mut memory = vec![Block::default(); params.block_count()];
+    loop {
+        let job = {
+            let receiver = receiver.lock().unwrap_or_else(PoisonError::into_inner);
+            match receiver.recv() {
+                Ok(job) => job,
+                Err(_) => return, // the pool was dropped
+            }
+        };
+        if job.reply.is_closed() {
+            continue; // the request went away while queued: skip the work
+        }
+        let Some(entry) = keys.all().get(job.secret_index) else {
+            continue;
+        };
+        let mut out = Zeroizing::new([0u8; HASH_LEN]);
+        let hashed = Argon2::new_with_secret(
+            &entry.secret,
+            Algorithm::Argon2id,
+            Version::V0x13,
+            params.clone(),
+        )
+        .and_then(|argon| {
+            argon.hash_password_into_with_memory(&job.code, &job.salt, &mut out[..], &mut memory)
+        });
+        match hashed {
+            Ok(()) => {
+                let _ = job.reply.send(out);
+            }
+            Err(e) => tracing::error!(error = %e, "argon2 hashing failed"),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! [`Otp`], the handle a host builds once, and its [`OtpBuilder`].
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use http::HeaderName;
+
+use crate::{
+    config::{OtpConfig, RoutePaths},
+    contact::{Contact, Region},
+    delivery::{ConsoleSender, EmailSender, RetryPolicy, SmsSender, SmsVerifier},
+    engine::{Engine, SmsBackend},
+    error::ConfigError,
+    grant::GrantCodec,
+    hash::{HashParams, HashPool},
+    middleware::{OtpLayer, RouteTable},
+    secret::{KeyRing, Secret},
+    store::{MemoryStore, OtpStore, StoreKey},
+    template::Templates,
+};
+
+/// The shortest accepted server secret, in bytes.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// The OTP service of one application instance: configuration, store,
+/// senders, hashing pool and grant keys. Cheap to clone.
+///
+/// ```
+/// use tower_otp::Otp;
+///
+/// let otp = Otp::builder()
+///     .secret("an example secret, use 32+ random bytes")
+///     .build()
+///     .unwrap();
+/// let layer = otp.layer(); // mount it on your Router or service
+/// ```
+#[derive(Debug, Clone)]
+pub struct Otp {
+    engine: Arc<Engine>,
+}
+
+impl Otp {
+    /// A builder with the secure defaults of [`OtpConfig::default`], the
+    /// memory store and console delivery.
+    pub fn builder() -> OtpBuilder {
+        OtpBuilder::default()
+    }
+
+    /// The layer to mount in front of the host's router or service.
+    pub fn layer(&self) -> OtpLayer {
+        OtpLayer::new(Arc::clone(&self.engine))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &OtpConfig {
+        &self.engine.config
+    }
+
+    /// The store key under which `contact`'s code and limits are kept (a
+    /// keyed digest under the current secret). Useful in tests that look
+    /// inside the store.
+    pub fn store_key(&self, contact: &Contact) -> StoreKey {
+        self.engine.store_key(contact, 0)
+    }
+
+    /// The hashing pool.
+    pub fn hash_pool(&self) -> &HashPool {
+        &self.engine.hasher
+    }
+}
+
+/// Builds an [`Otp`]. Every setter states its default; [`build`](Self::build)
+/// validates everything and names the field at fault.
+#[derive(Debug, Default)]
+#[must_use]
+pub struct OtpBuilder {
+    pub(crate) config: OtpConfig,
+    pub(crate) secret: Option<Secret>,
+    pub(crate) random_secret: bool,
+    pub(crate) old_secrets: Vec<Secret>,
+    pub(crate) store: Option<Arc<dyn OtpStore>>,
+    pub(crate) email: Option<Arc<dyn EmailSender>>,
+    pub(crate) sms: Option<SmsBackend>,
+    pub(crate) templates_dir: Option<PathBuf>,
+    pub(crate) retry: RetryPolicy,
+}
+
+impl OtpBuilder {
+    /// The server secret (at least 16 bytes; use 32 random bytes). It keys
+    /// the code hashes, the store keys and the grant signatures. Required
+    /// unless [`random_secret`](Self::random_secret) is used.
+    pub fn secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.secret = Some(secret.into());
+        self
+    }
+
+    /// An older secret still accepted for codes and grants issued under it
+    /// (key rotation). May be called several times.
+    pub fn old_secret(mut self, secret: impl Into<Secret>) -> Self {
+        self.old_secrets.push(secret.into());
+        self
+    }
+
+    /// Uses a random secret when none is set, with a warning: codes and
+    /// grants then die with the process and are not shared between
+    /// instances. For development only.
+    pub fn random_secret(mut self) -> Self {
+        self.random_secret = true;
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: OtpConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The store. Default: a [`MemoryStore`].
+    pub fn store(mut self, store: impl OtpStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The store, already shared.
+    pub fn shared_store(mut self, store: Arc<dyn OtpStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The email sender. Default: [`ConsoleSender`].
+    pub fn email_sender(mut self, sender: impl EmailSender) -> Self {
+        self.email = Some(Arc::new(sender));
+        self
+    }
+
+    /// The SMS sender (our code, sent as a message). Default:
+    /// [`ConsoleSender`].
+    pub fn sms_sender(mut self, sender: impl SmsSender) -> Self {
+        self.sms = Some(SmsBackend::Messages(Arc::new(sender)));
+        self
+    }
+
+    /// An SMS provider that generates and checks codes itself (Twilio
+    /// Verify). Our limits and attempt counting still apply.
+    pub fn sms_verifier(mut self, verifier: impl SmsVerifier) -> Self {
+        self.sms = Some(SmsBackend::Verifier(Arc::new(verifier)));
+        self
+    }
+
+    /// Retries for transient delivery failures. Default: 3 tries, 200 ms
+    /// backoff doubling.
+    pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// A folder whose templates override and extend the built-ins. Default
+    /// none.
+    pub fn templates_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.templates_dir = Some(dir.into());
+        self
+    }
+
+    /// Digits per code, 4 to 10. Default 6.
+    pub fn code_length(mut self, length: u8) -> Self {
+        self.config.code_length = length;
+        self
+    }
+
+    /// Code lifetime. Default 300 s.
+    pub fn code_ttl(mut self, ttl: Duration) -> Self {
+        self.config.code_ttl = ttl;
+        self
+    }
+
+    /// Wrong codes allowed per code before it is destroyed. Default 5.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.config.max_attempts = attempts;
+        self
+    }
+
+    /// Time before the same contact can be sent another code. Default 30 s.
+    pub fn resend_cooldown(mut self, cooldown: Duration) -> Self {
+        self.config.resend_cooldown = cooldown;
+        self
+    }
+
+    /// Sends allowed per contact per window. Default 5 per 10 minutes.
+    pub fn send_quota(mut self, sends: u32, window: Duration) -> Self {
+        self.config.send_quota = sends;
+        self.config.send_quota_window = window;
+        self
+    }
+
+    /// Grant lifetime. Default 30 minutes.
+    pub fn grant_ttl(mut self, ttl: Duration) -> Self {
+        self.config.grant_ttl = ttl;
+        self
+    }
+
+    /// Largest accepted request body in bytes. Default 4096.
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.config.body_limit = bytes;
+        self
+    }
+
+    /// Sends the grant cookie without `Secure`, so it also travels over
+    /// plain HTTP. Default: `Secure` is set.
+    ///
+    /// # ⚠️ Warning
+    ///
+    /// **Insecure.** A grant is a bearer credential; without `Secure` it
+    /// leaks to anyone on the network path of a plain-HTTP request. Use only
+    /// for local development over `http://localhost`.
+    pub fn insecure_cookie(mut self) -> Self {
+        self.config.cookie_secure = false;
+        self
+    }
+
+    /// The header API clients send the grant in. Default
+    /// `x-verification-token`.
+    pub fn token_header(mut self, name: HeaderName) -> Self {
+        self.config.token_header = name;
+        self
+    }
+
+    /// Region for numbers written without `+` (e.g. `Region::IN`, as the
+    /// Django recipe assumed). Default none: such numbers are refused.
+    pub fn default_region(mut self, region: Region) -> Self {
+        self.config.default_region = Some(region);
+        self
+    }
+
+    /// The route paths and prefix. Default: `/send-otp/`, `/verify-otp/`,
+    /// `/send-mobile-otp/`, `/verify-mobile-otp/`, no prefix.
+    pub fn paths(mut self, paths: RoutePaths) -> Self {
+        self.config.paths = paths;
+        self
+    }
+
+    /// A prefix for the four paths, e.g. `/api`. Default none.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.config.paths.prefix = prefix.into();
+        self
+    }
+
+    /// Argon2id parameters. Default m=19456 KiB, t=2, p=1.
+    pub fn hash_params(mut self, params: HashParams) -> Self {
+        self.config.hash_params = params;
+        self
+    }
+
+    /// Hashing threads and waiting hashes allowed before `overloaded`.
+    /// Default: one thread per CPU, 32 waiting per thread.
+    pub fn hash_pool_size(mut self, workers: usize, queue: usize) -> Self {
+        self.config.hash_workers = workers;
+        self.config.hash_queue = queue;
+        self
+    }
+
+    /// The application name shown in messages. Default `"tower-otp"`.
+    pub fn app_name(mut self, name: impl Into<String>) -> Self {
+        self.config.app_name = name.into();
+        self
+    }
+
+    /// Host name for the WebOTP line (`@host #code`) of SMS codes, so
+    /// browsers can autofill them. Default none.
+    pub fn webotp_host(mut self, host: impl Into<String>) -> Self {
+        self.config.webotp_host = Some(host.into());
+        self
+    }
+
+    /// Validates the settings and starts the hashing pool.
+    pub fn build(self) -> Result<Otp, ConfigError> {
+        self.config.validate()?;
+        let secret = match (self.secret, self.random_secret) {
+            (Some(secret), _) => secret,
+            (None, true) => {
+                tracing::warn!(
+                    "no OTP secret configured: using a random one. Codes and grants will not \
+                     survive a restart or be shared between instances; set OTP_SECRET."
+                );
+                random_secret()
+            }
+            (None, false) => {
+                return Err(ConfigError::missing(
+                    "OTP_SECRET",
+                    "a server secret of at least 16 bytes is required",
+                ));
+            }
+        };
+        for s in std::iter::once(&secret).chain(&self.old_secrets) {
+            if s.expose().len() < MIN_SECRET_LEN {
+                return Err(ConfigError::invalid(
+                    "OTP_SECRET",
+                    format!("secrets must be at least {MIN_SECRET_LEN} bytes"),
+                ));
+            }
+        }
+        let keys = Arc::new(KeyRing::new(&secret, &self.old_secrets));
+        let config = self.config;
+        let hasher = HashPool::with_keys(
+            config.hash_params,
+            Arc::clone(&keys),
+            config.hash_workers,
+            config.hash_queue,
+        )?;
+        let templates = match &self.templates_dir {
+            Some(dir) => Templates::with_overrides(dir)?,
+            None => Templates::builtin(),
+        };
+        let engine = Engine {
+            routes: RouteTable::new(&config.paths),
+            grants: GrantCodec::new(Arc::clone(&keys), config.grant_ttl),
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            email: self.email.unwrap_or_else(|| Arc::new(ConsoleSender::new())),
+            sms: self
+                .sms
+                .unwrap_or_else(|| SmsBackend::Messages(Arc::new(ConsoleSender::new()))),
+            retry: self.retry,
+            hasher,
+            templates,
+            keys,
+            config,
+        };
+        Ok(Otp {
+            engine: Arc::new(engine),
+        })
+    }
+}
+
+fn random_secret() -> Secret {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    use rand::{TryRngCore, rngs::OsRng};
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    OsRng
+        .try_fill_bytes(&mut bytes[..])
+        .expect("the OS random number generator failed");
+    Secret::new(URL_SAFE_NO_PAD.encode(&bytes[..]))
+}

@@ -1,0 +1,275 @@
+//! Message templates (minijinja, HTML autoescaping).
+//!
+//! Built-in templates are compiled into the crate from `templates/`:
+//!
+//! | name | files |
+//! |---|---|
+//! | email `otp` | `email/otp.subject.txt`, `email/otp.html`, `email/otp.txt` |
+//! | SMS `otp` | `sms/otp.txt` |
+//!
+//! An email template `NAME` is the subject `email/NAME.subject.txt`, the HTML
+//! part `email/NAME.html` and, optionally, the plain-text part
+//! `email/NAME.txt`; without one, the text part is derived from the HTML.
+//! An SMS template `NAME` is `sms/NAME.txt`.
+//!
+//! A host overrides any of them, or adds its own, with a folder laid out the
+//! same way ([`Templates::with_overrides`]); files there win over built-ins.
+//! `.html` files are autoescaped; subjects and `.txt` files are not.
+
+use std::path::Path;
+
+use minijinja::Environment;
+use serde::Serialize;
+
+use crate::error::ConfigError;
+
+macro_rules! builtin {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../templates/", $name)))),*]
+    };
+}
+
+/// Every built-in template: (name, source).
+const BUILTINS: &[(&str, &str)] = builtin![
+    "email/base.html",
+    "email/otp.subject.txt",
+    "email/otp.html",
+    "email/otp.txt",
+    "sms/otp.txt",
+];
+
+/// A rendered email: subject, HTML and plain-text parts.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RenderedEmail {
+    /// The subject line (one line, trimmed).
+    pub subject: String,
+    /// The HTML part.
+    pub html: String,
+    /// The plain-text part.
+    pub text: String,
+}
+
+impl std::fmt::Debug for RenderedEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenderedEmail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A template failed to render (a missing template or a syntax error).
+#[derive(Debug, thiserror::Error)]
+#[error("template {name} failed: {source}")]
+pub struct TemplateError {
+    name: String,
+    #[source]
+    source: minijinja::Error,
+}
+
+/// The template set: built-ins plus the host's overrides.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+impl Templates {
+    /// Only the built-in templates.
+    pub fn builtin() -> Self {
+        let mut env = Environment::new();
+        for (name, source) in BUILTINS {
+            env.add_template(name, source)
+                .expect("built-in templates are valid");
+        }
+        Self { env }
+    }
+
+    /// The built-ins, overridden and extended by every file under `dir`
+    /// (e.g. `dir/email/otp.html`). Files are read once, now.
+    pub fn with_overrides(dir: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let mut templates = Self::builtin();
+        let dir = dir.as_ref();
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(folder) = pending.pop() {
+            let entries = std::fs::read_dir(&folder).map_err(|e| ConfigError::Backend {
+                what: "templates folder",
+                source: Box::new(e),
+            })?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let Ok(relative) = path.strip_prefix(dir) else {
+                    continue;
+                };
+                let name = relative.to_string_lossy().replace('\\', "/");
+                let source = std::fs::read_to_string(&path).map_err(|e| ConfigError::Backend {
+                    what: "template file",
+                    source: Box::new(e),
+                })?;
+                templates
+                    .env
+                    .add_template_owned(name.clone(), source)
+                    .map_err(|e| ConfigError::invalid("templates", format!("{name}: {e}")))?;
+            }
+        }
+        Ok(templates)
+    }
+
+    /// Whether an email template `name` exists.
+    pub fn has_email(&self, name: &str) -> bool {
+        self.env.get_template(&format!("email/{name}.html")).is_ok()
+    }
+
+    /// Renders email template `name` with `context`.
+    pub fn render_email<C: Serialize>(
+        &self,
+        name: &str,
+        context: C,
+    ) -> Result<RenderedEmail, TemplateError> {
+        let context = minijinja::Value::from_serialize(&context);
+        let subject = self.render(&format!("email/{name}.subject.txt"), &context)?;
+        let html = self.render(&format!("email/{name}.html"), &context)?;
+        let text_name = format!("email/{name}.txt");
+        let text = if self.env.get_template(&text_name).is_ok() {
+            self.render(&text_name, &context)?
+        } else {
+            html_to_text(&html)
+        };
+        Ok(RenderedEmail {
+            subject: subject.lines().next().unwrap_or_default().trim().to_owned(),
+            html,
+            text,
+        })
+    }
+
+    /// Renders SMS template `name` with `context`.
+    pub fn render_sms<C: Serialize>(
+        &self,
+        name: &str,
+        context: C,
+    ) -> Result<String, TemplateError> {
+        let context = minijinja::Value::from_serialize(&context);
+        Ok(self
+            .render(&format!("sms/{name}.txt"), &context)?
+            .trim()
+            .to_owned())
+    }
+
+    fn render(&self, name: &str, context: &minijinja::Value) -> Result<String, TemplateError> {
+        self.env
+            .get_template(name)
+            .and_then(|t| t.render(context))
+            .map_err(|source| TemplateError {
+                name: name.to_owned(),
+                source,
+            })
+    }
+}
+
+/// A readable plain-text form of an HTML body: tags dropped, block ends as
+/// line breaks, entities decoded, blank runs collapsed.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut rest = html;
+    let mut skip_until: Option<&str> = None;
+    while let Some(start) = rest.find('<') {
+        if skip_until.is_none() {
+            out.push_str(&rest[..start]);
+        }
+        let Some(end) = rest[start..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = rest[start + 1..start + end].trim().to_ascii_lowercase();
+        let tag_name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        match skip_until {
+            Some(closing) if tag == closing => skip_until = None,
+            Some(_) => {}
+            None if tag_name == "style" || tag_name == "script" || tag_name == "head" => {
+                if !tag.starts_with('/') {
+                    skip_until = Some(match tag_name.as_str() {
+                        "style" => "/style",
+                        "script" => "/script",
+                        _ => "/head",
+                    });
+                }
+            }
+            None => {
+                if matches!(
+                    tag_name.as_str(),
+                    "br" | "p" | "div" | "tr" | "h1" | "h2" | "h3" | "h4" | "li" | "table"
+                ) {
+                    out.push('\n');
+                }
+            }
+        }
+        rest = &rest[start + end + 1..];
+    }
+    if skip_until.is_none() {
+        out.push_str(rest);
+    }
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&");
+    let mut text = String::new();
+    let mut blank = 0;
+    for line in decoded.lines().map(str::trim) {
+        if line.is_empty() {
+            blank += 1;
+            if blank == 1 && !text.is_empty() {
+                text.push('\n');
+            }
+        } else {
+            blank = 0;
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text.trim_end().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builtin_otp_email_has_the_code_in_both_parts_and_escapes_html() {
+        let t = Templates::builtin();
+        let email = t
+            .render_email(
+                "otp",
+                json!({"code": "123456", "app_name": "<b>Shop</b>", "ttl_minutes": 5}),
+            )
+            .unwrap();
+        assert!(email.html.contains("123456") && email.text.contains("123456"));
+        assert!(email.html.contains("&lt;b&gt;Shop&lt;/b&gt;"));
+        assert!(!email.subject.is_empty() && !email.subject.contains('\n'));
+    }
+
+    #[test]
+    fn html_is_turned_into_readable_text() {
+        let text = html_to_text(
+            "<html><head><style>p{}</style></head><body><p>Hi &amp; welcome</p><p>Line<br>two</p></body></html>",
+        );
+        assert_eq!(text, "Hi & welcome\n\nLine\ntwo");
+    }
+}
