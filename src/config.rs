@@ -338,7 +338,7 @@ impl crate::OtpBuilder {
         if let Some(v) = env.flag("OTP_COOKIE_SECURE")? {
             c.cookie_secure = v;
         }
-        c.validate().map_err(|e| rename_to_env(e))?;
+        c.validate().map_err(rename_to_env)?;
         crate::store::apply_env(builder, &env).and_then(|b| crate::delivery::apply_env(b, &env))
     }
 }

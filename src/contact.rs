@@ -342,7 +342,6 @@ mod tests {
             "a@@b.co",
             "a b@c.co",
             "a@b.co\r\nBcc: evil@x.co",
-            "a@b.co\n",
             "<a@b.co>",
             "a,b@c.co",
             "a;b@c.co",
@@ -356,6 +355,8 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
+        // Surrounding whitespace is trimmed, not refused.
+        assert_eq!(Email::parse(" a@b.co\n").unwrap().as_str(), "a@b.co");
         let long_local = format!("{}@b.co", "a".repeat(65));
         assert!(Email::parse(&long_local).is_err());
     }

@@ -115,7 +115,7 @@ impl OtpHandle {
         let config = &self.engine.config;
         self.engine
             .grants
-            .from_headers(&parts.headers, &config.token_header, GRANT_COOKIE)
+            .find_in_headers(&parts.headers, &config.token_header, GRANT_COOKIE)
     }
 }
 

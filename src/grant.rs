@@ -116,7 +116,7 @@ impl GrantCodec {
     }
 
     /// The first valid grant among the header and the cookie.
-    pub(crate) fn from_headers(
+    pub(crate) fn find_in_headers(
         &self,
         headers: &HeaderMap,
         header_name: &HeaderName,

@@ -119,7 +119,7 @@ where
     let held =
         engine
             .grants
-            .from_headers(&parts.headers, &engine.config.token_header, GRANT_COOKIE);
+            .find_in_headers(&parts.headers, &engine.config.token_header, GRANT_COOKIE);
     let granted = engine.verify(&contact, candidate, held).await?;
 
     let mut verified = Map::new();
