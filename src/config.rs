@@ -5,7 +5,15 @@ use std::time::Duration;
 
 use http::HeaderName;
 
-use crate::{contact::Region, error::ConfigError, hash::HashParams};
+use crate::{
+    contact::Region,
+    error::ConfigError,
+    hash::HashParams,
+    limit::{
+        DEFAULT_IP_SEND_PER_MINUTE, DEFAULT_IP_VERIFY_PER_MINUTE, DEFAULT_MAX_TRACKED_IPS,
+        client_ip::TrustedProxies,
+    },
+};
 
 /// Default code length: 6 digits, one in a million per guess.
 pub const DEFAULT_CODE_LENGTH: u8 = 6;
@@ -102,6 +110,20 @@ pub struct OtpConfig {
     /// Host name for the WebOTP line (`@host #code`) at the end of SMS
     /// codes. Default none.
     pub webotp_host: Option<String>,
+    /// Send requests per client IP per minute (0 = off). Default
+    /// [`DEFAULT_IP_SEND_PER_MINUTE`].
+    pub ip_send_per_minute: u32,
+    /// Verify requests per client IP per minute (0 = off). Default
+    /// [`DEFAULT_IP_VERIFY_PER_MINUTE`].
+    pub ip_verify_per_minute: u32,
+    /// Client addresses tracked per limiter before new ones are refused.
+    /// Default [`DEFAULT_MAX_TRACKED_IPS`].
+    pub max_tracked_ips: usize,
+    /// Proxies whose forwarded headers are believed. Default none.
+    pub trusted_proxies: TrustedProxies,
+    /// Answer refused contacts exactly like accepted ones (see
+    /// [`policy`](crate::policy)). Default `false`.
+    pub enumeration_safe: bool,
 }
 
 impl Default for OtpConfig {
@@ -134,6 +156,16 @@ impl Default for OtpConfig {
             hash_queue: workers * DEFAULT_HASH_QUEUE_PER_WORKER,
             app_name: "tower-otp".into(),
             webotp_host: None,
+            // A person sends a few codes a minute at most; a bot wants thousands.
+            ip_send_per_minute: DEFAULT_IP_SEND_PER_MINUTE,
+            // Typing mistakes are common; 30 guesses a minute is still far
+            // from brute force (5 per code, and sends are limited).
+            ip_verify_per_minute: DEFAULT_IP_VERIFY_PER_MINUTE,
+            max_tracked_ips: DEFAULT_MAX_TRACKED_IPS,
+            // Forwarded headers are client-controlled unless a proxy says so.
+            trusted_proxies: TrustedProxies::none(),
+            // Opt-in: it hides delivery failures from the user.
+            enumeration_safe: false,
         }
     }
 }
@@ -275,6 +307,9 @@ impl crate::OtpBuilder {
     /// | `OTP_SEND_QUOTA_WINDOW_SECONDS` | quota window | 600 |
     /// | `OTP_GRANT_TTL_SECONDS` | grant lifetime | 1800 |
     /// | `OTP_COOKIE_SECURE` | `Secure` on the grant cookie | true |
+    /// | `OTP_IP_SEND_PER_MINUTE` | sends per client IP per minute (0 = off) | 10 |
+    /// | `OTP_IP_VERIFY_PER_MINUTE` | verifies per client IP per minute (0 = off) | 30 |
+    /// | `OTP_TRUSTED_PROXIES` | comma-separated proxy CIDRs whose forwarded headers count | none |
     ///
     /// Store and delivery variables (`REDIS_OTP_URL`, `EMAIL_SERVER`,
     /// `SMS_SERVER`, …) are read by their own modules; see the README.
@@ -337,6 +372,15 @@ impl crate::OtpBuilder {
         }
         if let Some(v) = env.flag("OTP_COOKIE_SECURE")? {
             c.cookie_secure = v;
+        }
+        if let Some(v) = env.parse("OTP_IP_SEND_PER_MINUTE")? {
+            c.ip_send_per_minute = v;
+        }
+        if let Some(v) = env.parse("OTP_IP_VERIFY_PER_MINUTE")? {
+            c.ip_verify_per_minute = v;
+        }
+        if let Some(v) = env.get("OTP_TRUSTED_PROXIES") {
+            c.trusted_proxies = TrustedProxies::parse(&v)?;
         }
         c.validate().map_err(rename_to_env)?;
         crate::store::apply_env(builder, &env).and_then(|b| crate::delivery::apply_env(b, &env))

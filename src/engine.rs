@@ -12,9 +12,10 @@ use rand::{TryRngCore, rngs::OsRng};
 use serde_json::json;
 
 use crate::{
+    audit::{self, Outcome},
     code::Code,
     config::OtpConfig,
-    contact::{Contact, Mobile},
+    contact::Contact,
     delivery::{
         DeliveryError, EmailMessage, EmailSender, ProviderCheck, RetryPolicy, SmsMessage,
         SmsSender, SmsVerifier,
@@ -23,7 +24,9 @@ use crate::{
     extract::VerifiedContact,
     grant::{GrantCodec, VerifiedToken},
     hash::{HashError, HashPool},
+    limit::EdgeLimiter,
     middleware::RouteTable,
+    policy::{ContactPolicy, PolicyDecision},
     secret::KeyRing,
     store::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey},
     template::Templates,
@@ -43,11 +46,13 @@ pub(crate) enum SmsBackend {
 pub(crate) struct Engine {
     pub(crate) config: OtpConfig,
     pub(crate) routes: RouteTable,
+    pub(crate) edge: EdgeLimiter,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) store: Arc<dyn OtpStore>,
     pub(crate) hasher: HashPool,
     pub(crate) email: Arc<dyn EmailSender>,
     pub(crate) sms: SmsBackend,
+    pub(crate) policy: Option<Arc<dyn ContactPolicy>>,
     pub(crate) templates: Templates,
     pub(crate) grants: GrantCodec,
     pub(crate) retry: RetryPolicy,
@@ -75,61 +80,118 @@ impl Engine {
     }
 
     /// Issues a new code for `contact` and delivers it.
-    pub(crate) async fn send(&self, contact: &Contact) -> Result<SendOutcome, ApiError> {
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        contact: &Contact,
+    ) -> Result<SendOutcome, ApiError> {
+        let decision = match &self.policy {
+            Some(policy) => policy.check(contact).await,
+            None => PolicyDecision::Allow,
+        };
+        let refused = matches!(decision, PolicyDecision::Reject { .. });
+        if let PolicyDecision::Reject { status, message } = decision {
+            if !self.config.enumeration_safe {
+                audit::record(Outcome::Rejected, contact);
+                return Err(ApiError::ContactRejected { status, message });
+            }
+        }
+
         let key = self.store_key(contact, 0);
-        let masked = contact.masked();
-        let channel = contact.channel().as_str();
         match self
             .store
             .reserve_send(&key, &self.limits())
             .await
-            .map_err(|e| store_failure(&e))?
+            .map_err(|e| store_failure(&e, contact))?
         {
             SendReservation::Granted => {}
             SendReservation::Cooldown { retry_after }
             | SendReservation::QuotaExceeded { retry_after } => {
-                tracing::info!(contact = %masked, channel, "otp send refused: cooldown or quota");
+                audit::record(Outcome::RateLimited, contact);
                 return Err(ApiError::RateLimited {
                     retry_after: ceil_secs(retry_after),
                 });
             }
         }
 
-        let salt = random_salt();
-        let issued = match (&self.sms, contact) {
-            (SmsBackend::Verifier(verifier), Contact::Mobile(mobile)) => {
-                self.issue_with_provider(&key, salt, verifier.as_ref(), mobile)
-                    .await
-            }
-            _ => self.issue_own_code(&key, salt, contact).await,
-        };
-        if let Err(err) = issued {
-            // The user never got a code: let them ask again at once. The
-            // failed send still counts toward the quota.
-            if let Err(e) = self.store.release_cooldown(&key).await {
-                tracing::warn!(error = %e, "could not release the resend cooldown");
-            }
-            return Err(err);
-        }
-        tracing::info!(contact = %masked, channel, "otp sent");
-        Ok(SendOutcome {
+        let outcome = SendOutcome {
             expires_in: self.config.code_ttl.as_secs(),
             resend_in: self.config.resend_cooldown.as_secs(),
-        })
+        };
+        let salt = random_salt();
+        let provider = match (&self.sms, contact) {
+            (SmsBackend::Verifier(verifier), Contact::Mobile(mobile)) if !refused => {
+                Some((verifier, mobile))
+            }
+            _ => None,
+        };
+        // Store the code (or the provider's placeholder) first: a failure
+        // here means nothing was sent, so the cooldown is released.
+        let stored = match provider {
+            Some(_) => self.store_placeholder(&key, salt, contact).await.map(|()| None),
+            None => self.store_new_code(&key, salt, contact).await.map(Some),
+        };
+        let code = match stored {
+            Ok(code) => code,
+            Err(err) => {
+                self.release_cooldown(&key).await;
+                return Err(err);
+            }
+        };
+        if refused {
+            // Enumeration-safe refusal: a real, hashed, stored code that is
+            // never sent, so send and verify answer exactly as for others.
+            audit::record(Outcome::Rejected, contact);
+            return Ok(outcome);
+        }
+
+        let delivery = {
+            let engine = Arc::clone(self);
+            let contact = contact.clone();
+            async move {
+                let result = match (&engine.sms, &contact, code) {
+                    (SmsBackend::Verifier(verifier), Contact::Mobile(mobile), None) => {
+                        engine.retry.run(|| verifier.start(mobile)).await
+                    }
+                    (_, _, Some(code)) => engine.deliver(&contact, &code).await,
+                    _ => Err(DeliveryError::permanent("no code to deliver")),
+                };
+                match result {
+                    Ok(()) => {
+                        audit::record(Outcome::Delivered, &contact);
+                        Ok(())
+                    }
+                    Err(err) => {
+                        // The user never got a code: delete it and let them
+                        // ask again at once. The failed send still counts
+                        // toward the quota.
+                        engine.forget(&key, &salt).await;
+                        engine.release_cooldown(&key).await;
+                        Err(delivery_failure(&contact, &err))
+                    }
+                }
+            }
+        };
+        if self.config.enumeration_safe {
+            // Answer before the provider does, so timing reveals nothing.
+            tokio::spawn(delivery);
+            return Ok(outcome);
+        }
+        delivery.await.map(|()| outcome)
     }
 
-    async fn issue_own_code(
+    /// Generates a code, hashes it and stores the hash.
+    async fn store_new_code(
         &self,
         key: &StoreKey,
         salt: [u8; 16],
         contact: &Contact,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Code, ApiError> {
         let code = Code::generate(self.config.code_length);
         let hash = self
             .hasher
             .hash(code.as_str(), &salt)
             .await
-            .map_err(|e| self.hash_failure(e))?;
+            .map_err(|e| hash_failure(e, contact))?;
         let record = CodeRecord {
             salt,
             hash: hash.to_vec(),
@@ -138,23 +200,19 @@ impl Engine {
         self.store
             .put_code(key, &record, self.config.code_ttl)
             .await
-            .map_err(|e| store_failure(&e))?;
-        if let Err(err) = self.deliver(contact, &code).await {
-            self.forget(key, &salt).await;
-            return Err(delivery_failure(contact, &err));
-        }
-        Ok(())
+            .map_err(|e| store_failure(&e, contact))?;
+        audit::record(Outcome::Sent, contact);
+        Ok(code)
     }
 
-    async fn issue_with_provider(
+    /// The provider holds the code (Twilio Verify); we keep an empty record
+    /// so that our own expiry and attempt counting still apply.
+    async fn store_placeholder(
         &self,
         key: &StoreKey,
         salt: [u8; 16],
-        verifier: &dyn SmsVerifier,
-        mobile: &Mobile,
+        contact: &Contact,
     ) -> Result<(), ApiError> {
-        // The provider holds the code; we keep an empty record so that our
-        // own expiry and attempt counting still apply.
         let record = CodeRecord {
             salt,
             hash: Vec::new(),
@@ -163,12 +221,15 @@ impl Engine {
         self.store
             .put_code(key, &record, self.config.code_ttl)
             .await
-            .map_err(|e| store_failure(&e))?;
-        if let Err(err) = self.retry.run(|| verifier.start(mobile)).await {
-            self.forget(key, &salt).await;
-            return Err(delivery_failure(&Contact::Mobile(mobile.clone()), &err));
-        }
+            .map_err(|e| store_failure(&e, contact))?;
+        audit::record(Outcome::Sent, contact);
         Ok(())
+    }
+
+    async fn release_cooldown(&self, key: &StoreKey) {
+        if let Err(e) = self.store.release_cooldown(key).await {
+            tracing::warn!(error = %e, "could not release the resend cooldown");
+        }
     }
 
     async fn deliver(&self, contact: &Contact, code: &Code) -> Result<(), DeliveryError> {
@@ -197,7 +258,9 @@ impl Engine {
             }
             Contact::Mobile(mobile) => {
                 let SmsBackend::Messages(sender) = &self.sms else {
-                    unreachable!("provider-checked SMS never reaches deliver()");
+                    return Err(DeliveryError::permanent(
+                        "the SMS provider sends its own codes",
+                    ));
                 };
                 let body = self
                     .templates
@@ -228,8 +291,6 @@ impl Engine {
         candidate: &str,
         held: Option<VerifiedContact>,
     ) -> Result<VerifiedToken, ApiError> {
-        let masked = contact.masked();
-        let channel = contact.channel().as_str();
         let provider_checked = matches!(
             (&self.sms, contact),
             (SmsBackend::Verifier(_), Contact::Mobile(_))
@@ -239,17 +300,21 @@ impl Engine {
         let permit = if provider_checked {
             None
         } else {
-            Some(self.hasher.reserve().map_err(|e| self.hash_failure(e))?)
+            Some(
+                self.hasher
+                    .reserve()
+                    .map_err(|e| hash_failure(e, contact))?,
+            )
         };
 
         let (key, attempt) = self.begin_attempt(contact).await?;
         let (record, attempts_used) = match attempt {
             Attempt::NoCode => {
-                tracing::info!(contact = %masked, channel, "otp verify: no live code");
+                audit::record(Outcome::OtpExpired, contact);
                 return Err(ApiError::OtpExpired);
             }
             Attempt::Exhausted => {
-                tracing::info!(contact = %masked, channel, "otp verify: attempts exhausted");
+                audit::record(Outcome::AttemptsExceeded, contact);
                 return Err(ApiError::AttemptsExceeded);
             }
             Attempt::Granted {
@@ -258,36 +323,49 @@ impl Engine {
             } => (record, attempts_used),
         };
 
-        let correct = match (permit, &self.sms, contact) {
-            (Some(permit), _, _) => {
+        // An empty hash means the provider holds the code (Twilio Verify).
+        let provider = match (&self.sms, contact) {
+            (SmsBackend::Verifier(verifier), Contact::Mobile(mobile)) if record.hash.is_empty() => {
+                Some((verifier, mobile))
+            }
+            _ => None,
+        };
+        let correct = match provider {
+            None => {
+                let permit = match permit {
+                    Some(permit) => permit,
+                    // A decoy record in provider mode (enumeration-safe refusal).
+                    None => self
+                        .hasher
+                        .reserve()
+                        .map_err(|e| hash_failure(e, contact))?,
+                };
                 match permit
                     .verify(candidate, &record.salt, record.secret_id, &record.hash)
                     .await
                 {
                     Ok(correct) => correct,
                     Err(HashError::UnknownSecret) => false,
-                    Err(e) => return Err(self.hash_failure(e)),
+                    Err(e) => return Err(hash_failure(e, contact)),
                 }
             }
-            (None, SmsBackend::Verifier(verifier), Contact::Mobile(mobile)) => {
+            Some((verifier, mobile)) => {
                 match self.retry.run(|| verifier.check(mobile, candidate)).await {
                     Ok(ProviderCheck::Approved) => true,
                     Ok(ProviderCheck::Rejected) => false,
                     Ok(ProviderCheck::Expired) => {
                         self.forget(&key, &record.salt).await;
+                        audit::record(Outcome::OtpExpired, contact);
                         return Err(ApiError::OtpExpired);
                     }
                     Ok(ProviderCheck::TooManyAttempts) => {
                         self.forget(&key, &record.salt).await;
+                        audit::record(Outcome::AttemptsExceeded, contact);
                         return Err(ApiError::AttemptsExceeded);
                     }
-                    Err(err) => {
-                        tracing::warn!(contact = %masked, error = %err, "provider check failed");
-                        return Err(ApiError::DeliveryFailed);
-                    }
+                    Err(err) => return Err(delivery_failure(contact, &err)),
                 }
             }
-            (None, _, _) => return Err(ApiError::Internal),
         };
 
         if !correct {
@@ -296,11 +374,11 @@ impl Engine {
                 self.store
                     .remove_code(&key, &record.salt)
                     .await
-                    .map_err(|e| store_failure(&e))?;
-                tracing::warn!(contact = %masked, channel, "otp attempts exceeded; code destroyed");
+                    .map_err(|e| store_failure(&e, contact))?;
+                audit::record(Outcome::AttemptsExceeded, contact);
                 return Err(ApiError::AttemptsExceeded);
             }
-            tracing::info!(contact = %masked, channel, attempts_used, "otp invalid");
+            audit::record(Outcome::OtpInvalid, contact);
             return Err(ApiError::OtpInvalid {
                 attempts_left: max - attempts_used,
             });
@@ -311,12 +389,12 @@ impl Engine {
             .store
             .remove_code(&key, &record.salt)
             .await
-            .map_err(|e| store_failure(&e))?;
+            .map_err(|e| store_failure(&e, contact))?;
         if !consumed {
-            tracing::info!(contact = %masked, channel, "otp already used");
+            audit::record(Outcome::OtpExpired, contact);
             return Err(ApiError::OtpExpired);
         }
-        tracing::info!(contact = %masked, channel, "otp verified");
+        audit::record(Outcome::Verified, contact);
 
         let held = held.unwrap_or_default();
         let (email, mobile) = match contact {
@@ -338,7 +416,7 @@ impl Engine {
                 .store
                 .begin_attempt(&key, max)
                 .await
-                .map_err(|e| store_failure(&e))?;
+                .map_err(|e| store_failure(&e, contact))?;
             if attempt != Attempt::NoCode {
                 return Ok((key, attempt));
             }
@@ -347,23 +425,26 @@ impl Engine {
         Ok((first.expect("the key ring is never empty"), Attempt::NoCode))
     }
 
-    fn hash_failure(&self, error: HashError) -> ApiError {
-        match error {
-            HashError::Overloaded => {
-                tracing::warn!("hashing pool overloaded; shedding an OTP request");
-                ApiError::Overloaded { retry_after: 1 }
-            }
-            other => {
-                tracing::error!(error = %other, "hashing failed");
-                ApiError::Internal
-            }
+}
+
+fn hash_failure(error: HashError, contact: &Contact) -> ApiError {
+    match error {
+        HashError::Overloaded => {
+            audit::record(Outcome::Overloaded, contact);
+            ApiError::Overloaded { retry_after: 1 }
+        }
+        other => {
+            tracing::error!(error = %other, "hashing failed");
+            ApiError::Internal
         }
     }
 }
 
-fn store_failure(error: &StoreError) -> ApiError {
+fn store_failure(error: &StoreError, contact: &Contact) -> ApiError {
+    // The source chain (e.g. the Redis error) goes to the log only.
     tracing::error!(error = %error, source = ?std::error::Error::source(error), "OTP store failed");
     if error.is_unavailable() {
+        audit::record(Outcome::StoreUnavailable, contact);
         ApiError::StoreUnavailable
     } else {
         ApiError::Internal
@@ -371,12 +452,9 @@ fn store_failure(error: &StoreError) -> ApiError {
 }
 
 fn delivery_failure(contact: &Contact, error: &DeliveryError) -> ApiError {
-    tracing::warn!(
-        contact = %contact.masked(),
-        channel = contact.channel().as_str(),
-        error = %error,
-        "otp delivery failed"
-    );
+    // The provider's own error text goes to the log only.
+    tracing::warn!(error = %error, "delivery error");
+    audit::record(Outcome::DeliveryFailed, contact);
     match (error.is_invalid_recipient(), contact) {
         (true, Contact::Email(_)) => ApiError::InvalidEmail,
         (true, Contact::Mobile(_)) => ApiError::InvalidMobile,

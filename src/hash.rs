@@ -112,8 +112,8 @@ struct Job {
 /// let salt = [7u8; 16];
 /// let id = pool.current_secret_id();
 /// let hash = pool.hash("123456", &salt).await.unwrap();
-/// assert!(pool.verify("123456", &salt, id, &hash).await.unwrap());
-/// assert!(!pool.verify("654321", &salt, id, &hash).await.unwrap());
+/// assert!(pool.verify("123456", &salt, id, &hash[..]).await.unwrap());
+/// assert!(!pool.verify("654321", &salt, id, &hash[..]).await.unwrap());
 /// # });
 /// ```
 pub struct HashPool {

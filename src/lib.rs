@@ -53,6 +53,7 @@
 //! | `metrics` | no | counters through the `metrics` facade |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod audit;
 mod code;
 pub mod config;
 pub mod contact;
@@ -62,8 +63,10 @@ pub mod error;
 pub mod extract;
 mod grant;
 pub mod hash;
+pub mod limit;
 pub mod middleware;
 mod otp;
+pub mod policy;
 mod routes;
 mod secret;
 pub mod store;
@@ -73,6 +76,7 @@ pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 pub use config::OtpConfig;
 pub use contact::{Channel, Contact, Email, Mobile, Region};
 pub use error::{ApiError, ConfigError};
+pub use limit::client_ip::{ClientAddr, TrustedProxies};
 pub use extract::{
     VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, verify_parts,
 };

@@ -12,7 +12,9 @@ use crate::{
     error::ConfigError,
     grant::GrantCodec,
     hash::{HashParams, HashPool},
+    limit::{EdgeLimiter, client_ip::TrustedProxies},
     middleware::{OtpLayer, RouteTable},
+    policy::ContactPolicy,
     secret::{KeyRing, Secret},
     store::{MemoryStore, OtpStore, StoreKey},
     template::Templates,
@@ -81,6 +83,7 @@ pub struct OtpBuilder {
     pub(crate) email: Option<Arc<dyn EmailSender>>,
     pub(crate) sms: Option<SmsBackend>,
     pub(crate) templates_dir: Option<PathBuf>,
+    pub(crate) policy: Option<Arc<dyn ContactPolicy>>,
     pub(crate) retry: RetryPolicy,
 }
 
@@ -270,6 +273,37 @@ impl OtpBuilder {
         self
     }
 
+    /// Per-client-IP limits: send and verify requests per minute (0 turns
+    /// one off). Default 10 sends and 30 verifies per minute.
+    pub fn ip_limits(mut self, send_per_minute: u32, verify_per_minute: u32) -> Self {
+        self.config.ip_send_per_minute = send_per_minute;
+        self.config.ip_verify_per_minute = verify_per_minute;
+        self
+    }
+
+    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
+    /// Default none: the connection's address is the client's. See
+    /// [`client_ip`](crate::limit::client_ip) for the deployment caveat.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.config.trusted_proxies = proxies;
+        self
+    }
+
+    /// A host policy that may refuse contacts before a code is sent (e.g.
+    /// already registered). Default none.
+    pub fn contact_policy(mut self, policy: impl ContactPolicy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// Answers refused contacts exactly as accepted ones and delivers in the
+    /// background, so responses reveal nothing about who is registered.
+    /// Default off. See [`policy`](crate::policy) for what changes.
+    pub fn enumeration_safe(mut self) -> Self {
+        self.config.enumeration_safe = true;
+        self
+    }
+
     /// Validates the settings and starts the hashing pool.
     pub fn build(self) -> Result<Otp, ConfigError> {
         self.config.validate()?;
@@ -311,6 +345,11 @@ impl OtpBuilder {
         };
         let engine = Engine {
             routes: RouteTable::new(&config.paths),
+            edge: EdgeLimiter::new(
+                config.ip_send_per_minute,
+                config.ip_verify_per_minute,
+                config.max_tracked_ips,
+            ),
             grants: GrantCodec::new(Arc::clone(&keys), config.grant_ttl),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             email: self.email.unwrap_or_else(|| Arc::new(ConsoleSender::new())),
@@ -318,6 +357,7 @@ impl OtpBuilder {
                 .sms
                 .unwrap_or_else(|| SmsBackend::Messages(Arc::new(ConsoleSender::new()))),
             retry: self.retry,
+            policy: self.policy,
             hasher,
             templates,
             keys,

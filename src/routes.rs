@@ -15,11 +15,13 @@ use serde_json::{Map, Value, json};
 use crate::{
     code,
     config::GRANT_COOKIE,
-    contact::{Contact, Email, InvalidContact, Mobile},
+    contact::{Channel, Contact, Email, InvalidContact, Mobile},
     engine::Engine,
     error::{ApiError, json_response},
     grant,
+    limit::{LimitKind, client_ip::client_ip},
 };
+use tracing::Instrument;
 
 /// Type-erased error of a request body.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -41,6 +43,30 @@ impl Route {
         }
     }
 
+    fn name(self) -> &'static str {
+        match self {
+            Self::SendEmail => "send_email",
+            Self::VerifyEmail => "verify_email",
+            Self::SendMobile => "send_mobile",
+            Self::VerifyMobile => "verify_mobile",
+        }
+    }
+
+    fn channel(self) -> Channel {
+        match self {
+            Self::SendEmail | Self::VerifyEmail => Channel::Email,
+            Self::SendMobile | Self::VerifyMobile => Channel::Mobile,
+        }
+    }
+
+    fn limit_kind(self) -> LimitKind {
+        if self.is_verify() {
+            LimitKind::Verify
+        } else {
+            LimitKind::Send
+        }
+    }
+
     fn is_verify(self) -> bool {
         matches!(self, Self::VerifyEmail | Self::VerifyMobile)
     }
@@ -57,14 +83,45 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    match serve(&engine, route, request).await {
-        Ok(response) => response,
-        Err(error) => error.to_response(),
+    if request.method() != Method::POST {
+        return ApiError::MethodNotAllowed.to_response();
     }
+    let ip = client_ip(
+        request.extensions(),
+        request.headers(),
+        &engine.config.trusted_proxies,
+    );
+    let span = tracing::info_span!(
+        "otp_request",
+        route = route.name(),
+        client_ip = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+    );
+    async move {
+        // The edge limit comes before reading the body, hashing or delivery.
+        let rate_headers = match engine.edge.check(route.limit_kind(), ip) {
+            Ok(headers) => headers,
+            Err((error, headers)) => {
+                crate::audit::refused_at_edge(route.channel());
+                let mut response = error.to_response();
+                response.headers_mut().extend(headers);
+                return response;
+            }
+        };
+        let mut response = match serve(&engine, route, request).await {
+            Ok(response) => response,
+            Err(error) => error.to_response(),
+        };
+        if let Some(headers) = rate_headers {
+            response.headers_mut().extend(headers);
+        }
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 async fn serve<B>(
-    engine: &Engine,
+    engine: &Arc<Engine>,
     route: Route,
     request: Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError>
@@ -73,9 +130,6 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
     let (parts, body) = request.into_parts();
     if !is_json(&parts.headers) {
         return Err(ApiError::UnsupportedMediaType);
