@@ -80,10 +80,7 @@ impl Engine {
     }
 
     /// Issues a new code for `contact` and delivers it.
-    pub(crate) async fn send(
-        self: &Arc<Self>,
-        contact: &Contact,
-    ) -> Result<SendOutcome, ApiError> {
+    pub(crate) async fn send(self: &Arc<Self>, contact: &Contact) -> Result<SendOutcome, ApiError> {
         let decision = match &self.policy {
             Some(policy) => policy.check(contact).await,
             None => PolicyDecision::Allow,
@@ -127,7 +124,10 @@ impl Engine {
         // Store the code (or the provider's placeholder) first: a failure
         // here means nothing was sent, so the cooldown is released.
         let stored = match provider {
-            Some(_) => self.store_placeholder(&key, salt, contact).await.map(|()| None),
+            Some(_) => self
+                .store_placeholder(&key, salt, contact)
+                .await
+                .map(|()| None),
             None => self.store_new_code(&key, salt, contact).await.map(Some),
         };
         let code = match stored {
@@ -424,7 +424,6 @@ impl Engine {
         }
         Ok((first.expect("the key ring is never empty"), Attempt::NoCode))
     }
-
 }
 
 fn hash_failure(error: HashError, contact: &Contact) -> ApiError {

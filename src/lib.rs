@@ -76,10 +76,10 @@ pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 pub use config::OtpConfig;
 pub use contact::{Channel, Contact, Email, Mobile, Region};
 pub use error::{ApiError, ConfigError};
-pub use limit::client_ip::{ClientAddr, TrustedProxies};
 pub use extract::{
     VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, verify_parts,
 };
+pub use limit::client_ip::{ClientAddr, TrustedProxies};
 pub use middleware::{OtpLayer, OtpService};
 pub use otp::{MIN_SECRET_LEN, Otp, OtpBuilder};
 pub use secret::Secret;

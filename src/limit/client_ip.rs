@@ -192,7 +192,10 @@ mod tests {
         let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
         let (e, h) = request("203.0.113.9:5000", &[("x-forwarded-for", "1.1.1.1")]);
         assert_eq!(client_ip(&e, &h, &trusted), ip("203.0.113.9"));
-        assert_eq!(client_ip(&e, &h, &TrustedProxies::none()), ip("203.0.113.9"));
+        assert_eq!(
+            client_ip(&e, &h, &TrustedProxies::none()),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
@@ -206,7 +209,10 @@ mod tests {
         assert_eq!(client_ip(&e, &h, &trusted), ip("198.51.100.7"));
         let (e, h) = request(
             "10.0.0.2:80",
-            &[("forwarded", "for=6.6.6.6, for=\"[2001:db8::7]:443\";proto=https")],
+            &[(
+                "forwarded",
+                "for=6.6.6.6, for=\"[2001:db8::7]:443\";proto=https",
+            )],
         );
         assert_eq!(client_ip(&e, &h, &trusted), ip("2001:db8::7"));
         let (e, h) = request("10.0.0.2:80", &[("x-forwarded-for", "not an ip")]);

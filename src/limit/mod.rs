@@ -208,7 +208,9 @@ mod tests {
         assert_eq!(headers[0].1, "\"otp-send\";q=2;w=60");
         assert_eq!(headers[1].1, "\"otp-send\";r=0;t=60");
         let (err, _) = limiter.check(LimitKind::Send, a).unwrap_err();
-        assert!(matches!(err, ApiError::RateLimited { retry_after } if (1..=30).contains(&retry_after)));
+        assert!(
+            matches!(err, ApiError::RateLimited { retry_after } if (1..=30).contains(&retry_after))
+        );
         assert!(limiter.check(LimitKind::Send, b).is_ok());
         assert!(limiter.check(LimitKind::Verify, a).is_ok());
         assert!(limiter.check(LimitKind::Send, None).unwrap().is_none());

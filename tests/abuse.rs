@@ -1,0 +1,379 @@
+//! Abuse resistance over real HTTP: per-IP limits and their headers,
+//! forwarded-header spoofing, host policy and enumeration-safe mode,
+//! passthrough latency during a verify flood, and log discipline.
+
+mod app;
+
+use std::{
+    io::Write,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use app::{TestApp, builder, host_routes, wrong_code};
+use http::StatusCode;
+use serde_json::{Value, json};
+use tower_otp::{
+    OtpBuilder, TrustedProxies,
+    delivery::MemoryOutbox,
+    policy::{PolicyDecision, from_fn},
+};
+
+/// Serves the host app behind the layer on 127.0.0.1:0 with `ConnectInfo`.
+async fn serve(builder: OtpBuilder) -> String {
+    let otp = builder.build().unwrap();
+    let app = host_routes().layer(otp.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+async fn post(
+    base: &str,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn per_ip_send_limit_answers_429_with_retry_after_and_ratelimit_headers() {
+    let outbox = MemoryOutbox::new();
+    let base = serve(builder(&outbox).ip_limits(3, 30)).await;
+    for i in 0..3 {
+        let (status, headers, body) = post(
+            &base,
+            "/send-otp/",
+            json!({"email": format!("u{i}@b.co")}),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(headers["ratelimit-policy"], "\"otp-send\";q=3;w=60");
+        let expected = format!("\"otp-send\";r={};t={}", 2 - i, (i + 1) * 20);
+        assert_eq!(headers["ratelimit"], expected.as_str());
+    }
+    let (status, headers, body) = post(&base, "/send-otp/", json!({"email": "u9@b.co"}), &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["code"], "rate_limited");
+    let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(body["retry_after"], retry_after);
+    assert_eq!(
+        headers["ratelimit"],
+        format!("\"otp-send\";r=0;t={retry_after}").as_str()
+    );
+    // Refused at the edge: nothing was sent for the 4th address.
+    assert!(outbox.last_code_for("u9@b.co").is_none());
+    // The verify budget is separate.
+    let (status, headers, _) = post(
+        &base,
+        "/verify-otp/",
+        json!({"email": "u0@b.co", "otp": "000000"}),
+        &[],
+    )
+    .await;
+    assert_ne!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers["ratelimit-policy"], "\"otp-verify\";q=30;w=60");
+}
+
+#[tokio::test]
+async fn a_spoofed_x_forwarded_for_does_not_dodge_the_limit() {
+    let outbox = MemoryOutbox::new();
+    let base = serve(builder(&outbox).ip_limits(2, 30)).await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let fake = format!("203.0.113.{i}");
+        let (status, _, _) = post(
+            &base,
+            "/send-otp/",
+            json!({"email": format!("s{i}@b.co")}),
+            &[
+                ("x-forwarded-for", &fake),
+                ("forwarded", &format!("for={fake}")),
+            ],
+        )
+        .await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429, 429]);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let outbox = MemoryOutbox::new();
+    let base = serve(
+        builder(&outbox)
+            .ip_limits(1, 30)
+            .trusted_proxies(TrustedProxies::parse("127.0.0.1/32").unwrap()),
+    )
+    .await;
+    // The proxy (loopback) appends each real client; a client-written
+    // left-most value does not matter.
+    let send = |email: &'static str, xff: &'static str| {
+        let base = base.clone();
+        async move {
+            post(
+                &base,
+                "/send-otp/",
+                json!({ "email": email }),
+                &[("x-forwarded-for", xff)],
+            )
+            .await
+            .0
+            .as_u16()
+        }
+    };
+    assert_eq!(send("p1@b.co", "6.6.6.6, 198.51.100.1").await, 200);
+    assert_eq!(send("p2@b.co", "198.51.100.2").await, 200);
+    assert_eq!(send("p3@b.co", "7.7.7.7, 198.51.100.1").await, 429);
+}
+
+#[tokio::test]
+async fn host_policy_refuses_with_its_own_status_and_message() {
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder(&outbox).contact_policy(from_fn(|contact| async move {
+            if contact.as_str() == "taken@b.co" {
+                PolicyDecision::reject(StatusCode::CONFLICT, "This email is already registered.")
+            } else {
+                PolicyDecision::Allow
+            }
+        })),
+        outbox.clone(),
+    );
+    let answer = app.send_email("taken@b.co").await;
+    answer.assert_error(409, "contact_rejected");
+    assert_eq!(answer.body["message"], "This email is already registered.");
+    assert!(outbox.messages().is_empty());
+    app.send_email("free@b.co").await.assert_success();
+}
+
+#[tokio::test]
+async fn enumeration_safe_mode_answers_refused_contacts_like_accepted_ones() {
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder(&outbox)
+            .enumeration_safe()
+            .contact_policy(from_fn(|contact| async move {
+                if contact.as_str() == "taken@b.co" {
+                    PolicyDecision::reject(StatusCode::CONFLICT, "already registered")
+                } else {
+                    PolicyDecision::Allow
+                }
+            })),
+        outbox.clone(),
+    );
+    let refused = app.send_email("taken@b.co").await;
+    let accepted = app.send_email("free@b.co").await;
+    assert_eq!(refused.status, accepted.status);
+    assert_eq!(refused.body, accepted.body);
+    // Delivery runs in the background in this mode.
+    for _ in 0..100 {
+        if outbox.last_code_for("free@b.co").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(outbox.last_code_for("free@b.co").is_some());
+    assert!(
+        outbox.last_code_for("taken@b.co").is_none(),
+        "nothing is sent"
+    );
+    // Limits and verify answers match too.
+    let (a, b) = (
+        app.send_email("taken@b.co").await,
+        app.send_email("free@b.co").await,
+    );
+    assert_eq!((a.status, a.code()), (b.status, b.code()));
+    let code = app.code_for("free@b.co");
+    let (a, b) = (
+        app.verify_email("taken@b.co", &wrong_code(&code)).await,
+        app.verify_email("free@b.co", &wrong_code(&code)).await,
+    );
+    assert_eq!(a.body, b.body);
+    assert_eq!(a.body["attempts_left"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
+    let outbox = MemoryOutbox::new();
+    // Real Argon2 parameters: each verify costs tens of milliseconds of CPU.
+    let otp_builder = tower_otp::Otp::builder()
+        .secret(app::SECRET)
+        .email_sender(outbox.clone())
+        .ip_limits(0, 0);
+    let base = serve(otp_builder).await;
+    let client = reqwest::Client::new();
+    // Ten live codes, four wrong guesses each: 40 guesses that all get hashed.
+    for i in 0..10 {
+        post(
+            &base,
+            "/send-otp/",
+            json!({"email": format!("flood{i}@b.co")}),
+            &[],
+        )
+        .await;
+    }
+
+    let idle = {
+        let start = Instant::now();
+        client.get(format!("{base}/")).send().await.unwrap();
+        start.elapsed()
+    };
+    let flood: Vec<_> = (0..40)
+        .map(|i| {
+            let base = base.clone();
+            let email = format!("flood{}@b.co", i % 10);
+            let wrong = wrong_code(&outbox.last_code_for(&email).unwrap());
+            tokio::spawn(async move {
+                post(
+                    &base,
+                    "/verify-otp/",
+                    json!({"email": email, "otp": wrong}),
+                    &[],
+                )
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut during = Duration::ZERO;
+    for _ in 0..5 {
+        let start = Instant::now();
+        let response = client.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "home page");
+        during = during.max(start.elapsed());
+    }
+    for handle in flood {
+        let (_, _, body) = handle.await.unwrap();
+        assert_eq!(
+            body["code"], "otp_invalid",
+            "every guess was evaluated: {body}"
+        );
+    }
+    // Hashing runs on its own threads: the passthrough route is not queued
+    // behind it. Generous bound for a loaded 2-core machine.
+    assert!(
+        during < Duration::from_millis(250),
+        "passthrough took {during:?} during the flood (idle {idle:?})"
+    );
+}
+
+/// A writer that keeps everything the log subscriber prints.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time() // timestamps are digit runs that could match a code by chance
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let outbox = MemoryOutbox::new();
+    let base = serve(builder(&outbox)).await;
+    post(
+        &base,
+        "/send-otp/",
+        json!({"email": "secret.person@example.com"}),
+        &[],
+    )
+    .await;
+    let code = outbox.last_code_for("secret.person@example.com").unwrap();
+    post(
+        &base,
+        "/verify-otp/",
+        json!({"email": "secret.person@example.com", "otp": wrong_code(&code)}),
+        &[],
+    )
+    .await;
+    let (status, _, _) = post(
+        &base,
+        "/verify-otp/",
+        json!({"email": "secret.person@example.com", "otp": code}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    post(
+        &base,
+        "/send-mobile-otp/",
+        json!({"mobile": "+14155550123"}),
+        &[],
+    )
+    .await;
+    let sms_code = outbox.last_code_for("+14155550123").unwrap();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for event in [
+        "event=\"sent\"",
+        "event=\"delivered\"",
+        "event=\"otp_invalid\"",
+        "event=\"verified\"",
+    ] {
+        assert!(logs.contains(event), "no {event} in:\n{logs}");
+    }
+    assert!(
+        logs.contains("s***@example.com"),
+        "masked contact missing:\n{logs}"
+    );
+    assert!(
+        logs.contains("+1******0123"),
+        "masked mobile missing:\n{logs}"
+    );
+    assert!(
+        logs.contains("client_ip=127.0.0.1"),
+        "client IP missing:\n{logs}"
+    );
+    for secret in [
+        code.as_str(),
+        sms_code.as_str(),
+        "secret.person",
+        "4155550123",
+        app::SECRET,
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
+    }
+}
