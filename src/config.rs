@@ -11,7 +11,7 @@ use crate::{
     hash::HashParams,
     limit::{
         DEFAULT_IP_SEND_PER_MINUTE, DEFAULT_IP_VERIFY_PER_MINUTE, DEFAULT_MAX_TRACKED_IPS,
-        client_ip::TrustedProxies,
+        client_ip::TrustedProxies, sms_guard::SmsGuard,
     },
 };
 
@@ -121,6 +121,9 @@ pub struct OtpConfig {
     pub max_tracked_ips: usize,
     /// Proxies whose forwarded headers are believed. Default none.
     pub trusted_proxies: TrustedProxies,
+    /// Which countries may receive SMS codes, and how many per hour.
+    /// Default: no restriction.
+    pub sms_guard: SmsGuard,
     /// Answer refused contacts exactly like accepted ones (see
     /// [`policy`](crate::policy)). Default `false`.
     pub enumeration_safe: bool,
@@ -164,6 +167,8 @@ impl Default for OtpConfig {
             max_tracked_ips: DEFAULT_MAX_TRACKED_IPS,
             // Forwarded headers are client-controlled unless a proxy says so.
             trusted_proxies: TrustedProxies::none(),
+            // Apps know their markets; set an allow-list in production.
+            sms_guard: SmsGuard::none(),
             // Opt-in: it hides delivery failures from the user.
             enumeration_safe: false,
         }
@@ -243,7 +248,6 @@ impl<'a> Env<'a> {
     }
 
     /// The value of `name`, or an error naming it.
-    #[allow(dead_code)] // for the provider settings that need a value
     pub(crate) fn require(&self, name: &'static str, why: &str) -> Result<String, ConfigError> {
         self.get(name)
             .ok_or_else(|| ConfigError::missing(name, why.to_owned()))
@@ -310,6 +314,11 @@ impl crate::OtpBuilder {
     /// | `OTP_IP_SEND_PER_MINUTE` | sends per client IP per minute (0 = off) | 10 |
     /// | `OTP_IP_VERIFY_PER_MINUTE` | verifies per client IP per minute (0 = off) | 30 |
     /// | `OTP_TRUSTED_PROXIES` | comma-separated proxy CIDRs whose forwarded headers count | none |
+    /// | `OTP_SMS_ALLOWED_COUNTRIES` | comma-separated calling codes that may get SMS (`91,1`) | all |
+    /// | `OTP_SMS_DENIED_COUNTRIES` | calling codes that may never get SMS | none |
+    /// | `OTP_PRODUCTION` | production flag: test mode is refused | false |
+    /// | `OTP_TEST_MODE`, `OTP_TEST_CONTACTS`, `OTP_TEST_CODE` | test mode (`enabled`), its contacts and fixed code | off |
+    /// | `OTP_SMS_COUNTRY_BUDGET_PER_HOUR` | SMS codes per calling code per hour (0 = no cap) | no cap |
     ///
     /// Store and delivery variables (`REDIS_OTP_URL`, `EMAIL_SERVER`,
     /// `SMS_SERVER`, …) are read by their own modules; see the README.
@@ -382,6 +391,39 @@ impl crate::OtpBuilder {
         if let Some(v) = env.get("OTP_TRUSTED_PROXIES") {
             c.trusted_proxies = TrustedProxies::parse(&v)?;
         }
+        if let Some(v) = env.get("OTP_SMS_ALLOWED_COUNTRIES") {
+            c.sms_guard = SmsGuard::allow(SmsGuard::parse_codes("OTP_SMS_ALLOWED_COUNTRIES", &v)?);
+        }
+        if let Some(v) = env.get("OTP_SMS_DENIED_COUNTRIES") {
+            let denied = SmsGuard::parse_codes("OTP_SMS_DENIED_COUNTRIES", &v)?;
+            c.sms_guard = std::mem::take(&mut c.sms_guard).deny(denied);
+        }
+        if let Some(v) = env.parse::<u32>("OTP_SMS_COUNTRY_BUDGET_PER_HOUR")? {
+            c.sms_guard = std::mem::take(&mut c.sms_guard).per_country_per_hour(v);
+        }
+        if env.flag("OTP_PRODUCTION")? == Some(true) {
+            builder = builder.production();
+        }
+        if let Some(list) = env.get("OTP_TEST_CONTACTS") {
+            if env.get("OTP_TEST_MODE").as_deref() != Some("enabled") {
+                return Err(ConfigError::invalid(
+                    "OTP_TEST_MODE",
+                    "OTP_TEST_CONTACTS is set: test mode must be enabled explicitly with OTP_TEST_MODE=enabled",
+                ));
+            }
+            let code = env.require("OTP_TEST_CODE", "test mode needs the fixed code")?;
+            let mut contacts = crate::test_mode::TestContacts::new(code);
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                contacts = contacts.any(item).map_err(|_| {
+                    ConfigError::invalid(
+                        "OTP_TEST_CONTACTS",
+                        format!("{item:?} is not an email or +number"),
+                    )
+                })?;
+            }
+            builder = builder.dangerous_test_contacts(contacts);
+        }
+        let c = &mut builder.config;
         c.validate().map_err(rename_to_env)?;
         crate::store::apply_env(builder, &env).and_then(|b| crate::delivery::apply_env(b, &env))
     }

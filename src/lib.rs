@@ -71,6 +71,7 @@ mod routes;
 mod secret;
 pub mod store;
 pub mod template;
+pub mod test_mode;
 
 pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 pub use config::OtpConfig;

@@ -12,12 +12,17 @@ use crate::{
     error::ConfigError,
     grant::GrantCodec,
     hash::{HashParams, HashPool},
-    limit::{EdgeLimiter, client_ip::TrustedProxies},
+    limit::{
+        EdgeLimiter,
+        client_ip::TrustedProxies,
+        sms_guard::{SmsGate, SmsGuard},
+    },
     middleware::{OtpLayer, RouteTable},
     policy::ContactPolicy,
     secret::{KeyRing, Secret},
     store::{MemoryStore, OtpStore, StoreKey},
     template::Templates,
+    test_mode::TestContacts,
 };
 
 /// The shortest accepted server secret, in bytes.
@@ -85,6 +90,8 @@ pub struct OtpBuilder {
     pub(crate) templates_dir: Option<PathBuf>,
     pub(crate) policy: Option<Arc<dyn ContactPolicy>>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) test_contacts: Option<TestContacts>,
+    pub(crate) production: bool,
 }
 
 impl OtpBuilder {
@@ -289,6 +296,33 @@ impl OtpBuilder {
         self
     }
 
+    /// Which countries may receive SMS codes and how many per hour (SMS
+    /// pumping defence). Default: no restriction.
+    pub fn sms_guard(mut self, guard: SmsGuard) -> Self {
+        self.config.sms_guard = guard;
+        self
+    }
+
+    /// Fixed codes for these test contacts (nothing is sent to them, no
+    /// limits apply). Default none.
+    ///
+    /// # ⚠️ Warning
+    ///
+    /// **Dangerous.** Anyone who knows a test contact and its code passes
+    /// verification. Use only for CI and app-store review accounts; `build`
+    /// refuses it when [`production`](Self::production) is set.
+    pub fn dangerous_test_contacts(mut self, contacts: TestContacts) -> Self {
+        self.test_contacts = Some(contacts);
+        self
+    }
+
+    /// Marks this as a production deployment: test mode is then refused at
+    /// start-up. Default off (`OTP_PRODUCTION=true` sets it).
+    pub fn production(mut self) -> Self {
+        self.production = true;
+        self
+    }
+
     /// A host policy that may refuse contacts before a code is sent (e.g.
     /// already registered). Default none.
     pub fn contact_policy(mut self, policy: impl ContactPolicy) -> Self {
@@ -331,6 +365,23 @@ impl OtpBuilder {
                 ));
             }
         }
+        if let Some(test) = &self.test_contacts {
+            if self.production {
+                return Err(ConfigError::invalid(
+                    "OTP_TEST_CONTACTS",
+                    "test mode is refused when the production flag (OTP_PRODUCTION) is set",
+                ));
+            }
+            if !crate::code::is_well_formed(test.code(), self.config.code_length) {
+                return Err(ConfigError::invalid(
+                    "OTP_TEST_CODE",
+                    format!("must be {} digits", self.config.code_length),
+                ));
+            }
+            tracing::warn!(
+                "tower-otp test mode is ON: listed test contacts verify with a fixed code"
+            );
+        }
         let keys = Arc::new(KeyRing::new(&secret, &self.old_secrets));
         let config = self.config;
         let hasher = HashPool::with_keys(
@@ -358,6 +409,8 @@ impl OtpBuilder {
                 .unwrap_or_else(|| SmsBackend::Messages(Arc::new(ConsoleSender::new()))),
             retry: self.retry,
             policy: self.policy,
+            test_contacts: self.test_contacts,
+            sms_gate: SmsGate::new(config.sms_guard.clone()),
             hasher,
             templates,
             keys,

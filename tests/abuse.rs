@@ -377,3 +377,123 @@ async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
         );
     }
 }
+
+#[tokio::test]
+async fn sms_fraud_guard_refuses_other_countries_and_caps_each_country() {
+    use tower_otp::limit::sms_guard::SmsGuard;
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder(&outbox).sms_guard(SmsGuard::allow([1, 91]).per_country_per_hour(2)),
+        outbox.clone(),
+    );
+    let answer = app.send_mobile("+447400123456").await;
+    answer.assert_error(403, "contact_rejected");
+    assert!(
+        outbox.messages().is_empty(),
+        "nothing sent to a refused country"
+    );
+    app.send_mobile("+14155550123").await.assert_success();
+    app.send_mobile("+14155550124").await.assert_success();
+    let answer = app.send_mobile("+14155550125").await;
+    answer.assert_error(429, "rate_limited");
+    assert!(answer.body["retry_after"].as_u64().unwrap() > 60);
+    // The budget is per country: India still has its own.
+    app.send_mobile("+919812345678").await.assert_success();
+    // The refused send released the contact's cooldown.
+    assert!(outbox.last_code_for("+14155550125").is_none());
+}
+
+#[tokio::test]
+async fn test_mode_serves_fixed_codes_to_listed_contacts_only() {
+    use tower_otp::test_mode::TestContacts;
+    let outbox = MemoryOutbox::new();
+    let reviewers = TestContacts::new("424242")
+        .email("review@example.com")
+        .unwrap();
+    let app = TestApp::with(
+        builder(&outbox).dangerous_test_contacts(reviewers),
+        outbox.clone(),
+    );
+    // No cooldown or quota for the listed contact, and nothing is sent.
+    for _ in 0..8 {
+        app.send_email("review@example.com").await.assert_success();
+    }
+    assert!(outbox.messages().is_empty());
+    app.verify_email("review@example.com", "111111")
+        .await
+        .assert_error(400, "otp_invalid");
+    app.verify_email("review@example.com", "424242")
+        .await
+        .assert_success();
+    // Everyone else is treated normally: the fixed code means nothing.
+    app.send_email("user@example.com").await.assert_success();
+    app.verify_email("user@example.com", "424242")
+        .await
+        .assert_error(400, "otp_invalid");
+}
+
+#[test]
+fn test_mode_is_refused_unless_enabled_and_never_in_production() {
+    let vars = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    };
+    let err = OtpBuilder::from_env_with(vars(&[
+        ("OTP_SECRET", app::SECRET),
+        ("OTP_TEST_CONTACTS", "review@example.com"),
+        ("OTP_TEST_CODE", "424242"),
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("OTP_TEST_MODE"), "{err}");
+
+    let err = OtpBuilder::from_env_with(vars(&[
+        ("OTP_SECRET", app::SECRET),
+        ("OTP_TEST_MODE", "enabled"),
+        ("OTP_TEST_CONTACTS", "review@example.com"),
+        ("OTP_TEST_CODE", "424242"),
+        ("OTP_PRODUCTION", "true"),
+    ]))
+    .and_then(OtpBuilder::build)
+    .unwrap_err();
+    assert!(err.to_string().contains("OTP_PRODUCTION"), "{err}");
+
+    OtpBuilder::from_env_with(vars(&[
+        ("OTP_SECRET", app::SECRET),
+        ("OTP_TEST_MODE", "enabled"),
+        ("OTP_TEST_CONTACTS", "review@example.com, +14155550100"),
+        ("OTP_TEST_CODE", "424242"),
+    ]))
+    .and_then(OtpBuilder::build)
+    .expect("explicitly enabled test mode outside production");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attacker_cannot_lock_a_victim_out_beyond_the_quota_window() {
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(builder(&outbox), outbox.clone());
+    // The attacker burns every send of the window and every attempt of
+    // each code with wrong guesses.
+    for _ in 0..5 {
+        app.send_email("victim@b.co").await.assert_success();
+        let code = app.code_for("victim@b.co");
+        for _ in 0..5 {
+            app.verify_email("victim@b.co", &wrong_code(&code)).await;
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+    }
+    let answer = app.send_email("victim@b.co").await;
+    answer.assert_error(429, "rate_limited");
+    let wait: u64 = answer.header("retry-after").parse().unwrap();
+    assert!(wait <= 600, "locked out for {wait} s");
+    // When the window ends the victim gets a code and verifies.
+    tokio::time::advance(Duration::from_secs(wait)).await;
+    app.send_email("victim@b.co").await.assert_success();
+    let code = app.code_for("victim@b.co");
+    app.verify_email("victim@b.co", &code)
+        .await
+        .assert_success();
+}

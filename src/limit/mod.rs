@@ -16,6 +16,7 @@
 //! addresses are refused (fail closed) until it shrinks.
 
 pub mod client_ip;
+pub mod sms_guard;
 
 use std::{
     net::{IpAddr, Ipv6Addr},
