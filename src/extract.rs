@@ -171,22 +171,26 @@ pub fn verify_parts(parts: &Parts) -> Result<VerifiedContact, VerificationReject
 }
 
 /// The extractors' common shape: what each takes from a valid grant.
+#[cfg(feature = "axum")]
 trait FromGrant: Sized {
     fn from_grant(grant: VerifiedContact) -> Option<Self>;
 }
 
+#[cfg(feature = "axum")]
 impl FromGrant for VerifiedContact {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
         Some(grant)
     }
 }
 
+#[cfg(feature = "axum")]
 impl FromGrant for VerifiedEmail {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
         grant.email.map(VerifiedEmail)
     }
 }
 
+#[cfg(feature = "axum")]
 impl FromGrant for VerifiedMobile {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
         grant.mobile.map(VerifiedMobile)

@@ -100,7 +100,8 @@ where
         // The edge limit comes before reading the body, hashing or delivery.
         let rate_headers = match engine.edge.check(route.limit_kind(), ip) {
             Ok(headers) => headers,
-            Err((error, headers)) => {
+            Err(refusal) => {
+                let (error, headers) = *refusal;
                 crate::audit::refused_at_edge(route.channel());
                 let mut response = error.to_response();
                 response.headers_mut().extend(headers);

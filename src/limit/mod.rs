@@ -112,7 +112,7 @@ impl EdgeLimiter {
         &self,
         kind: LimitKind,
         ip: Option<IpAddr>,
-    ) -> Result<Option<RateHeaders>, (ApiError, RateHeaders)> {
+    ) -> Result<Option<RateHeaders>, Box<(ApiError, RateHeaders)>> {
         let limiter = match kind {
             LimitKind::Send => &self.send,
             LimitKind::Verify => &self.verify,
@@ -136,7 +136,10 @@ impl EdgeLimiter {
                 (RATELIMIT_POLICY, policy),
                 (RATELIMIT, remaining(limiter.name, 0, 60)),
             ];
-            return Err((ApiError::RateLimited { retry_after: 60 }, headers));
+            return Err(Box::new((
+                ApiError::RateLimited { retry_after: 60 },
+                headers,
+            )));
         }
         match limiter.inner.check_key(&key) {
             Ok(snapshot) => {
@@ -152,13 +155,13 @@ impl EdgeLimiter {
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let retry_after = ceil_secs(wait);
-                Err((
+                Err(Box::new((
                     ApiError::RateLimited { retry_after },
                     [
                         (RATELIMIT_POLICY, policy),
                         (RATELIMIT, remaining(limiter.name, 0, retry_after)),
                     ],
-                ))
+                )))
             }
         }
     }
@@ -208,7 +211,7 @@ mod tests {
         let headers = limiter.check(LimitKind::Send, a).unwrap().unwrap();
         assert_eq!(headers[0].1, "\"otp-send\";q=2;w=60");
         assert_eq!(headers[1].1, "\"otp-send\";r=0;t=60");
-        let (err, _) = limiter.check(LimitKind::Send, a).unwrap_err();
+        let (err, _) = *limiter.check(LimitKind::Send, a).unwrap_err();
         assert!(
             matches!(err, ApiError::RateLimited { retry_after } if (1..=30).contains(&retry_after))
         );
