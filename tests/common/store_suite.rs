@@ -616,6 +616,7 @@ pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
 
 /// Expands to one `#[tokio::test]` per property for the store made by
 /// `$factory` (a closure returning a future of `Option<Harness>`).
+#[allow(unused_macros)]
 macro_rules! store_conformance {
     ($name:ident, $factory:expr) => {
         mod $name {
