@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_main};
 use rand::Rng;
 use tokio::runtime::Runtime;
 use tower_otp::store::{CodeRecord, MemoryStore, OtpStore, StoreKey};
@@ -34,7 +34,8 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn OtpSt
             .iter(|| async { store.put_code(&put_key, &rec, ttl).await.unwrap() });
     });
     let attempt_key = key();
-    rt.block_on(store.put_code(&attempt_key, &rec, ttl)).unwrap();
+    rt.block_on(store.put_code(&attempt_key, &rec, ttl))
+        .unwrap();
     group.bench_function("begin_attempt", |b| {
         b.to_async(rt)
             .iter(|| async { store.begin_attempt(&attempt_key, u32::MAX).await.unwrap() });
@@ -61,7 +62,9 @@ fn redis_store(rt: &Runtime) -> Option<Arc<dyn OtpStore>> {
     match rt.block_on(store.ping()) {
         Ok(()) => Some(Arc::new(store)),
         Err(e) => {
-            eprintln!("NOTE: skipping the RedisStore benchmarks: Redis at {url} is unreachable ({e})");
+            eprintln!(
+                "NOTE: skipping the RedisStore benchmarks: Redis at {url} is unreachable ({e})"
+            );
             None
         }
     }
@@ -85,5 +88,10 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(store, benches);
-criterion_main!(store);
+/// criterion's generated group function carries no docs.
+#[allow(missing_docs)]
+mod group {
+    criterion::criterion_group!(store, super::benches);
+}
+
+criterion_main!(group::store);

@@ -99,7 +99,7 @@ pub mod redis;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{RedisStore, RedisStoreBuilder};
 
 /// The store key of one contact: a keyed digest (hex), never the raw contact.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -450,14 +450,24 @@ fn pool_error(error: deadpool_redis::PoolError) -> StoreError {
 }
 
 /// Errors about the data or the scripts are `corrupt` (500); everything
-/// else (I/O, refused, timeouts, cluster moving or down, loading, auth) is
-/// `unavailable` (503).
+/// else (I/O, refused, timeouts, cluster moving or down, loading, auth, out
+/// of memory, too many clients) is `unavailable` (503).
 fn redis_error(error: RedisError) -> StoreError {
+    let overloaded = matches!(
+        error.code(),
+        Some("OOM" | "BUSY" | "LOADING" | "MASTERDOWN")
+    ) || error
+        .detail()
+        .is_some_and(|d| d.contains("max number of clients"));
     match error.kind() {
         ErrorKind::TypeError
         | ErrorKind::ResponseError
         | ErrorKind::ExtensionError
-        | ErrorKind::CrossSlot => StoreError::corrupt(error),
+        | ErrorKind::CrossSlot
+            if !overloaded =>
+        {
+            StoreError::corrupt(error)
+        }
         _ => StoreError::unavailable(error),
     }
 }
