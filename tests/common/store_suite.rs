@@ -151,22 +151,22 @@ pub fn wrong(code: &str) -> String {
 pub async fn expiry(h: Harness) {
     let s = &h.store;
     let key = random_key();
-    s.put_code(&key, &record(), Duration::from_millis(300))
+    s.put_code(&key, &record(), Duration::from_millis(800))
         .await
         .unwrap();
     assert!(matches!(
         s.begin_attempt(&key, 5).await.unwrap(),
         Attempt::Granted { .. }
     ));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(s.begin_attempt(&key, 5).await.unwrap(), Attempt::NoCode);
     assert!(!s.remove_code(&key, &record().salt).await.unwrap());
 
-    // A send record: cooldown 200 ms, quota 1 per 500 ms.
+    // A send record: cooldown 500 ms, quota 1 per 1.5 s.
     let limits = SendLimits {
-        cooldown: Duration::from_millis(200),
+        cooldown: Duration::from_millis(500),
         quota: 1,
-        window: Duration::from_millis(500),
+        window: Duration::from_millis(1500),
     };
     assert_eq!(
         s.reserve_send(&key, &limits).await.unwrap(),
@@ -174,14 +174,14 @@ pub async fn expiry(h: Harness) {
     );
     assert!(matches!(
         s.reserve_send(&key, &limits).await.unwrap(),
-        SendReservation::Cooldown { .. }
+        SendReservation::Cooldown { retry_after } if retry_after <= Duration::from_millis(500)
     ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(matches!(
         s.reserve_send(&key, &limits).await.unwrap(),
-        SendReservation::QuotaExceeded { retry_after } if retry_after <= Duration::from_millis(300)
+        SendReservation::QuotaExceeded { retry_after } if retry_after <= Duration::from_millis(800)
     ));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(
         s.reserve_send(&key, &limits).await.unwrap(),
         SendReservation::Granted,
