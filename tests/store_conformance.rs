@@ -6,8 +6,6 @@
 #[macro_use]
 mod common;
 
-use std::time::Duration;
-
 use common::store_suite::Harness;
 use tower_otp::store::MemoryStore;
 
@@ -17,7 +15,7 @@ store_conformance!(memory, || async {
 
 #[cfg(feature = "redis")]
 store_conformance!(redis_single, || async {
-    let store = common::redis_server::shared_store(Duration::from_secs(5)).await?;
+    let store = common::redis_server::shared_store(std::time::Duration::from_secs(5)).await?;
     Some(Harness::new(store, ()))
 });
 
@@ -26,7 +24,7 @@ store_conformance!(redis_cluster, || async {
     let cluster = common::redis_server::shared_cluster().await?;
     let store = tower_otp::store::RedisStore::cluster_builder(cluster.urls())
         .prefix(common::redis_server::random_prefix())
-        .timeout(Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(5))
         .build()
         .expect("cluster store");
     Some(Harness::new(store, cluster))
