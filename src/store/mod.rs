@@ -99,7 +99,7 @@ pub mod redis;
 
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{RedisStore, RedisStoreBuilder};
 
 /// The store key of one contact: a keyed digest (hex), never the raw contact.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -324,10 +324,49 @@ impl std::error::Error for StoreError {
     }
 }
 
-/// Applies the store's environment variables (`REDIS_OTP_URL`) to a builder.
+/// Applies the store's environment variables to a builder.
+///
+/// `REDIS_OTP_URL` selects [`RedisStore`]: one URL for a single Redis, or a
+/// comma-separated list of seed URLs for a Redis Cluster. Unset (or empty)
+/// keeps the builder's store (the memory store by default). Without the
+/// `redis` feature a set `REDIS_OTP_URL` is an error rather than silently
+/// ignored.
 pub(crate) fn apply_env(
     builder: crate::OtpBuilder,
-    _env: &crate::config::Env<'_>,
+    env: &crate::config::Env<'_>,
 ) -> Result<crate::OtpBuilder, crate::ConfigError> {
-    Ok(builder)
+    let Some(url) = env.get("REDIS_OTP_URL") else {
+        return Ok(builder);
+    };
+    redis_from_env(builder, &url)
+}
+
+#[cfg(feature = "redis")]
+fn redis_from_env(
+    builder: crate::OtpBuilder,
+    value: &str,
+) -> Result<crate::OtpBuilder, crate::ConfigError> {
+    let urls: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let store = match urls.as_slice() {
+        [] => return Ok(builder),
+        [one] => RedisStore::builder(*one).build(),
+        many => RedisStore::cluster_builder(many.iter().copied()).build(),
+    }
+    .map_err(|e| crate::ConfigError::invalid("REDIS_OTP_URL", e.to_string()))?;
+    Ok(builder.store(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_from_env(
+    _builder: crate::OtpBuilder,
+    _value: &str,
+) -> Result<crate::OtpBuilder, crate::ConfigError> {
+    Err(crate::ConfigError::invalid(
+        "REDIS_OTP_URL",
+        "tower-otp was built without the `redis` feature",
+    ))
 }

@@ -1,0 +1,659 @@
+//! One behaviour suite for every [`OtpStore`]: the same properties, checked
+//! directly on the store and through the real layer (HTTP requests through
+//! `otp.layer()`, codes read from a `MemoryOutbox`).
+//!
+//! `store_conformance!(name, factory)` expands to a module with one
+//! `#[tokio::test]` per property; `factory` is a closure returning a future
+//! of `Option<Harness>` (`None` = skipped, with the reason printed).
+
+use std::{
+    any::Any,
+    collections::BTreeSet,
+    convert::Infallible,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use rand::Rng;
+use serde_json::{Value, json};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+use tower_otp::{
+    Otp, OtpBuilder,
+    delivery::MemoryOutbox,
+    hash::HashParams,
+    store::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreKey},
+};
+
+/// A store under test, and whatever must stay alive with it (a cluster).
+pub struct Harness {
+    /// The store.
+    pub store: Arc<dyn OtpStore>,
+    _guard: Box<dyn Any + Send + Sync>,
+}
+
+impl Harness {
+    /// A harness for `store`, keeping `guard` alive as long as it.
+    pub fn new(store: impl OtpStore, guard: impl Any + Send + Sync) -> Self {
+        Self {
+            store: Arc::new(store),
+            _guard: Box::new(guard),
+        }
+    }
+
+    /// An `Otp` on this store (random secret, fast hashing, a large hashing
+    /// queue so that 100 parallel verifies are not shed), with `configure`
+    /// applied, and the outbox it delivers to.
+    pub fn otp(&self, configure: impl FnOnce(OtpBuilder) -> OtpBuilder) -> (Otp, MemoryOutbox) {
+        let outbox = MemoryOutbox::new();
+        let otp = configure(
+            Otp::builder()
+                .secret(random_secret())
+                .shared_store(Arc::clone(&self.store))
+                .email_sender(outbox.clone())
+                .sms_sender(outbox.clone())
+                .hash_params(HashParams::insecure_fast())
+                .hash_pool_size(2, 512),
+        )
+        .build()
+        .expect("otp");
+        (otp, outbox)
+    }
+}
+
+/// A random 32-character secret.
+pub fn random_secret() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
+/// A random store key (hex, like the engine's digests).
+pub fn random_key() -> StoreKey {
+    StoreKey::new(format!("{:032x}", rand::rng().random::<u128>()))
+}
+
+/// A record with a random salt.
+pub fn record() -> CodeRecord {
+    CodeRecord {
+        salt: rand::rng().random(),
+        hash: vec![7; 32],
+        secret_id: 42,
+    }
+}
+
+/// A random email address.
+pub fn email() -> String {
+    format!("user{:012x}@Example.COM", rand::rng().random::<u64>() >> 16)
+}
+
+/// Sends one JSON POST through `otp`'s layer (in front of an inner service
+/// that answers 200 "inner") and returns the status, the `Retry-After`
+/// header and the JSON body.
+pub async fn post(otp: &Otp, path: &str, body: Value) -> (StatusCode, Option<String>, Value) {
+    let app = ServiceBuilder::new().layer(otp.layer()).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
+        },
+    ));
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
+    (status, retry_after, body)
+}
+
+/// POST /send-otp/ for `email`.
+pub async fn send(otp: &Otp, email: &str) -> (StatusCode, Option<String>, Value) {
+    post(otp, "/send-otp/", json!({ "email": email })).await
+}
+
+/// POST /verify-otp/ for `email` with `code`.
+pub async fn verify(otp: &Otp, email: &str, code: &str) -> (StatusCode, Option<String>, Value) {
+    post(otp, "/verify-otp/", json!({ "email": email, "otp": code })).await
+}
+
+/// The last code delivered to `email` (the domain lower-cased, as the
+/// engine normalizes it).
+pub fn code_for(outbox: &MemoryOutbox, email: &str) -> String {
+    let normalized = normalize(email);
+    outbox
+        .last_code_for(&normalized)
+        .unwrap_or_else(|| panic!("no code delivered to {normalized}"))
+}
+
+fn normalize(email: &str) -> String {
+    let (local, domain) = email.rsplit_once('@').unwrap();
+    format!("{local}@{}", domain.to_ascii_lowercase())
+}
+
+/// A code of the same length that is not `code`.
+pub fn wrong(code: &str) -> String {
+    let mut digits: Vec<u8> = code.bytes().collect();
+    let last = digits.last_mut().unwrap();
+    *last = b'0' + (*last - b'0' + 1) % 10;
+    String::from_utf8(digits).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Properties, directly on the store.
+
+/// A code and a send record disappear after their TTLs.
+pub async fn expiry(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    s.put_code(&key, &record(), Duration::from_millis(800))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(s.begin_attempt(&key, 5).await.unwrap(), Attempt::NoCode);
+    assert!(!s.remove_code(&key, &record().salt).await.unwrap());
+
+    // A send record: cooldown 500 ms, quota 1 per 1.5 s.
+    let limits = SendLimits {
+        cooldown: Duration::from_millis(500),
+        quota: 1,
+        window: Duration::from_millis(1500),
+    };
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted
+    );
+    assert!(matches!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Cooldown { retry_after } if retry_after <= Duration::from_millis(500)
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(matches!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::QuotaExceeded { retry_after } if retry_after <= Duration::from_millis(800)
+    ));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted,
+        "a new window starts after the old one expires"
+    );
+}
+
+/// A new code replaces the old one with a fresh attempt count; the old
+/// salt no longer removes anything.
+pub async fn replace_on_resend(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let (first, second) = (record(), record());
+    let ttl = Duration::from_secs(60);
+    s.put_code(&key, &first, ttl).await.unwrap();
+    for _ in 0..2 {
+        s.begin_attempt(&key, 5).await.unwrap();
+    }
+    s.put_code(&key, &second, ttl).await.unwrap();
+    assert_eq!(
+        s.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted {
+            record: second.clone(),
+            attempts_used: 1
+        }
+    );
+    assert!(!s.remove_code(&key, &first.salt).await.unwrap());
+    assert!(matches!(
+        s.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted {
+            attempts_used: 2,
+            ..
+        }
+    ));
+    assert!(s.remove_code(&key, &second.salt).await.unwrap());
+}
+
+/// Attempts count up to the maximum, then every call is `Exhausted`
+/// (without counting further), and the record comes back intact.
+pub async fn attempts(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let rec = record();
+    s.put_code(&key, &rec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for used in 1..=3 {
+        assert_eq!(
+            s.begin_attempt(&key, 3).await.unwrap(),
+            Attempt::Granted {
+                record: rec.clone(),
+                attempts_used: used
+            }
+        );
+    }
+    for _ in 0..3 {
+        assert_eq!(s.begin_attempt(&key, 3).await.unwrap(), Attempt::Exhausted);
+    }
+    // A larger limit (e.g. after a config change) sees the true count: 3.
+    assert!(matches!(
+        s.begin_attempt(&key, 10).await.unwrap(),
+        Attempt::Granted {
+            attempts_used: 4,
+            ..
+        }
+    ));
+    // Another contact is untouched.
+    assert_eq!(
+        s.begin_attempt(&random_key(), 3).await.unwrap(),
+        Attempt::NoCode
+    );
+}
+
+/// After the last attempt, removing the code (what the engine does on the
+/// last wrong guess) leaves no code at all.
+pub async fn attempts_exceeded_destroys_code(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let rec = record();
+    s.put_code(&key, &rec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        s.begin_attempt(&key, 2).await.unwrap();
+    }
+    assert_eq!(s.begin_attempt(&key, 2).await.unwrap(), Attempt::Exhausted);
+    assert!(s.remove_code(&key, &rec.salt).await.unwrap());
+    assert_eq!(s.begin_attempt(&key, 2).await.unwrap(), Attempt::NoCode);
+    assert_eq!(s.begin_attempt(&key, 99).await.unwrap(), Attempt::NoCode);
+}
+
+/// A code is removed once; the second removal and later attempts find
+/// nothing.
+pub async fn single_use(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let rec = record();
+    s.put_code(&key, &rec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted { .. }
+    ));
+    assert!(s.remove_code(&key, &rec.salt).await.unwrap());
+    assert!(!s.remove_code(&key, &rec.salt).await.unwrap());
+    assert_eq!(s.begin_attempt(&key, 5).await.unwrap(), Attempt::NoCode);
+}
+
+/// The cooldown refuses a second send with the time left; releasing it
+/// allows an immediate resend, and the released send still counts.
+pub async fn cooldown(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let limits = SendLimits {
+        cooldown: Duration::from_secs(30),
+        quota: 2,
+        window: Duration::from_secs(600),
+    };
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted
+    );
+    match s.reserve_send(&key, &limits).await.unwrap() {
+        SendReservation::Cooldown { retry_after } => assert!(
+            retry_after > Duration::from_secs(28) && retry_after <= Duration::from_secs(30),
+            "{retry_after:?}"
+        ),
+        other => panic!("expected a cooldown, got {other:?}"),
+    }
+    s.release_cooldown(&key).await.unwrap();
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted
+    );
+    s.release_cooldown(&key).await.unwrap();
+    assert!(
+        matches!(
+            s.reserve_send(&key, &limits).await.unwrap(),
+            SendReservation::QuotaExceeded { .. }
+        ),
+        "released sends still count toward the quota"
+    );
+
+    // Releasing an unknown contact changes nothing and creates nothing.
+    let other = random_key();
+    s.release_cooldown(&other).await.unwrap();
+    assert_eq!(
+        s.reserve_send(&other, &limits).await.unwrap(),
+        SendReservation::Granted
+    );
+}
+
+/// The quota allows `quota` sends per window, then refuses with the time
+/// left in the window.
+pub async fn quota(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let limits = SendLimits {
+        cooldown: Duration::ZERO,
+        quota: 3,
+        window: Duration::from_secs(60),
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            s.reserve_send(&key, &limits).await.unwrap(),
+            SendReservation::Granted
+        );
+    }
+    for _ in 0..2 {
+        match s.reserve_send(&key, &limits).await.unwrap() {
+            SendReservation::QuotaExceeded { retry_after } => assert!(
+                retry_after > Duration::from_secs(55) && retry_after <= Duration::from_secs(60),
+                "{retry_after:?}"
+            ),
+            other => panic!("expected quota exceeded, got {other:?}"),
+        }
+    }
+    let zero = SendLimits { quota: 0, ..limits };
+    assert!(matches!(
+        s.reserve_send(&random_key(), &zero).await.unwrap(),
+        SendReservation::QuotaExceeded { .. }
+    ));
+}
+
+/// 100 parallel callers with the right code: all may take an attempt (the
+/// limit is high), exactly one removes the code.
+pub async fn concurrent_correct_verifies_succeed_once(h: Harness) {
+    let key = random_key();
+    let rec = record();
+    h.store
+        .put_code(&key, &rec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (store, key, salt) = (Arc::clone(&h.store), key.clone(), rec.salt);
+        tasks.push(tokio::spawn(async move {
+            match store.begin_attempt(&key, 1000).await.unwrap() {
+                Attempt::Granted { record, .. } => {
+                    assert_eq!(record.salt, salt);
+                    store.remove_code(&key, &record.salt).await.unwrap()
+                }
+                _ => false,
+            }
+        }));
+    }
+    let mut successes = 0;
+    for t in tasks {
+        successes += usize::from(t.await.unwrap());
+    }
+    assert_eq!(successes, 1);
+    assert_eq!(
+        h.store.begin_attempt(&key, 1000).await.unwrap(),
+        Attempt::NoCode
+    );
+}
+
+/// 100 parallel guesses on a code allowing 5: exactly 5 attempts are
+/// granted (numbered 1 to 5), every other caller is refused.
+pub async fn concurrent_wrong_guesses_bounded(h: Harness) {
+    let key = random_key();
+    h.store
+        .put_code(&key, &record(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (store, key) = (Arc::clone(&h.store), key.clone());
+        tasks.push(tokio::spawn(async move {
+            store.begin_attempt(&key, 5).await.unwrap()
+        }));
+    }
+    let mut granted = BTreeSet::new();
+    let mut exhausted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Attempt::Granted { attempts_used, .. } => assert!(granted.insert(attempts_used)),
+            Attempt::Exhausted => exhausted += 1,
+            Attempt::NoCode => panic!("the code vanished"),
+        }
+    }
+    assert_eq!(granted, (1..=5).collect());
+    assert_eq!(exhausted, 95);
+}
+
+// ---------------------------------------------------------------------------
+// The same properties through the real layer.
+
+/// A code expires: after the TTL the right code gets `otp_expired`.
+pub async fn layer_expiry(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b.code_ttl(Duration::from_secs(1)));
+    let email = email();
+    let (status, _, body) = send(&otp, &email).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["expires_in"], 1);
+    let code = code_for(&outbox, &email);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "otp_expired");
+}
+
+/// A resend replaces the code: the old one is wrong (and costs an attempt
+/// on the new one), the new one works.
+pub async fn layer_replace_on_resend(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b.resend_cooldown(Duration::ZERO));
+    let email = email();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let old = code_for(&outbox, &email);
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let new = code_for(&outbox, &email);
+    if old != new {
+        let (status, _, body) = verify(&otp, &email, &old).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "otp_invalid");
+        assert_eq!(body["attempts_left"], 4);
+    }
+    let (status, _, body) = verify(&otp, &email, &new).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "success");
+}
+
+/// Wrong codes count down `attempts_left`; the last one answers 429
+/// `attempts_exceeded` and destroys the code, so the right code then gets
+/// `otp_expired`.
+pub async fn layer_attempts_exceeded_destroys_code(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b);
+    let email = email();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox, &email);
+    for left in (1..=4).rev() {
+        let (status, _, body) = verify(&otp, &email, &wrong(&code)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "otp_invalid");
+        assert_eq!(body["attempts_left"], left);
+    }
+    let (status, _, body) = verify(&otp, &email, &wrong(&code)).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "attempts_exceeded");
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "otp_expired");
+    let key = otp.store_key(&tower_otp::Contact::Email(
+        tower_otp::Email::parse(&email).unwrap(),
+    ));
+    assert_eq!(
+        h.store.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::NoCode
+    );
+}
+
+/// The right code works once.
+pub async fn layer_single_use(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b);
+    let email = email();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox, &email);
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["token"].as_str().is_some_and(|t| !t.is_empty()));
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "otp_expired");
+}
+
+/// A second send inside the cooldown is 429 `rate_limited` with
+/// `Retry-After`, and no second message is delivered.
+pub async fn layer_cooldown(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b.resend_cooldown(Duration::from_secs(30)));
+    let email = email();
+    let (status, _, body) = send(&otp, &email).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["resend_in"], 30);
+    let (status, retry_after, body) = send(&otp, &email).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+    let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((29..=30).contains(&secs), "{secs}");
+    assert_eq!(body["retry_after"], secs);
+    assert_eq!(outbox.messages().len(), 1);
+}
+
+/// The send quota holds: with no cooldown and a quota of 2, the third send
+/// is refused.
+pub async fn layer_quota(h: Harness) {
+    let (otp, outbox) = h.otp(|b| {
+        b.resend_cooldown(Duration::ZERO)
+            .send_quota(2, Duration::from_secs(600))
+    });
+    let email = email();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let (status, retry_after, body) = send(&otp, &email).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+    let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((590..=600).contains(&secs), "{secs}");
+    assert_eq!(outbox.messages().len(), 2);
+}
+
+/// 100 parallel verifies with the right code: exactly one 200.
+pub async fn layer_concurrent_correct_verifies_succeed_once(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b);
+    let email = email();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox, &email);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (otp, email, code) = (otp.clone(), email.clone(), code.clone());
+        tasks.push(tokio::spawn(
+            async move { verify(&otp, &email, &code).await },
+        ));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, _, body) = t.await.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::BAD_REQUEST => assert_eq!(body["code"], "otp_expired", "{body}"),
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["code"], "attempts_exceeded", "{body}")
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
+/// 100 parallel wrong guesses: exactly `max_attempts` are evaluated (4
+/// `otp_invalid` with distinct `attempts_left`, the 5th destroys the code),
+/// the rest are refused; then the right code is dead.
+pub async fn layer_concurrent_wrong_guesses_bounded(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b);
+    let email = email();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox, &email);
+    let bad = wrong(&code);
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let (otp, email, bad) = (otp.clone(), email.clone(), bad.clone());
+        tasks.push(tokio::spawn(
+            async move { verify(&otp, &email, &bad).await },
+        ));
+    }
+    let mut left = BTreeSet::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (status, _, body) = t.await.unwrap();
+        match (status, body["code"].as_str()) {
+            (StatusCode::BAD_REQUEST, Some("otp_invalid")) => {
+                assert!(left.insert(body["attempts_left"].as_u64().unwrap()))
+            }
+            (StatusCode::TOO_MANY_REQUESTS, Some("attempts_exceeded"))
+            | (StatusCode::BAD_REQUEST, Some("otp_expired")) => refused += 1,
+            _ => panic!("unexpected {status}: {body}"),
+        }
+    }
+    assert_eq!(left, (1..=4).collect(), "exactly 4 wrong codes were judged");
+    assert_eq!(refused, 96);
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "otp_expired");
+}
+
+/// Measures how long `f` takes.
+pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let out = f.await;
+    (out, start.elapsed())
+}
+
+/// Expands to one `#[tokio::test]` per property for the store made by
+/// `$factory` (a closure returning a future of `Option<Harness>`).
+#[allow(unused_macros)]
+macro_rules! store_conformance {
+    ($name:ident, $factory:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::common::store_suite as suite;
+
+            store_conformance!(@tests $factory;
+                expiry,
+                replace_on_resend,
+                attempts,
+                attempts_exceeded_destroys_code,
+                single_use,
+                cooldown,
+                quota,
+                concurrent_correct_verifies_succeed_once,
+                concurrent_wrong_guesses_bounded,
+                layer_expiry,
+                layer_replace_on_resend,
+                layer_attempts_exceeded_destroys_code,
+                layer_single_use,
+                layer_cooldown,
+                layer_quota,
+                layer_concurrent_correct_verifies_succeed_once,
+                layer_concurrent_wrong_guesses_bounded,
+            );
+        }
+    };
+    (@tests $factory:expr; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                let Some(harness) = ($factory)().await else {
+                    return;
+                };
+                suite::$test(harness).await;
+            }
+        )*
+    };
+}
