@@ -15,6 +15,7 @@ use crate::{
     limit::{
         EdgeLimiter,
         client_ip::TrustedProxies,
+        shared::SharedRateLimiter,
         sms_guard::{SmsGate, SmsGuard},
     },
     middleware::{OtpLayer, RouteTable},
@@ -92,6 +93,7 @@ pub struct OtpBuilder {
     pub(crate) retry: RetryPolicy,
     pub(crate) test_contacts: Option<TestContacts>,
     pub(crate) production: bool,
+    pub(crate) shared_limiter: Option<Arc<dyn SharedRateLimiter>>,
 }
 
 impl OtpBuilder {
@@ -296,6 +298,15 @@ impl OtpBuilder {
         self
     }
 
+    /// Keeps the per-IP limits in a store shared by every instance (e.g. the
+    /// same `Arc<RedisStore>` as the code store), so they hold across a
+    /// fleet. The in-process limiter is the fallback when it is unreachable.
+    /// Default: in-process only.
+    pub fn shared_ip_limits(mut self, limiter: Arc<dyn SharedRateLimiter>) -> Self {
+        self.shared_limiter = Some(limiter);
+        self
+    }
+
     /// Which countries may receive SMS codes and how many per hour (SMS
     /// pumping defence). Default: no restriction.
     pub fn sms_guard(mut self, guard: SmsGuard) -> Self {
@@ -400,7 +411,8 @@ impl OtpBuilder {
                 config.ip_send_per_minute,
                 config.ip_verify_per_minute,
                 config.max_tracked_ips,
-            ),
+            )
+            .with_shared(self.shared_limiter),
             grants: GrantCodec::new(Arc::clone(&keys), config.grant_ttl),
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
             email: self.email.unwrap_or_else(|| Arc::new(ConsoleSender::new())),

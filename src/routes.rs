@@ -98,7 +98,7 @@ where
     );
     async move {
         // The edge limit comes before reading the body, hashing or delivery.
-        let rate_headers = match engine.edge.check(route.limit_kind(), ip) {
+        let rate_headers = match engine.edge.check(route.limit_kind(), ip).await {
             Ok(headers) => headers,
             Err(refusal) => {
                 let (error, headers) = *refusal;

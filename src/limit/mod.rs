@@ -16,11 +16,13 @@
 //! addresses are refused (fail closed) until it shrinks.
 
 pub mod client_ip;
+pub mod shared;
 pub mod sms_guard;
 
 use std::{
     net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
+    sync::Arc,
     sync::atomic::{AtomicU64, Ordering},
 };
 
@@ -33,6 +35,7 @@ use governor::{
 use http::{HeaderName, HeaderValue};
 
 use crate::{engine::ceil_secs, error::ApiError};
+use shared::SharedRateLimiter;
 
 /// Default sends per client IP per minute.
 pub const DEFAULT_IP_SEND_PER_MINUTE: u32 = 10;
@@ -69,6 +72,7 @@ pub(crate) struct EdgeLimiter {
     max_keys: usize,
     checks: AtomicU64,
     clock: DefaultClock,
+    shared: Option<Arc<dyn SharedRateLimiter>>,
 }
 
 impl std::fmt::Debug for EdgeLimiter {
@@ -103,12 +107,20 @@ impl EdgeLimiter {
             max_keys: max_keys.max(1),
             checks: AtomicU64::new(0),
             clock: DefaultClock::default(),
+            shared: None,
         }
+    }
+
+    /// Keeps the counts in a store shared by every instance; the in-process
+    /// limiter remains the fallback when that store cannot be reached.
+    pub(crate) fn with_shared(mut self, shared: Option<Arc<dyn SharedRateLimiter>>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Draws one request for `ip` from `kind`'s budget. `Ok(None)` when that
     /// limiter is off or the address is unknown.
-    pub(crate) fn check(
+    pub(crate) async fn check(
         &self,
         kind: LimitKind,
         ip: Option<IpAddr>,
@@ -120,13 +132,50 @@ impl EdgeLimiter {
         let (Some(limiter), Some(ip)) = (limiter, ip) else {
             return Ok(None);
         };
-        self.maybe_clean(limiter);
         let key = limit_key(ip);
         let policy = HeaderValue::from_str(&format!(
             "\"{}\";q={};w=60",
             limiter.name, limiter.per_minute
         ))
         .expect("policy header is ASCII");
+        if let Some(shared) = &self.shared {
+            let shared_key = format!("{}:{key}", limiter.name);
+            match shared.check(&shared_key, limiter.per_minute).await {
+                Ok(d) if d.allowed => {
+                    return Ok(Some([
+                        (RATELIMIT_POLICY, policy),
+                        (
+                            RATELIMIT,
+                            remaining(limiter.name, d.remaining, ceil_secs(d.reset)),
+                        ),
+                    ]));
+                }
+                Ok(d) => {
+                    let retry_after = ceil_secs(d.retry_after);
+                    return Err(Box::new((
+                        ApiError::RateLimited { retry_after },
+                        [
+                            (RATELIMIT_POLICY, policy),
+                            (RATELIMIT, remaining(limiter.name, 0, retry_after)),
+                        ],
+                    )));
+                }
+                Err(error) => tracing::warn!(
+                    error = %error,
+                    "shared rate limiter unreachable; limiting in process"
+                ),
+            }
+        }
+        self.check_local(limiter, key, policy)
+    }
+
+    fn check_local(
+        &self,
+        limiter: &Limiter,
+        key: IpAddr,
+        policy: HeaderValue,
+    ) -> Result<Option<RateHeaders>, Box<(ApiError, RateHeaders)>> {
+        self.maybe_clean(limiter);
         if limiter.inner.len() >= self.max_keys {
             tracing::error!(
                 max_keys = self.max_keys,
@@ -202,22 +251,35 @@ fn limit_key(ip: IpAddr) -> IpAddr {
 mod tests {
     use super::*;
 
+    impl EdgeLimiter {
+        fn check_now(
+            &self,
+            kind: LimitKind,
+            ip: Option<IpAddr>,
+        ) -> Result<Option<RateHeaders>, Box<(ApiError, RateHeaders)>> {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(self.check(kind, ip))
+        }
+    }
+
     #[test]
     fn budgets_are_per_address_and_per_kind() {
         let limiter = EdgeLimiter::new(2, 5, 1000);
         let a = Some("198.51.100.1".parse().unwrap());
         let b = Some("198.51.100.2".parse().unwrap());
-        assert!(limiter.check(LimitKind::Send, a).is_ok());
-        let headers = limiter.check(LimitKind::Send, a).unwrap().unwrap();
+        assert!(limiter.check_now(LimitKind::Send, a).is_ok());
+        let headers = limiter.check_now(LimitKind::Send, a).unwrap().unwrap();
         assert_eq!(headers[0].1, "\"otp-send\";q=2;w=60");
         assert_eq!(headers[1].1, "\"otp-send\";r=0;t=60");
-        let (err, _) = *limiter.check(LimitKind::Send, a).unwrap_err();
+        let (err, _) = *limiter.check_now(LimitKind::Send, a).unwrap_err();
         assert!(
             matches!(err, ApiError::RateLimited { retry_after } if (1..=30).contains(&retry_after))
         );
-        assert!(limiter.check(LimitKind::Send, b).is_ok());
-        assert!(limiter.check(LimitKind::Verify, a).is_ok());
-        assert!(limiter.check(LimitKind::Send, None).unwrap().is_none());
+        assert!(limiter.check_now(LimitKind::Send, b).is_ok());
+        assert!(limiter.check_now(LimitKind::Verify, a).is_ok());
+        assert!(limiter.check_now(LimitKind::Send, None).unwrap().is_none());
     }
 
     #[test]
@@ -225,8 +287,8 @@ mod tests {
         let limiter = EdgeLimiter::new(1, 1, 1000);
         let a = Some("2001:db8:1:2::1".parse().unwrap());
         let b = Some("2001:db8:1:2:ffff::9".parse().unwrap());
-        assert!(limiter.check(LimitKind::Send, a).is_ok());
-        assert!(limiter.check(LimitKind::Send, b).is_err());
+        assert!(limiter.check_now(LimitKind::Send, a).is_ok());
+        assert!(limiter.check_now(LimitKind::Send, b).is_err());
     }
 
     #[test]
@@ -235,7 +297,7 @@ mod tests {
         let mut refused = 0;
         for i in 0..5_000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            if limiter.check(LimitKind::Send, Some(ip)).is_err() {
+            if limiter.check_now(LimitKind::Send, Some(ip)).is_err() {
                 refused += 1;
             }
         }

@@ -94,6 +94,7 @@ struct Scripts {
     put_code: Script,
     begin_attempt: Script,
     remove_code: Script,
+    gcra: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -102,6 +103,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     put_code: Script::new(include_str!("lua/put_code.lua")),
     begin_attempt: Script::new(include_str!("lua/begin_attempt.lua")),
     remove_code: Script::new(include_str!("lua/remove_code.lua")),
+    gcra: Script::new(include_str!("lua/gcra.lua")),
 });
 
 /// The connection pool behind the store.
@@ -549,6 +551,42 @@ impl OtpStore for RedisStore {
         invocation.key(self.code_key(key)).arg(&salt[..]);
         let removed: i64 = self.eval(&invocation).await?;
         Ok(removed == 1)
+    }
+}
+
+/// Per-IP limits shared by every instance on this Redis (GCRA in one Lua
+/// script, one key per client and limit).
+#[async_trait]
+impl crate::limit::shared::SharedRateLimiter for RedisStore {
+    async fn check(
+        &self,
+        key: &str,
+        per_minute: u32,
+    ) -> Result<crate::limit::shared::GcraDecision, StoreError> {
+        let per_minute = per_minute.max(1);
+        let interval = (60_000 / u64::from(per_minute)).max(1);
+        let mut invocation = SCRIPTS.gcra.prepare_invoke();
+        invocation
+            .key(format!("{}{{rl:{key}}}", self.prefix))
+            .arg(interval)
+            .arg(per_minute);
+        let (allowed, value, reset_ms): (i64, u64, u64) = self.eval(&invocation).await?;
+        let reset = Duration::from_millis(reset_ms);
+        Ok(if allowed == 1 {
+            crate::limit::shared::GcraDecision {
+                allowed: true,
+                remaining: u32::try_from(value).unwrap_or(u32::MAX),
+                retry_after: Duration::ZERO,
+                reset,
+            }
+        } else {
+            crate::limit::shared::GcraDecision {
+                allowed: false,
+                remaining: 0,
+                retry_after: Duration::from_millis(value),
+                reset,
+            }
+        })
     }
 }
 
