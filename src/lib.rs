@@ -63,6 +63,7 @@ pub mod extract;
 mod grant;
 pub mod hash;
 pub mod middleware;
+pub mod notify;
 mod otp;
 mod routes;
 mod secret;
@@ -77,6 +78,7 @@ pub use extract::{
     VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, verify_parts,
 };
 pub use middleware::{OtpLayer, OtpService};
+pub use notify::{Notifier, NotifyError};
 pub use otp::{MIN_SECRET_LEN, Otp, OtpBuilder};
 pub use secret::Secret;
 pub use store::{MemoryStore, OtpStore, StoreError};

@@ -66,6 +66,19 @@ impl Otp {
     pub fn hash_pool(&self) -> &HashPool {
         &self.engine.hasher
     }
+
+    /// A [`Notifier`](crate::Notifier) for the host's own emails and SMS
+    /// (welcome, reset, documents), through the same senders, templates
+    /// and retry policy as the codes.
+    pub fn notifier(&self) -> crate::Notifier {
+        crate::Notifier::new(
+            self.engine.templates.clone(),
+            Arc::clone(&self.engine.email),
+            self.engine.sms.clone(),
+            self.engine.retry,
+            self.engine.config.app_name.clone(),
+        )
+    }
 }
 
 /// Builds an [`Otp`]. Every setter states its default; [`build`](Self::build)
