@@ -332,12 +332,26 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 }
 
 fn classify(error: lettre::transport::smtp::Error) -> DeliveryError {
-    if error.is_permanent() || error.is_tls() || error.is_client() {
+    if error.is_permanent() || error.is_tls() || error.is_client() || is_bad_tls_peer(&error) {
         DeliveryError::permanent(error)
     } else {
         // 4xx replies, timeouts, connection and protocol errors.
         DeliveryError::transient(error)
     }
+}
+
+/// A TLS handshake refused by us (untrusted or mismatched certificate):
+/// lettre reports it as a connection error whose I/O source is
+/// `InvalidData`. Retrying cannot fix it.
+fn is_bad_tls_peer(error: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[async_trait]

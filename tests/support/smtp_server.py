@@ -57,7 +57,8 @@ def authenticator(user, password):
         if not isinstance(auth_data, LoginPassword):
             return AuthResult(success=False, handled=False)
         ok = auth_data.login.decode() == user and auth_data.password.decode() == password
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd then answers 535 itself on failure.
+        return AuthResult(success=ok, handled=False)
 
     return check
 
