@@ -34,7 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     notifier
-        .raw_email("Your order shipped", "<p>Your order <b>#42</b> is on its way.</p>")
+        .raw_email(
+            "Your order shipped",
+            "<p>Your order <b>#42</b> is on its way.</p>",
+        )
         .to("ada@example.com")
         .send()
         .await?;

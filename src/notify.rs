@@ -59,7 +59,7 @@ use crate::{
     contact::Mobile,
     delivery::{Attachment, DeliveryError, EmailMessage, EmailSender, RetryPolicy, SmsMessage},
     engine::SmsBackend,
-    template::{Templates, TemplateError, html_to_text},
+    template::{TemplateError, Templates, html_to_text},
 };
 
 /// Sends templated or raw emails and SMS through the configured senders.
@@ -163,7 +163,9 @@ impl Notifier {
         context: impl Serialize,
     ) -> Result<crate::template::RenderedEmail, NotifyError> {
         let context = minijinja::Value::from_serialize(context);
-        Ok(self.templates.render_email(name, self.with_defaults(context))?)
+        Ok(self
+            .templates
+            .render_email(name, self.with_defaults(context))?)
     }
 
     fn with_defaults(&self, context: minijinja::Value) -> minijinja::Value {

@@ -28,14 +28,26 @@ fn named(error: ConfigError) -> &'static str {
 fn no_delivery_settings_means_console_senders() {
     let debug = format!("{:?}", from(&[]).unwrap().build().unwrap());
     assert!(debug.contains("ConsoleSender"), "{debug}");
-    let debug = format!("{:?}", from(&[("EMAIL_SERVER", "console"), ("SMS_SERVER", "CONSOLE")]).unwrap());
-    assert!(!debug.contains("Smtp") && !debug.contains("Twilio"), "{debug}");
+    let debug = format!(
+        "{:?}",
+        from(&[("EMAIL_SERVER", "console"), ("SMS_SERVER", "CONSOLE")]).unwrap()
+    );
+    assert!(
+        !debug.contains("Smtp") && !debug.contains("Twilio"),
+        "{debug}"
+    );
 }
 
 #[test]
 fn unknown_servers_are_named() {
-    assert_eq!(named(from(&[("EMAIL_SERVER", "POSTMARK")]).unwrap_err()), "EMAIL_SERVER");
-    assert_eq!(named(from(&[("SMS_SERVER", "NEXMO")]).unwrap_err()), "SMS_SERVER");
+    assert_eq!(
+        named(from(&[("EMAIL_SERVER", "POSTMARK")]).unwrap_err()),
+        "EMAIL_SERVER"
+    );
+    assert_eq!(
+        named(from(&[("SMS_SERVER", "NEXMO")]).unwrap_err()),
+        "SMS_SERVER"
+    );
 }
 
 #[cfg(feature = "smtp")]
@@ -67,32 +79,58 @@ mod smtp {
             (vec![("EMAIL_PORT", "2587")], "StartTls", "2587"),
             (vec![("EMAIL_PORT", "465")], "ImplicitTls", "465"),
             (vec![("EMAIL_USE_TLS", "false")], "Plain", "25"),
-            (vec![("EMAIL_USE_TLS", "False"), ("EMAIL_PORT", "1025")], "Plain", "1025"),
+            (
+                vec![("EMAIL_USE_TLS", "False"), ("EMAIL_PORT", "1025")],
+                "Plain",
+                "1025",
+            ),
         ] {
             let debug = format!("{:?}", from(&with(&extra)).unwrap());
             assert!(debug.contains("SmtpSender"), "{debug}");
-            assert!(debug.contains(&format!("security: {security}")), "{extra:?}: {debug}");
-            assert!(debug.contains(&format!("port: {port}")), "{extra:?}: {debug}");
+            assert!(
+                debug.contains(&format!("security: {security}")),
+                "{extra:?}: {debug}"
+            );
+            assert!(
+                debug.contains(&format!("port: {port}")),
+                "{extra:?}: {debug}"
+            );
             assert!(debug.contains("no-reply@shop.example"), "{debug}");
-            assert!(!debug.contains("smtp-password-do-not-print"), "password printed: {debug}");
+            assert!(
+                !debug.contains("smtp-password-do-not-print"),
+                "password printed: {debug}"
+            );
         }
     }
 
     #[test]
     fn smtp_missing_settings_are_named() {
-        assert_eq!(named(from(&with(&[("EMAIL_HOST", "")])).unwrap_err()), "EMAIL_HOST");
+        assert_eq!(
+            named(from(&with(&[("EMAIL_HOST", "")])).unwrap_err()),
+            "EMAIL_HOST"
+        );
         assert_eq!(
             named(from(&with(&[("EMAIL_HOST_PASSWORD", "")])).unwrap_err()),
             "EMAIL_HOST_PASSWORD"
         );
-        assert_eq!(named(from(&with(&[("EMAIL_PORT", "smtp")])).unwrap_err()), "EMAIL_PORT");
-        assert_eq!(named(from(&with(&[("EMAIL_USE_TLS", "maybe")])).unwrap_err()), "EMAIL_USE_TLS");
+        assert_eq!(
+            named(from(&with(&[("EMAIL_PORT", "smtp")])).unwrap_err()),
+            "EMAIL_PORT"
+        );
+        assert_eq!(
+            named(from(&with(&[("EMAIL_USE_TLS", "maybe")])).unwrap_err()),
+            "EMAIL_USE_TLS"
+        );
         assert_eq!(
             named(from(&with(&[("DEFAULT_FROM_EMAIL", "not an address")])).unwrap_err()),
             "DEFAULT_FROM_EMAIL"
         );
         // No login at all is fine.
-        let _no_login = from(&with(&[("EMAIL_HOST_USER", ""), ("EMAIL_HOST_PASSWORD", "")])).unwrap();
+        let _no_login = from(&with(&[
+            ("EMAIL_HOST_USER", ""),
+            ("EMAIL_HOST_PASSWORD", ""),
+        ]))
+        .unwrap();
     }
 }
 
@@ -108,7 +146,13 @@ mod sendgrid {
     #[test]
     fn sendgrid_missing_settings_are_named() {
         assert_eq!(
-            named(from(&[("EMAIL_SERVER", "SENDGRID"), ("DEFAULT_FROM_EMAIL", "a@b.co")]).unwrap_err()),
+            named(
+                from(&[
+                    ("EMAIL_SERVER", "SENDGRID"),
+                    ("DEFAULT_FROM_EMAIL", "a@b.co")
+                ])
+                .unwrap_err()
+            ),
             "SENDGRID_API_KEY"
         );
         assert_eq!(
@@ -136,8 +180,12 @@ mod sendgrid {
         ])
         .unwrap();
         assert!(!format!("{builder:?}").contains("env-key-do-not-print"));
-        let otp = builder.hash_params(tower_otp::hash::HashParams::insecure_fast()).build().unwrap();
-        let (status, body) = support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+        let otp = builder
+            .hash_params(tower_otp::hash::HashParams::insecure_fast())
+            .build()
+            .unwrap();
+        let (status, body) =
+            support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
         assert_eq!(status, 200, "{body}");
         let sent: serde_json::Value =
             serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
@@ -161,13 +209,20 @@ mod twilio {
         ("TWILIO_VERIFY_SERVICE_SID", "VAxxxx"),
     ];
 
-    fn without(vars: &[(&'static str, &'static str)], name: &str) -> Vec<(&'static str, &'static str)> {
+    fn without(
+        vars: &[(&'static str, &'static str)],
+        name: &str,
+    ) -> Vec<(&'static str, &'static str)> {
         vars.iter().filter(|(k, _)| *k != name).copied().collect()
     }
 
     #[test]
     fn twilio_missing_settings_are_named() {
-        for name in ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_VERIFY_SERVICE_SID"] {
+        for name in [
+            "TWILIO_ACCOUNT_SID",
+            "TWILIO_AUTH_TOKEN",
+            "TWILIO_VERIFY_SERVICE_SID",
+        ] {
             assert_eq!(named(from(&without(VERIFY, name)).unwrap_err()), name);
         }
         let messaging = [
@@ -212,8 +267,12 @@ mod twilio {
                 .hash_params(tower_otp::hash::HashParams::insecure_fast())
                 .build()
                 .unwrap();
-            let (status, body) =
-                support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
+            let (status, body) = support::post(
+                &otp,
+                "/send-mobile-otp/",
+                json!({"mobile": support::MOBILE}),
+            )
+            .await;
             assert_eq!(status, 200, "{body}");
         }
     }

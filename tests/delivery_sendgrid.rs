@@ -127,12 +127,21 @@ async fn a_4xx_is_permanent_and_5xx_429_timeouts_and_refused_connections_are_tra
         .await;
     let err = sender(&server).send_email(&message()).await.unwrap_err();
     assert!(!err.is_transient() && !err.is_invalid_recipient(), "{err}");
-    assert!(err.to_string().contains("400"), "the log keeps the status: {err}");
+    assert!(
+        err.to_string().contains("400"),
+        "the log keeps the status: {err}"
+    );
 
     for (status, body) in [
-        (500, json!({"errors": [{"message": "Internal server error", "field": null, "help": null}]})),
+        (
+            500,
+            json!({"errors": [{"message": "Internal server error", "field": null, "help": null}]}),
+        ),
         (503, json!({"errors": []})),
-        (429, json!({"errors": [{"field": null, "message": "too many requests"}]})),
+        (
+            429,
+            json!({"errors": [{"field": null, "message": "too many requests"}]}),
+        ),
     ] {
         server.reset().await;
         mail_send()
@@ -151,7 +160,10 @@ async fn a_4xx_is_permanent_and_5xx_429_timeouts_and_refused_connections_are_tra
     let started = std::time::Instant::now();
     let err = sender(&server).send_email(&message()).await.unwrap_err();
     assert!(err.is_transient(), "timeout: {err}");
-    assert!(started.elapsed() < Duration::from_secs(2), "the 500 ms timeout applied");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the 500 ms timeout applied"
+    );
 
     // Nothing listens on a port we just freed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -185,12 +197,19 @@ async fn a_code_sent_through_sendgrid_verifies() {
         .expect(1)
         .mount(&server)
         .await;
-    let otp = support::builder().email_sender(sender(&server)).build().unwrap();
-    let (status, body) = support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+    let otp = support::builder()
+        .email_sender(sender(&server))
+        .build()
+        .unwrap();
+    let (status, body) =
+        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(status, 200, "{body}");
 
     let sent = received_bodies(&server).await.remove(0);
-    assert_eq!(sent["personalizations"][0]["to"][0]["email"], "ada@example.com");
+    assert_eq!(
+        sent["personalizations"][0]["to"][0]["email"],
+        "ada@example.com"
+    );
     let text = sent["content"][0]["value"].as_str().unwrap();
     let html = sent["content"][1]["value"].as_str().unwrap();
     let code = support::code_in(text).expect("code in the text part");
@@ -212,9 +231,13 @@ async fn a_code_sent_through_sendgrid_verifies() {
 async fn failed_send_releases_the_cooldown(failure: ResponseTemplate, expected_tries: usize) {
     let server = MockServer::start().await;
     mail_send().respond_with(failure).mount(&server).await;
-    let otp = support::builder().email_sender(sender(&server)).build().unwrap();
+    let otp = support::builder()
+        .email_sender(sender(&server))
+        .build()
+        .unwrap();
 
-    let (status, body) = support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+    let (status, body) =
+        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["status"], "error");
     assert_eq!(body["code"], "delivery_failed");
@@ -234,7 +257,11 @@ async fn failed_send_releases_the_cooldown(failure: ResponseTemplate, expected_t
         json!({"email": "ada@example.com", "otp": code}),
     )
     .await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("otp_expired")), "{body}");
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (400, Some("otp_expired")),
+        "{body}"
+    );
 
     // The provider is back: an immediate retry is not rate limited.
     server.reset().await;
@@ -243,14 +270,19 @@ async fn failed_send_releases_the_cooldown(failure: ResponseTemplate, expected_t
         .expect(1)
         .mount(&server)
         .await;
-    let (status, body) = support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
-    assert_eq!(status, 200, "retry at once must not be rate limited: {body}");
+    let (status, body) =
+        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+    assert_eq!(
+        status, 200,
+        "retry at once must not be rate limited: {body}"
+    );
 }
 
 #[tokio::test]
 async fn a_5xx_is_tried_three_times_then_502_and_the_user_may_retry_at_once() {
     failed_send_releases_the_cooldown(
-        ResponseTemplate::new(503).set_body_json(json!({"errors": [{"message": "Service Unavailable"}]})),
+        ResponseTemplate::new(503)
+            .set_body_json(json!({"errors": [{"message": "Service Unavailable"}]})),
         3,
     )
     .await;

@@ -145,7 +145,10 @@ impl SmtpServer {
             std::thread::sleep(Duration::from_millis(20));
         }
         let envelope = std::fs::read(self.maildir().join(format!("{n}.json"))).unwrap();
-        (std::fs::read(eml).unwrap(), serde_json::from_slice(&envelope).unwrap())
+        (
+            std::fs::read(eml).unwrap(),
+            serde_json::from_slice(&envelope).unwrap(),
+        )
     }
 
     fn received(&self) -> usize {
@@ -194,10 +197,16 @@ struct Received {
 }
 
 fn read(raw: &[u8]) -> Received {
-    let message = MessageParser::default().parse(raw).expect("a parsable message");
+    let message = MessageParser::default()
+        .parse(raw)
+        .expect("a parsable message");
     let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<String> {
-        a.map(|a| a.iter().filter_map(|x| x.address().map(str::to_owned)).collect())
-            .unwrap_or_default()
+        a.map(|a| {
+            a.iter()
+                .filter_map(|x| x.address().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
     };
     let mut received = Received {
         from: addresses(message.from()).join(","),
@@ -211,7 +220,9 @@ fn read(raw: &[u8]) -> Received {
         received.root_type = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default());
     }
     for part in &message.parts {
-        let Some(ct) = part.content_type() else { continue };
+        let Some(ct) = part.content_type() else {
+            continue;
+        };
         let kind = format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default());
         if let Some(name) = part.attachment_name() {
             received
@@ -237,7 +248,8 @@ async fn starttls_with_login_delivers_a_code_that_verifies() {
     ) else {
         return;
     };
-    let sender = server.trusting(SmtpSender::starttls("127.0.0.1").credentials("mailer", "smtp-secret"));
+    let sender =
+        server.trusting(SmtpSender::starttls("127.0.0.1").credentials("mailer", "smtp-secret"));
     assert!(!format!("{sender:?}").contains("smtp-secret"));
     let otp = support::builder()
         .app_name("Shop")
@@ -245,7 +257,8 @@ async fn starttls_with_login_delivers_a_code_that_verifies() {
         .build()
         .unwrap();
 
-    let (status, body) = support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+    let (status, body) =
+        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(status, 200, "{body}");
 
     let (raw, envelope) = server.message(1);
@@ -294,7 +307,10 @@ async fn implicit_tls_delivers_cc_bcc_and_attachments() {
     let (raw, envelope) = server.message(1);
     let mut rcpt: Vec<String> = serde_json::from_value(envelope["rcpt_tos"].clone()).unwrap();
     rcpt.sort();
-    assert_eq!(rcpt, ["ada@example.com", "audit@example.com", "boss@example.com"]);
+    assert_eq!(
+        rcpt,
+        ["ada@example.com", "audit@example.com", "boss@example.com"]
+    );
     let mail = read(&raw);
     assert_eq!(mail.to, ["ada@example.com"]);
     assert_eq!(mail.cc, ["boss@example.com"]);
@@ -305,7 +321,11 @@ async fn implicit_tls_delivers_cc_bcc_and_attachments() {
     assert!(mail.plain[0].contains("Hi Ada") && mail.html[0].contains("Hi Ada"));
     assert_eq!(
         mail.attachments,
-        [("terms.pdf".to_owned(), "application/pdf".to_owned(), b"%PDF-1.4 terms".to_vec())]
+        [(
+            "terms.pdf".to_owned(),
+            "application/pdf".to_owned(),
+            b"%PDF-1.4 terms".to_vec()
+        )]
     );
 }
 
@@ -314,7 +334,9 @@ async fn plain_smtp_to_localhost_delivers() {
     let Some(server) = SmtpServer::start(Mode::Plain, &[]) else {
         return;
     };
-    let sender = SmtpSender::unencrypted_localhost(server.port).build().unwrap();
+    let sender = SmtpSender::unencrypted_localhost(server.port)
+        .build()
+        .unwrap();
     let message = EmailMessage {
         to: vec!["ada@example.com".into()],
         subject: "Plain".into(),
@@ -365,8 +387,15 @@ async fn an_untrusted_certificate_or_a_wrong_password_fails_permanently() {
         to: vec!["not an address".into()],
         ..message
     };
-    let sender = server.trusting(SmtpSender::starttls("127.0.0.1").credentials("mailer", "smtp-secret"));
-    assert!(sender.send_email(&bad).await.unwrap_err().is_invalid_recipient());
+    let sender =
+        server.trusting(SmtpSender::starttls("127.0.0.1").credentials("mailer", "smtp-secret"));
+    assert!(
+        sender
+            .send_email(&bad)
+            .await
+            .unwrap_err()
+            .is_invalid_recipient()
+    );
 }
 
 /// A refusing server: `reply` to every DATA. Through the layer: 502, the
@@ -375,11 +404,18 @@ async fn refused(reply: &str, expected_tries: usize) {
     let Some(server) = SmtpServer::start(Mode::Plain, &["--reply", reply]) else {
         return;
     };
-    let sender = SmtpSender::unencrypted_localhost(server.port).build().unwrap();
+    let sender = SmtpSender::unencrypted_localhost(server.port)
+        .build()
+        .unwrap();
     let otp = support::builder().email_sender(sender).build().unwrap();
     for _ in 0..2 {
-        let (status, body) = support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
-        assert_eq!((status.as_u16(), body["code"].as_str()), (502, Some("delivery_failed")), "{body}");
+        let (status, body) =
+            support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (502, Some("delivery_failed")),
+            "{body}"
+        );
         assert!(!body["message"].as_str().unwrap().contains(reply));
     }
     assert_eq!(server.refused_attempts(), 2 * expected_tries);

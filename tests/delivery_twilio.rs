@@ -129,8 +129,14 @@ async fn verify_start_and_check_send_the_exact_requests() {
         .await;
     let v = verify(&server);
     v.start(&mobile()).await.unwrap();
-    assert_eq!(v.check(&mobile(), "123456").await.unwrap(), ProviderCheck::Approved);
-    assert_eq!(v.check(&mobile(), "000000").await.unwrap(), ProviderCheck::Rejected);
+    assert_eq!(
+        v.check(&mobile(), "123456").await.unwrap(),
+        ProviderCheck::Approved
+    );
+    assert_eq!(
+        v.check(&mobile(), "000000").await.unwrap(),
+        ProviderCheck::Rejected
+    );
 }
 
 #[tokio::test]
@@ -140,7 +146,11 @@ async fn verify_errors_are_read_as_twilio_means_them() {
 
     let cases: Vec<(ResponseTemplate, ProviderCheck)> = vec![
         (
-            twilio_error(404, 20404, "The requested resource /Services/VA.../VerificationCheck was not found"),
+            twilio_error(
+                404,
+                20404,
+                "The requested resource /Services/VA.../VerificationCheck was not found",
+            ),
             ProviderCheck::Expired,
         ),
         (
@@ -158,18 +168,28 @@ async fn verify_errors_are_read_as_twilio_means_them() {
     ];
     for (answer, expected) in cases {
         server.reset().await;
-        verification_check().respond_with(answer).mount(&server).await;
+        verification_check()
+            .respond_with(answer)
+            .mount(&server)
+            .await;
         assert_eq!(v.check(&mobile(), "123456").await.unwrap(), expected);
     }
 
     server.reset().await;
     verifications()
-        .respond_with(twilio_error(400, 21211, "Invalid parameter `To`: +14155550123"))
+        .respond_with(twilio_error(
+            400,
+            21211,
+            "Invalid parameter `To`: +14155550123",
+        ))
         .mount(&server)
         .await;
     let err = v.start(&mobile()).await.unwrap_err();
     assert!(err.is_invalid_recipient(), "{err}");
-    assert!(!err.to_string().contains("4155550123"), "the number is masked in the log: {err}");
+    assert!(
+        !err.to_string().contains("4155550123"),
+        "the number is masked in the log: {err}"
+    );
 
     for (answer, transient) in [
         (twilio_error(500, 20500, "Internal Server Error"), true),
@@ -177,7 +197,10 @@ async fn verify_errors_are_read_as_twilio_means_them() {
         (twilio_error(429, 20429, "Too Many Requests"), true),
         (twilio_error(401, 20003, "Authenticate"), false),
         (twilio_error(400, 60200, "Invalid parameter"), false),
-        (ResponseTemplate::new(201).set_delay(Duration::from_secs(3)), true),
+        (
+            ResponseTemplate::new(201).set_delay(Duration::from_secs(3)),
+            true,
+        ),
     ] {
         server.reset().await;
         verifications().respond_with(answer).mount(&server).await;
@@ -191,7 +214,11 @@ async fn verify_errors_are_read_as_twilio_means_them() {
 async fn messaging_sends_the_exact_request() {
     let server = MockServer::start().await;
     messages()
-        .and(form(&[("To", support::MOBILE), ("From", FROM), ("Body", "Hello & bye")]))
+        .and(form(&[
+            ("To", support::MOBILE),
+            ("From", FROM),
+            ("Body", "Hello & bye"),
+        ]))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "sid": "SMdddddddddddddddddddddddddddddddd",
             "account_sid": SID,
@@ -238,17 +265,45 @@ async fn messaging_errors_are_classified() {
         body: "x".into(),
     };
     for (answer, transient, invalid) in [
-        (twilio_error(400, 21211, "The 'To' number +14155550123 is not a valid phone number."), false, true),
-        (twilio_error(400, 21614, "'To' number is not a valid mobile number"), false, true),
-        (twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"), false, false),
-        (twilio_error(500, 20500, "Internal Server Error"), true, false),
+        (
+            twilio_error(
+                400,
+                21211,
+                "The 'To' number +14155550123 is not a valid phone number.",
+            ),
+            false,
+            true,
+        ),
+        (
+            twilio_error(400, 21614, "'To' number is not a valid mobile number"),
+            false,
+            true,
+        ),
+        (
+            twilio_error(400, 21610, "Attempt to send to unsubscribed recipient"),
+            false,
+            false,
+        ),
+        (
+            twilio_error(500, 20500, "Internal Server Error"),
+            true,
+            false,
+        ),
         (twilio_error(429, 20429, "Too Many Requests"), true, false),
-        (ResponseTemplate::new(201).set_delay(Duration::from_secs(3)), true, false),
+        (
+            ResponseTemplate::new(201).set_delay(Duration::from_secs(3)),
+            true,
+            false,
+        ),
     ] {
         server.reset().await;
         messages().respond_with(answer).mount(&server).await;
         let err = messaging(&server).send_sms(&message).await.unwrap_err();
-        assert_eq!((err.is_transient(), err.is_invalid_recipient()), (transient, invalid), "{err}");
+        assert_eq!(
+            (err.is_transient(), err.is_invalid_recipient()),
+            (transient, invalid),
+            "{err}"
+        );
     }
 }
 
@@ -272,9 +327,17 @@ async fn verify_mode_end_to_end_and_twilio_answers_become_contract_errors() {
         .respond_with(ResponseTemplate::new(200).set_body_json(verification("approved")))
         .mount(&server)
         .await;
-    let otp = support::builder().sms_verifier(verify(&server)).build().unwrap();
+    let otp = support::builder()
+        .sms_verifier(verify(&server))
+        .build()
+        .unwrap();
 
-    let (status, body) = support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
+    let (status, body) = support::post(
+        &otp,
+        "/send-mobile-otp/",
+        json!({"mobile": support::MOBILE}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = support::post(
         &otp,
@@ -282,7 +345,11 @@ async fn verify_mode_end_to_end_and_twilio_answers_become_contract_errors() {
         json!({"mobile": support::MOBILE, "otp": "111111"}),
     )
     .await;
-    assert_eq!((status.as_u16(), &body["code"], &body["attempts_left"]), (400, &json!("otp_invalid"), &json!(4)), "{body}");
+    assert_eq!(
+        (status.as_u16(), &body["code"], &body["attempts_left"]),
+        (400, &json!("otp_invalid"), &json!(4)),
+        "{body}"
+    );
     let (status, body) = support::post(
         &otp,
         "/verify-mobile-otp/",
@@ -301,7 +368,11 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         .mount(&server)
         .await;
     verification_check()
-        .respond_with(twilio_error(404, 20404, "The requested resource was not found"))
+        .respond_with(twilio_error(
+            404,
+            20404,
+            "The requested resource was not found",
+        ))
         .mount(&server)
         .await;
     let otp = support::builder()
@@ -309,7 +380,12 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         .resend_cooldown(Duration::from_secs(1))
         .build()
         .unwrap();
-    let (status, _) = support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
+    let (status, _) = support::post(
+        &otp,
+        "/send-mobile-otp/",
+        json!({"mobile": support::MOBILE}),
+    )
+    .await;
     assert_eq!(status, 200);
     let (status, body) = support::post(
         &otp,
@@ -317,7 +393,11 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         json!({"mobile": support::MOBILE, "otp": "123456"}),
     )
     .await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("otp_expired")), "{body}");
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (400, Some("otp_expired")),
+        "{body}"
+    );
 
     server.reset().await;
     verifications()
@@ -329,7 +409,12 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         .mount(&server)
         .await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // the cooldown
-    let (status, body) = support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
+    let (status, body) = support::post(
+        &otp,
+        "/send-mobile-otp/",
+        json!({"mobile": support::MOBILE}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = support::post(
         &otp,
@@ -337,23 +422,57 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         json!({"mobile": support::MOBILE, "otp": "123456"}),
     )
     .await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (429, Some("attempts_exceeded")), "{body}");
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (429, Some("attempts_exceeded")),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn twilio_21211_is_invalid_mobile_in_both_modes() {
     let server = MockServer::start().await;
-    let invalid = twilio_error(400, 21211, "The 'To' number +14155550123 is not a valid phone number.");
-    verifications().respond_with(invalid.clone()).expect(1).mount(&server).await;
-    messages().respond_with(invalid).expect(1).mount(&server).await;
+    let invalid = twilio_error(
+        400,
+        21211,
+        "The 'To' number +14155550123 is not a valid phone number.",
+    );
+    verifications()
+        .respond_with(invalid.clone())
+        .expect(1)
+        .mount(&server)
+        .await;
+    messages()
+        .respond_with(invalid)
+        .expect(1)
+        .mount(&server)
+        .await;
 
     for otp in [
-        support::builder().sms_verifier(verify(&server)).build().unwrap(),
-        support::builder().sms_sender(messaging(&server)).build().unwrap(),
+        support::builder()
+            .sms_verifier(verify(&server))
+            .build()
+            .unwrap(),
+        support::builder()
+            .sms_sender(messaging(&server))
+            .build()
+            .unwrap(),
     ] {
-        let (status, body) = support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
-        assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("invalid_mobile")), "{body}");
-        assert!(!body["message"].as_str().unwrap().contains("21211"), "{body}");
+        let (status, body) = support::post(
+            &otp,
+            "/send-mobile-otp/",
+            json!({"mobile": support::MOBILE}),
+        )
+        .await;
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str()),
+            (400, Some("invalid_mobile")),
+            "{body}"
+        );
+        assert!(
+            !body["message"].as_str().unwrap().contains("21211"),
+            "{body}"
+        );
     }
 }
 
@@ -370,16 +489,27 @@ async fn messaging_mode_sends_our_code_with_the_webotp_line() {
         .webotp_host("shop.example")
         .build()
         .unwrap();
-    let (status, body) = support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
+    let (status, body) = support::post(
+        &otp,
+        "/send-mobile-otp/",
+        json!({"mobile": support::MOBILE}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 
     let request = server.received_requests().await.unwrap().remove(0);
     let fields: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(&request.body).into_owned().collect();
+        url::form_urlencoded::parse(&request.body)
+            .into_owned()
+            .collect();
     assert_eq!(fields["To"], support::MOBILE);
     assert_eq!(fields["From"], FROM);
     let code = support::code_in(&fields["Body"]).expect("a code in the SMS");
-    assert!(fields["Body"].ends_with(&format!("@shop.example #{code}")), "{}", fields["Body"]);
+    assert!(
+        fields["Body"].ends_with(&format!("@shop.example #{code}")),
+        "{}",
+        fields["Body"]
+    );
 
     let (status, body) = support::post(
         &otp,
@@ -397,9 +527,21 @@ async fn messaging_5xx_is_tried_three_times_then_502_and_retry_is_not_rate_limit
         .respond_with(twilio_error(500, 20500, "Internal Server Error"))
         .mount(&server)
         .await;
-    let otp = support::builder().sms_sender(messaging(&server)).build().unwrap();
-    let (status, body) = support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
-    assert_eq!((status.as_u16(), body["code"].as_str()), (502, Some("delivery_failed")), "{body}");
+    let otp = support::builder()
+        .sms_sender(messaging(&server))
+        .build()
+        .unwrap();
+    let (status, body) = support::post(
+        &otp,
+        "/send-mobile-otp/",
+        json!({"mobile": support::MOBILE}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (502, Some("delivery_failed")),
+        "{body}"
+    );
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
 
     server.reset().await;
@@ -408,6 +550,11 @@ async fn messaging_5xx_is_tried_three_times_then_502_and_retry_is_not_rate_limit
         .expect(1)
         .mount(&server)
         .await;
-    let (status, body) = support::post(&otp, "/send-mobile-otp/", json!({"mobile": support::MOBILE})).await;
+    let (status, body) = support::post(
+        &otp,
+        "/send-mobile-otp/",
+        json!({"mobile": support::MOBILE}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
 }

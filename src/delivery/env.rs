@@ -67,7 +67,10 @@ fn feature_missing(variable: &'static str, value: &str, feature: &str) -> Config
 fn smtp(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
     use super::smtp::SmtpSender;
 
-    let host = env.require("EMAIL_HOST", "EMAIL_SERVER=SMTP needs the SMTP server's host")?;
+    let host = env.require(
+        "EMAIL_HOST",
+        "EMAIL_SERVER=SMTP needs the SMTP server's host",
+    )?;
     let use_tls = env.flag("EMAIL_USE_TLS")?.unwrap_or(true);
     let port: Option<u16> = env.parse("EMAIL_PORT")?;
     let mut sender = match (use_tls, port) {

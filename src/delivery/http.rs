@@ -113,7 +113,14 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        for (status, transient) in [(400, false), (401, false), (404, false), (429, true), (500, true), (503, true)] {
+        for (status, transient) in [
+            (400, false),
+            (401, false),
+            (404, false),
+            (429, true),
+            (500, true),
+            (503, true),
+        ] {
             let e = status_failure(ProviderError::new("x", status, "{}"));
             assert_eq!(e.is_transient(), transient, "{status}");
         }
@@ -135,7 +142,13 @@ mod tests {
             r#"{"code":21211,"message":"The 'To' number +14155550123 is not valid","to":"ada@example.com","status":400}"#,
         );
         let shown = e.to_string();
-        assert!(!shown.contains("4155550123") && !shown.contains("ada@"), "{shown}");
-        assert!(shown.contains("21211") && shown.contains("HTTP 400"), "{shown}");
+        assert!(
+            !shown.contains("4155550123") && !shown.contains("ada@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("21211") && shown.contains("HTTP 400"),
+            "{shown}"
+        );
     }
 }

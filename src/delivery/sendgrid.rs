@@ -90,7 +90,8 @@ impl SendGridSender {
 
     /// The JSON body SendGrid expects for `message`.
     fn body(&self, message: &EmailMessage) -> Value {
-        let addresses = |list: &[String]| -> Vec<Value> { list.iter().map(|a| address(a)).collect() };
+        let addresses =
+            |list: &[String]| -> Vec<Value> { list.iter().map(|a| address(a)).collect() };
         let mut personalization = json!({ "to": addresses(&message.to) });
         // SendGrid refuses empty cc/bcc arrays: leave them out.
         if !message.cc.is_empty() {
@@ -144,7 +145,9 @@ fn address(input: &str) -> Value {
 impl EmailSender for SendGridSender {
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         if message.to.is_empty() {
-            return Err(DeliveryError::permanent("an email needs at least one recipient"));
+            return Err(DeliveryError::permanent(
+                "an email needs at least one recipient",
+            ));
         }
         let response = self
             .client

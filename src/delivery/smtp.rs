@@ -118,7 +118,10 @@ impl std::fmt::Debug for SmtpSenderBuilder {
             .field("root_certificates", &self.root_certificates.len())
             .field(
                 "credentials",
-                &self.credentials.as_ref().map(|(user, password)| (user, password)),
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, password)| (user, password)),
             )
             .field("from", &self.from)
             .field("timeout", &self.timeout)
@@ -163,10 +166,8 @@ impl SmtpSender {
                     lettre::transport::smtp::PoolConfig::new().max_size(s.max_connections),
                 );
             if let Some((user, password)) = &s.credentials {
-                builder = builder.credentials(Credentials::new(
-                    user.clone(),
-                    password.expose().to_owned(),
-                ));
+                builder = builder
+                    .credentials(Credentials::new(user.clone(), password.expose().to_owned()));
             }
             builder.build()
         })
@@ -279,10 +280,9 @@ impl SmtpSenderBuilder {
     /// Checks the settings (From address, certificates) and makes the
     /// sender.
     pub fn build(self) -> Result<SmtpSender, ConfigError> {
-        let from = self
-            .from
-            .parse::<Mailbox>()
-            .map_err(|e| ConfigError::invalid("DEFAULT_FROM_EMAIL", format!("{:?}: {e}", self.from)))?;
+        let from = self.from.parse::<Mailbox>().map_err(|e| {
+            ConfigError::invalid("DEFAULT_FROM_EMAIL", format!("{:?}: {e}", self.from))
+        })?;
         let tls = match self.security {
             SmtpSecurity::Plain => {
                 if !is_loopback(&self.host) {
@@ -295,13 +295,24 @@ impl SmtpSenderBuilder {
                 Tls::None
             }
             SmtpSecurity::StartTls | SmtpSecurity::ImplicitTls => {
-                let name = self.tls_server_name.clone().unwrap_or_else(|| self.host.clone());
+                let name = self
+                    .tls_server_name
+                    .clone()
+                    .unwrap_or_else(|| self.host.clone());
                 let mut params = TlsParameters::builder(name);
                 for pem in &self.root_certificates {
-                    let certificate = Certificate::from_pem(pem).map_err(|e| ConfigError::Backend {
-                        what: "SMTP root certificate",
-                        source: Box::new(e),
-                    })?;
+                    // lettre accepts a PEM holding no certificate at all.
+                    if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+                        return Err(ConfigError::invalid(
+                            "smtp root certificate",
+                            "no PEM certificate found",
+                        ));
+                    }
+                    let certificate =
+                        Certificate::from_pem(pem).map_err(|e| ConfigError::Backend {
+                            what: "SMTP root certificate",
+                            source: Box::new(e),
+                        })?;
                     params = params.add_root_certificate(certificate);
                 }
                 let params = params.build_rustls().map_err(|e| ConfigError::Backend {

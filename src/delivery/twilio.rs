@@ -196,7 +196,11 @@ impl SmsVerifier for TwilioVerify {
 
     async fn check(&self, to: &Mobile, code: &str) -> Result<ProviderCheck, DeliveryError> {
         let form = [("To", to.as_str()), ("Code", code)];
-        match self.account.post(self.url("VerificationCheck"), &form).await? {
+        match self
+            .account
+            .post(self.url("VerificationCheck"), &form)
+            .await?
+        {
             Ok(body) => {
                 let answer: VerificationAnswer = serde_json::from_str(&body).map_err(|e| {
                     DeliveryError::transient(format!("unreadable Twilio Verify answer: {e}"))

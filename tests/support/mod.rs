@@ -28,11 +28,11 @@ pub fn builder() -> OtpBuilder {
 /// POSTs `body` as JSON to `path` through `otp`'s layer; the status and the
 /// JSON answer.
 pub async fn post(otp: &Otp, path: &str, body: Value) -> (StatusCode, Value) {
-    let app = ServiceBuilder::new()
-        .layer(otp.layer())
-        .service(service_fn(|_req: Request<Full<Bytes>>| async {
+    let app = ServiceBuilder::new().layer(otp.layer()).service(service_fn(
+        |_req: Request<Full<Bytes>>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
-        }));
+        },
+    ));
     let request = Request::post(path)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
