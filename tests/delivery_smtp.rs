@@ -419,10 +419,24 @@ async fn refused(reply: &str, expected_tries: usize) {
         assert!(!body["message"].as_str().unwrap().contains(reply));
     }
     assert_eq!(server.refused_attempts(), 2 * expected_tries);
+
+    // The reply goes to the log, with the recipient it quotes masked.
+    let sender = SmtpSender::unencrypted_localhost(server.port)
+        .build()
+        .unwrap();
+    let message = EmailMessage {
+        to: vec!["ada@example.com".into()],
+        subject: "x".into(),
+        ..EmailMessage::default()
+    };
+    let err = sender.send_email(&message).await.unwrap_err();
+    let logged = err.to_string();
+    assert!(logged.contains(&reply[..3]), "{logged}");
+    assert!(!logged.contains("ada@example.com"), "{logged}");
 }
 
 #[tokio::test]
 async fn smtp_4xx_is_retried_and_5xx_is_not() {
-    refused("451 4.3.0 Try again later", 3).await;
-    refused("554 5.7.1 Message rejected", 1).await;
+    refused("451 4.3.0 <ada@example.com> try again later", 3).await;
+    refused("554 5.7.1 <ada@example.com> message rejected", 1).await;
 }

@@ -3,7 +3,7 @@
 
 use std::{fmt, time::Duration};
 
-use super::DeliveryError;
+use super::{DeliveryError, scrub};
 
 /// Default time allowed for one request, connection included.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,32 +48,6 @@ impl ProviderError {
             body: scrub(&body[..end]),
         }
     }
-}
-
-/// Masks words that look like contacts: any containing `@`, and any with
-/// seven or more digits.
-fn scrub(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        let digits = word.chars().filter(char::is_ascii_digit).count();
-        if word.contains('@') || digits >= 7 {
-            out.push_str("***");
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for c in text.chars() {
-        if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '{' | '}' | '[' | ']' | '<' | '>') {
-            flush(&mut word, &mut out);
-            out.push(c);
-        } else {
-            word.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
 }
 
 impl fmt::Display for ProviderError {

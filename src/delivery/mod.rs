@@ -322,3 +322,35 @@ impl RetryPolicy {
         }
     }
 }
+
+/// Masks words that look like contacts in a provider's error text (which
+/// goes to the log): any word containing `@`, and phone-number-like words
+/// (only digits and `+-().`, at least seven digits).
+#[cfg(any(feature = "smtp", feature = "sendgrid", feature = "twilio"))]
+pub(crate) fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let digits = word.chars().filter(char::is_ascii_digit).count();
+        let phone_like = digits >= 7
+            && word
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.'));
+        if word.contains('@') || phone_like {
+            out.push_str("***");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '{' | '}' | '[' | ']' | '<' | '>') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}

@@ -343,11 +343,32 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 }
 
 fn classify(error: lettre::transport::smtp::Error) -> DeliveryError {
-    if error.is_permanent() || error.is_tls() || error.is_client() || is_bad_tls_peer(&error) {
+    let permanent =
+        error.is_permanent() || error.is_tls() || error.is_client() || is_bad_tls_peer(&error);
+    let error = SmtpError(error);
+    if permanent {
         DeliveryError::permanent(error)
     } else {
         // 4xx replies, timeouts, connection and protocol errors.
         DeliveryError::transient(error)
+    }
+}
+
+/// A lettre error whose text has contacts masked: SMTP replies often quote
+/// the recipient (`550 5.1.1 <ada@example.com>: unknown`). Its source is
+/// lettre's own source, so the cause chain is kept.
+#[derive(Debug)]
+struct SmtpError(lettre::transport::smtp::Error);
+
+impl std::fmt::Display for SmtpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::scrub(&self.0.to_string()))
+    }
+}
+
+impl std::error::Error for SmtpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
     }
 }
 
