@@ -39,6 +39,7 @@
 //! let otp = Otp::builder().sms_verifier(verify);
 //!
 //! let messaging = TwilioMessaging::new("ACxxxxxxxx", "auth-token", "+14155550100");
+//! assert!(!format!("{messaging:?}").contains("auth-token"));
 //! let otp = Otp::builder().sms_sender(messaging);
 //! ```
 
