@@ -292,3 +292,62 @@ async fn a_5xx_is_tried_three_times_then_502_and_the_user_may_retry_at_once() {
 async fn a_400_is_tried_once_then_502_and_the_user_may_retry_at_once() {
     failed_send_releases_the_cooldown(sendgrid_400(), 1).await;
 }
+
+/// Collects everything logged while it is the default subscriber.
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
+    type Writer = Self;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn provider_error_text_goes_to_the_log_masked_and_never_to_the_client() {
+    let server = MockServer::start().await;
+    mail_send()
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "errors": [{"message": "Does not contain a valid address: ada@example.com", "field": "personalizations.0.to.0.email"}]
+        })))
+        .mount(&server)
+        .await;
+    let otp = support::builder()
+        .email_sender(sender(&server))
+        .build()
+        .unwrap();
+    let logs = LogCapture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(logs.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let (status, body) = {
+        let _guard = tracing::subscriber::set_default(subscriber);
+        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await
+    };
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.to_string().contains("valid address"), "{body}");
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("SendGrid answered HTTP 400"), "{logged}");
+    assert!(logged.contains("personalizations.0.to.0.email"), "{logged}");
+    assert!(
+        !logged.contains("ada@example.com"),
+        "contact unmasked in the log: {logged}"
+    );
+    let sent = received_bodies(&server).await;
+    let code = support::code_in(sent[0]["content"][0]["value"].as_str().unwrap()).unwrap();
+    assert!(!logged.contains(&code), "the code was logged: {logged}");
+}
