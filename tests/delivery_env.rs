@@ -103,6 +103,53 @@ mod smtp {
         }
     }
 
+    /// Everything logged while `f` runs.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = capture.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn plain_smtp_warns_at_start_up_unless_the_host_is_loopback() {
+        let remote = logged(|| {
+            let _builder = from(&with(&[("EMAIL_USE_TLS", "false")])).unwrap();
+        });
+        assert!(
+            remote.contains("WARN") && remote.contains("without TLS"),
+            "{remote}"
+        );
+        assert!(!remote.contains("smtp-password-do-not-print"), "{remote}");
+        for host in ["localhost", "127.0.0.1", "::1"] {
+            let local = logged(|| {
+                let _builder =
+                    from(&with(&[("EMAIL_USE_TLS", "false"), ("EMAIL_HOST", host)])).unwrap();
+            });
+            assert!(!local.contains("without TLS"), "{host}: {local}");
+        }
+        let tls = logged(|| {
+            let _builder = from(SMTP).unwrap();
+        });
+        assert!(!tls.contains("without TLS"), "{tls}");
+    }
+
     #[test]
     fn smtp_missing_settings_are_named() {
         assert_eq!(

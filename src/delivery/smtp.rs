@@ -25,7 +25,8 @@
 //! permanent. The server's reply text goes to the log only.
 //!
 //! The transport (and its connection pool) is created on the first send, so
-//! a sender may be built outside a tokio runtime.
+//! a sender may be built outside a tokio runtime; the pool then belongs to
+//! the runtime of that first send, so use one sender per runtime.
 //!
 //! ```
 //! use tower_otp::{Otp, delivery::SmtpSender};
