@@ -319,7 +319,7 @@ async fn provider_error_text_goes_to_the_log_masked_and_never_to_the_client() {
     let server = MockServer::start().await;
     mail_send()
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
-            "errors": [{"message": "Does not contain a valid address: ada@example.com", "field": "personalizations.0.to.0.email"}]
+            "errors": [{"message": "The from address does not match a verified Sender Identity (asked for ada@example.com)", "field": "from.email"}]
         })))
         .mount(&server)
         .await;
@@ -338,11 +338,11 @@ async fn provider_error_text_goes_to_the_log_masked_and_never_to_the_client() {
         support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await
     };
     assert_eq!(status, 502, "{body}");
-    assert!(!body.to_string().contains("valid address"), "{body}");
+    assert!(!body.to_string().contains("Sender Identity"), "{body}");
 
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("SendGrid answered HTTP 400"), "{logged}");
-    assert!(logged.contains("personalizations.0.to.0.email"), "{logged}");
+    assert!(logged.contains("from.email"), "{logged}");
     assert!(
         !logged.contains("ada@example.com"),
         "contact unmasked in the log: {logged}"
@@ -350,4 +350,31 @@ async fn provider_error_text_goes_to_the_log_masked_and_never_to_the_client() {
     let sent = received_bodies(&server).await;
     let code = support::code_in(sent[0]["content"][0]["value"].as_str().unwrap()).unwrap();
     assert!(!logged.contains(&code), "the code was logged: {logged}");
+}
+
+#[tokio::test]
+async fn a_recipient_sendgrid_refuses_is_invalid_email_not_a_5xx() {
+    let server = MockServer::start().await;
+    mail_send()
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "errors": [{
+                "message": "Does not contain a valid address.",
+                "field": "personalizations.0.to.0.email",
+                "help": "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.personalizations.to"
+            }]
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let otp = support::builder()
+        .email_sender(sender(&server))
+        .build()
+        .unwrap();
+    let (status, body) =
+        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (400, Some("invalid_email")),
+        "{body}"
+    );
 }

@@ -10,8 +10,10 @@
 //! reference, and the `sendgrid` crate's `v3` module on docs.rs).
 //!
 //! Failures: connection errors, timeouts, 429 and 5xx are transient (the
-//! engine retries them); other 4xx are permanent. The response body goes to
-//! the log only.
+//! engine retries them); other 4xx are permanent, and a 400 whose error
+//! `field` is a recipient's email (`personalizations.0.to.0.email`) is an
+//! invalid recipient (the route answers `invalid_email`). The response body
+//! goes to the log only, with contacts masked.
 //!
 //! ```
 //! use std::time::Duration;
@@ -127,6 +129,27 @@ impl SendGridSender {
     }
 }
 
+/// Whether a 400 answer blames a recipient address: an error whose `field`
+/// is `personalizations.N.to|cc|bcc.N.email`.
+fn refuses_a_recipient(body: &str) -> bool {
+    let Ok(answer) = serde_json::from_str::<Value>(body) else {
+        return false;
+    };
+    let Some(errors) = answer["errors"].as_array() else {
+        return false;
+    };
+    errors
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .any(|field| {
+            let parts: Vec<&str> = field.split('.').collect();
+            matches!(
+                parts.as_slice(),
+                ["personalizations", _, "to" | "cc" | "bcc", _, "email"]
+            )
+        })
+}
+
 /// `Name <addr>` → `{"email": addr, "name": Name}`; `addr` → `{"email": addr}`.
 fn address(input: &str) -> Value {
     let input = input.trim();
@@ -163,17 +186,28 @@ impl EmailSender for SendGridSender {
             return Ok(());
         }
         let body = response.text().await.unwrap_or_default();
-        Err(http::status_failure(ProviderError::new(
-            "SendGrid",
-            status.as_u16(),
-            &body,
-        )))
+        let error = ProviderError::new("SendGrid", status.as_u16(), &body);
+        if status == reqwest::StatusCode::BAD_REQUEST && refuses_a_recipient(&body) {
+            return Err(DeliveryError::invalid_recipient(error));
+        }
+        Err(http::status_failure(error))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipient_errors_are_recognized() {
+        let body = |field: &str| json!({"errors": [{"message": "m", "field": field}]}).to_string();
+        assert!(refuses_a_recipient(&body("personalizations.0.to.0.email")));
+        assert!(refuses_a_recipient(&body("personalizations.1.bcc.3.email")));
+        assert!(!refuses_a_recipient(&body("from.email")));
+        assert!(!refuses_a_recipient(&body("personalizations.0.to")));
+        assert!(!refuses_a_recipient("not json"));
+        assert!(!refuses_a_recipient(r#"{"errors":[{"field":null}]}"#));
+    }
 
     #[test]
     fn addresses_with_display_names_are_split() {
