@@ -57,20 +57,16 @@ use serde::Serialize;
 
 use crate::{
     contact::Mobile,
-    delivery::{Attachment, DeliveryError, EmailMessage, EmailSender, RetryPolicy, SmsMessage},
-    engine::SmsBackend,
-    template::{TemplateError, Templates, html_to_text},
+    delivery::{Attachment, DeliveryError, EmailMessage, SmsMessage},
+    engine::{Engine, SmsBackend},
+    template::{TemplateError, html_to_text},
 };
 
 /// Sends templated or raw emails and SMS through the configured senders.
 /// Get one with [`Otp::notifier`](crate::Otp::notifier); cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    templates: Templates,
-    email: Arc<dyn EmailSender>,
-    sms: SmsBackend,
-    retry: RetryPolicy,
-    app_name: String,
+    engine: Arc<Engine>,
 }
 
 /// Why a notification was not sent.
@@ -93,20 +89,8 @@ pub enum NotifyError {
 }
 
 impl Notifier {
-    pub(crate) fn new(
-        templates: Templates,
-        email: Arc<dyn EmailSender>,
-        sms: SmsBackend,
-        retry: RetryPolicy,
-        app_name: String,
-    ) -> Self {
-        Self {
-            templates,
-            email,
-            sms,
-            retry,
-            app_name,
-        }
+    pub(crate) fn new(engine: Arc<Engine>) -> Self {
+        Self { engine }
     }
 
     /// An email from template `name` (e.g. `"welcome"`); add recipients,
@@ -143,14 +127,14 @@ impl Notifier {
 
     /// Sends `text` to `to` through the SMS sender.
     pub async fn sms(&self, to: &Mobile, text: impl Into<String>) -> Result<(), NotifyError> {
-        let SmsBackend::Messages(sender) = &self.sms else {
+        let SmsBackend::Messages(sender) = &self.engine.sms else {
             return Err(NotifyError::SmsUnsupported);
         };
         let message = SmsMessage {
             to: to.as_str().to_owned(),
             body: text.into(),
         };
-        self.retry.run(|| sender.send_sms(&message)).await?;
+        self.engine.retry.run(|| sender.send_sms(&message)).await?;
         tracing::info!(contact = %to.masked(), "notification sms sent");
         Ok(())
     }
@@ -164,12 +148,13 @@ impl Notifier {
     ) -> Result<crate::template::RenderedEmail, NotifyError> {
         let context = minijinja::Value::from_serialize(context);
         Ok(self
+            .engine
             .templates
             .render_email(name, self.with_defaults(context))?)
     }
 
     fn with_defaults(&self, context: minijinja::Value) -> minijinja::Value {
-        minijinja::context! { ..context, ..minijinja::context! { app_name => self.app_name } }
+        minijinja::context! { ..context, ..minijinja::context! { app_name => self.engine.config.app_name } }
     }
 }
 
@@ -279,6 +264,7 @@ impl EmailBuilder<'_> {
         let what = match content {
             Content::Template { name, context } => {
                 let rendered = notifier
+                    .engine
                     .templates
                     .render_email(&name, notifier.with_defaults(context))?;
                 message.subject = rendered.subject;
@@ -298,8 +284,9 @@ impl EmailBuilder<'_> {
             }
         };
         notifier
+            .engine
             .retry
-            .run(|| notifier.email.send_email(&message))
+            .run(|| notifier.engine.email.send_email(&message))
             .await?;
         tracing::info!(
             template = %what,

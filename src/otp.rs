@@ -71,13 +71,7 @@ impl Otp {
     /// (welcome, reset, documents), through the same senders, templates
     /// and retry policy as the codes.
     pub fn notifier(&self) -> crate::Notifier {
-        crate::Notifier::new(
-            self.engine.templates.clone(),
-            Arc::clone(&self.engine.email),
-            self.engine.sms.clone(),
-            self.engine.retry,
-            self.engine.config.app_name.clone(),
-        )
+        crate::Notifier::new(Arc::clone(&self.engine))
     }
 }
 

@@ -177,3 +177,23 @@ async fn sms_through_a_verifier_only_provider_is_refused() {
     let err = otp.notifier().sms(&mobile, "hi").await.unwrap_err();
     assert!(matches!(err, NotifyError::SmsUnsupported), "{err}");
 }
+
+#[test]
+fn render_email_previews_without_sending() {
+    let outbox = MemoryOutbox::new();
+    let otp = support::builder()
+        .app_name("Shop")
+        .email_sender(outbox.clone())
+        .build()
+        .unwrap();
+    let preview = otp
+        .notifier()
+        .render_email(
+            "document",
+            json!({"document_name": "Invoice 7", "name": "Ada"}),
+        )
+        .unwrap();
+    assert_eq!(preview.subject, "Invoice 7 from Shop");
+    assert!(preview.text.contains("Hi Ada") && preview.text.contains("Invoice 7 attached"));
+    assert!(outbox.messages().is_empty());
+}
