@@ -65,6 +65,7 @@ mod grant;
 pub mod hash;
 pub mod limit;
 pub mod middleware;
+pub mod notify;
 mod otp;
 pub mod policy;
 mod routes;
@@ -82,6 +83,7 @@ pub use extract::{
 };
 pub use limit::client_ip::{ClientAddr, TrustedProxies};
 pub use middleware::{OtpLayer, OtpService};
+pub use notify::{Notifier, NotifyError};
 pub use otp::{MIN_SECRET_LEN, Otp, OtpBuilder};
 pub use secret::Secret;
 pub use store::{MemoryStore, OtpStore, StoreError};

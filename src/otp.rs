@@ -74,6 +74,13 @@ impl Otp {
     pub fn hash_pool(&self) -> &HashPool {
         &self.engine.hasher
     }
+
+    /// A [`Notifier`](crate::Notifier) for the host's own emails and SMS
+    /// (welcome, reset, documents), through the same senders, templates
+    /// and retry policy as the codes.
+    pub fn notifier(&self) -> crate::Notifier {
+        crate::Notifier::new(Arc::clone(&self.engine))
+    }
 }
 
 /// Builds an [`Otp`]. Every setter states its default; [`build`](Self::build)

@@ -5,7 +5,13 @@
 //! | name | files |
 //! |---|---|
 //! | email `otp` | `email/otp.subject.txt`, `email/otp.html`, `email/otp.txt` |
+//! | email `welcome` | `email/welcome.subject.txt`, `.html`, `.txt` (`name`, `action_url`) |
+//! | email `reset` | `email/reset.subject.txt`, `.html`, `.txt` (`reset_url`, `ttl_minutes`, `name`) |
+//! | email `document` | `email/document.subject.txt`, `.html`, `.txt` (`document_name`, `message`, `name`) |
+//! | email `default` | `email/default.subject.txt`, `.html`, `.txt` (`subject`, `heading`, `message`, `action_url`, `action_label`) |
 //! | SMS `otp` | `sms/otp.txt` |
+//!
+//! Every email extends `email/base.html` and receives `app_name`.
 //!
 //! An email template `NAME` is the subject `email/NAME.subject.txt`, the HTML
 //! part `email/NAME.html` and, optionally, the plain-text part
@@ -35,6 +41,18 @@ const BUILTINS: &[(&str, &str)] = builtin![
     "email/otp.subject.txt",
     "email/otp.html",
     "email/otp.txt",
+    "email/welcome.subject.txt",
+    "email/welcome.html",
+    "email/welcome.txt",
+    "email/reset.subject.txt",
+    "email/reset.html",
+    "email/reset.txt",
+    "email/document.subject.txt",
+    "email/document.html",
+    "email/document.txt",
+    "email/default.subject.txt",
+    "email/default.html",
+    "email/default.txt",
     "sms/otp.txt",
 ];
 
@@ -261,8 +279,128 @@ mod tests {
             )
             .unwrap();
         assert!(email.html.contains("123456") && email.text.contains("123456"));
-        assert!(email.html.contains("&lt;b&gt;Shop") && !email.html.contains("<b>Shop"));
+        // minijinja also escapes `/` (as `&#x2f;`).
+        assert!(email.html.contains("&lt;b&gt;Shop&lt;"), "{}", email.html);
+        assert!(!email.html.contains("<b>Shop"));
         assert!(!email.subject.is_empty() && !email.subject.contains('\n'));
+    }
+
+    #[test]
+    fn every_builtin_email_renders_with_its_context_escaped_in_html() {
+        let t = Templates::builtin();
+        let evil = "<script>x</script>";
+        let cases = [
+            (
+                "welcome",
+                json!({"app_name": "Shop", "name": evil, "action_url": "https://shop.example/start"}),
+                "Welcome to Shop",
+            ),
+            (
+                "reset",
+                json!({"app_name": "Shop", "name": evil, "reset_url": "https://shop.example/reset?t=1&u=2", "ttl_minutes": 30}),
+                "Reset your Shop password",
+            ),
+            (
+                "document",
+                json!({"app_name": "Shop", "name": evil, "document_name": "Invoice 42"}),
+                "Invoice 42 from Shop",
+            ),
+            (
+                "default",
+                json!({"app_name": "Shop", "message": evil, "subject": "Hello"}),
+                "Hello",
+            ),
+        ];
+        for (name, context, subject) in cases {
+            assert!(t.has_email(name), "{name}");
+            let email = t.render_email(name, &context).unwrap();
+            assert_eq!(email.subject, subject, "{name}");
+            assert!(
+                email.html.contains("&lt;script&gt;"),
+                "{name}: {}",
+                email.html
+            );
+            assert!(!email.html.contains(evil), "{name}");
+            // The plain-text part is not HTML: no escaping there.
+            assert!(email.text.contains(evil), "{name}: {}", email.text);
+            assert!(
+                email.html.contains("<!DOCTYPE html>"),
+                "{name} extends base.html"
+            );
+        }
+        let reset = t
+            .render_email("reset", json!({"app_name": "Shop", "reset_url": "https://shop.example/r?a=1&b=2", "ttl_minutes": 30}))
+            .unwrap();
+        assert!(reset.text.contains("https://shop.example/r?a=1&b=2"));
+        assert!(reset.html.contains("r?a=1&amp;b=2") && !reset.html.contains("a=1&b=2"));
+        assert!(reset.text.contains("30 minutes"));
+        let fallback = t
+            .render_email("default", json!({"app_name": "Shop", "message": "Hi"}))
+            .unwrap();
+        assert_eq!(fallback.subject, "A message from Shop");
+    }
+
+    /// A fresh, empty folder under the system temp dir.
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-otp-{tag}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        std::fs::create_dir_all(dir.join("email")).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_folder_overrides_builtins_and_adds_templates() {
+        let dir = temp_dir("templates");
+        std::fs::write(dir.join("email/otp.subject.txt"), "Code for {{ app_name }}").unwrap();
+        std::fs::write(
+            dir.join("email/otp.html"),
+            "{% extends \"email/base.html\" %}{% block content %}<p>CODE={{ code }}</p>{% endblock %}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("email/invoice.subject.txt"),
+            "Invoice {{ number }}",
+        )
+        .unwrap();
+        std::fs::write(dir.join("email/invoice.html"), "<p>Total: {{ total }}</p>").unwrap();
+        let t = Templates::with_overrides(&dir).unwrap();
+
+        let otp = t
+            .render_email(
+                "otp",
+                json!({"code": "123456", "app_name": "Shop", "ttl_minutes": 5}),
+            )
+            .unwrap();
+        assert_eq!(otp.subject, "Code for Shop");
+        assert!(otp.html.contains("<p>CODE=123456</p>"), "{}", otp.html);
+        // The built-in otp.txt is not overridden, so it still gives the text part.
+        assert!(
+            otp.text.contains("Your Shop verification code is: 123456"),
+            "{}",
+            otp.text
+        );
+
+        assert!(t.has_email("invoice"));
+        let invoice = t
+            .render_email("invoice", json!({"number": 7, "total": "<42 €>"}))
+            .unwrap();
+        assert_eq!(invoice.subject, "Invoice 7");
+        assert_eq!(invoice.html, "<p>Total: &lt;42 €&gt;</p>");
+        assert_eq!(invoice.text, "Total: <42 €>", "text derived from the HTML");
+
+        // Built-ins stay untouched for other users.
+        let builtin = Templates::builtin()
+            .render_email(
+                "otp",
+                json!({"code": "123456", "app_name": "Shop", "ttl_minutes": 5}),
+            )
+            .unwrap();
+        assert_eq!(builtin.subject, "Your Shop verification code");
+        assert!(!Templates::builtin().has_email("invoice"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -12,6 +12,51 @@
 //!
 //! Failures are [`DeliveryError`]s that say whether they are transient;
 //! [`RetryPolicy`] retries only those, with backoff.
+//!
+//! | sender | feature | transport |
+//! |---|---|---|
+//! | [`ConsoleSender`] | — | standard output (development) |
+//! | [`MemoryOutbox`] | — | memory (tests) |
+//! | `SmtpSender` | `smtp` (default) | SMTP: STARTTLS, implicit TLS, or plain to localhost |
+//! | `SendGridSender` | `sendgrid` | SendGrid v3 Mail Send |
+//! | `TwilioMessaging` (SMS) | `twilio` | Twilio Programmable Messaging |
+//! | `TwilioVerify` (SMS verifier) | `twilio` | Twilio Verify |
+//!
+//! ## When delivery fails
+//!
+//! Every sender makes **one** attempt per call, with a request timeout, and
+//! classifies its failure:
+//!
+//! - **transient** (connection errors, timeouts, HTTP 5xx and 429, SMTP 4xx
+//!   replies): the engine retries with [`RetryPolicy`] (default 3 tries in
+//!   all, 200 ms backoff doubling);
+//! - **permanent** (other HTTP 4xx, SMTP 5xx, TLS and configuration errors):
+//!   no retry;
+//! - **invalid recipient** (e.g. Twilio 21211, an unparsable address): no
+//!   retry, and the route answers `invalid_email` / `invalid_mobile`.
+//!
+//! When a send still fails, the route answers `502 delivery_failed` with a
+//! plain message; the provider's error text goes to the log only (with
+//! contacts masked). The code that was never delivered is deleted and the
+//! resend cooldown released, so the user may ask again at once; the failed
+//! send still counts toward the per-contact quota.
+//!
+//! ```
+//! use tower_otp::delivery::{DeliveryError, RetryPolicy};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+//! let mut tries = 0;
+//! let policy = RetryPolicy { max_tries: 3, initial_backoff: std::time::Duration::ZERO };
+//! let result: Result<(), _> = policy
+//!     .run(|| {
+//!         tries += 1;
+//!         async { Err(DeliveryError::transient("HTTP 503")) }
+//!     })
+//!     .await;
+//! assert!(result.is_err());
+//! assert_eq!(tries, 3); // transient: retried up to the limit
+//! # });
+//! ```
 
 use std::{fmt, future::Future, time::Duration};
 
@@ -22,12 +67,29 @@ use crate::contact::Mobile;
 
 pub mod console;
 mod env;
+#[cfg(any(feature = "sendgrid", feature = "twilio"))]
+mod http;
 pub mod memory;
+#[cfg(feature = "sendgrid")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sendgrid")))]
+pub mod sendgrid;
+#[cfg(feature = "smtp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+pub mod smtp;
+#[cfg(feature = "twilio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
+pub mod twilio;
 
 pub(crate) use env::apply_env;
 
 pub use console::ConsoleSender;
 pub use memory::{MemoryOutbox, OutboxMessage};
+#[cfg(feature = "sendgrid")]
+pub use sendgrid::SendGridSender;
+#[cfg(feature = "smtp")]
+pub use smtp::{SmtpSecurity, SmtpSender, SmtpSenderBuilder};
+#[cfg(feature = "twilio")]
+pub use twilio::{TwilioMessaging, TwilioVerify};
 
 /// A file attached to an email.
 #[derive(Clone, PartialEq, Eq)]
@@ -259,4 +321,36 @@ impl RetryPolicy {
             }
         }
     }
+}
+
+/// Masks words that look like contacts in a provider's error text (which
+/// goes to the log): any word containing `@`, and phone-number-like words
+/// (only digits and `+-().`, at least seven digits).
+#[cfg(any(feature = "smtp", feature = "sendgrid", feature = "twilio"))]
+pub(crate) fn scrub(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let digits = word.chars().filter(char::is_ascii_digit).count();
+        let phone_like = digits >= 7
+            && word
+                .chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.'));
+        if word.contains('@') || phone_like {
+            out.push_str("***");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '{' | '}' | '[' | ']' | '<' | '>') {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }

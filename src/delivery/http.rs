@@ -1,0 +1,128 @@
+//! What the HTTP providers (SendGrid, Twilio) share: one `reqwest` client
+//! setup, base-URL handling and the classification of failures.
+
+use std::{fmt, time::Duration};
+
+use super::{DeliveryError, scrub};
+
+/// Default time allowed for one request, connection included.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most of a provider's error body kept for the log.
+const MAX_LOGGED_BODY: usize = 512;
+
+/// A client for one provider. Timeouts are set per request, so that
+/// `timeout()` setters take effect without rebuilding the client.
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("tower-otp/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// A bare origin without its trailing slashes, so the API paths can be
+/// appended.
+pub(crate) fn origin(base: impl Into<String>) -> String {
+    base.into().trim_end_matches('/').to_owned()
+}
+
+/// A provider's refusal: status and the start of its body, with anything
+/// that looks like an email address or a phone number masked (Twilio's
+/// messages quote the `To` number). For the logs only, never for clients.
+#[derive(Debug)]
+pub(crate) struct ProviderError {
+    pub(crate) provider: &'static str,
+    pub(crate) status: u16,
+    pub(crate) body: String,
+}
+
+impl ProviderError {
+    pub(crate) fn new(provider: &'static str, status: u16, body: &str) -> Self {
+        let mut end = body.len().min(MAX_LOGGED_BODY);
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            provider,
+            status,
+            body: scrub(&body[..end]),
+        }
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} answered HTTP {}: {}",
+            self.provider, self.status, self.body
+        )
+    }
+}
+
+impl std::error::Error for ProviderError {}
+
+/// A failed exchange: connection errors, timeouts and unreadable answers may
+/// pass; a request we could not even build will not.
+pub(crate) fn transport_failure(error: reqwest::Error) -> DeliveryError {
+    if error.is_builder() {
+        DeliveryError::permanent(error)
+    } else {
+        DeliveryError::transient(error)
+    }
+}
+
+/// An HTTP error status: 429 and 5xx may pass; other 4xx will not.
+pub(crate) fn status_failure(error: ProviderError) -> DeliveryError {
+    if error.status == 429 || error.status >= 500 {
+        DeliveryError::transient(error)
+    } else {
+        DeliveryError::permanent(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified() {
+        for (status, transient) in [
+            (400, false),
+            (401, false),
+            (404, false),
+            (429, true),
+            (500, true),
+            (503, true),
+        ] {
+            let e = status_failure(ProviderError::new("x", status, "{}"));
+            assert_eq!(e.is_transient(), transient, "{status}");
+        }
+    }
+
+    #[test]
+    fn long_bodies_are_cut_on_a_char_boundary() {
+        let body = "é".repeat(400);
+        let e = ProviderError::new("x", 500, &body);
+        assert!(e.body.len() <= MAX_LOGGED_BODY);
+        assert_eq!(origin("http://127.0.0.1:8080//"), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn contacts_in_provider_bodies_are_masked() {
+        let e = ProviderError::new(
+            "Twilio",
+            400,
+            r#"{"code":21211,"message":"The 'To' number +14155550123 is not valid","to":"ada@example.com","status":400}"#,
+        );
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("4155550123") && !shown.contains("ada@"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("21211") && shown.contains("HTTP 400"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,429 @@
+//! [`SmtpSender`]: email over SMTP with lettre's pooled async transport
+//! (tokio, rustls).
+//!
+//! Pick the mode with the constructor:
+//!
+//! | constructor | mode | default port |
+//! |---|---|---|
+//! | [`SmtpSender::starttls`] | plain connection upgraded with STARTTLS (required) | 587 |
+//! | [`SmtpSender::implicit_tls`] | TLS from the first byte ("SMTPS") | 465 |
+//! | [`SmtpSender::unencrypted_localhost`] | no TLS, to `127.0.0.1` (a local relay or a development catcher) | given |
+//! | [`SmtpSender::unencrypted`] | no TLS to any host (warns unless the host is loopback) | 25 |
+//!
+//! Certificates are checked against the Mozilla roots (webpki-roots) plus
+//! any [`add_root_certificate_pem`](SmtpSenderBuilder::add_root_certificate_pem)
+//! (a private CA, or a test server's self-signed certificate). Login is
+//! optional ([`credentials`](SmtpSenderBuilder::credentials)); the password
+//! is a [`Secret`] and never printed.
+//!
+//! Each message is sent as `multipart/alternative` (plain text, then HTML),
+//! inside `multipart/mixed` when it has attachments. Bcc recipients get the
+//! message but no `Bcc` header.
+//!
+//! Failures: SMTP 4xx replies, timeouts and connection errors are transient
+//! (the engine retries them); 5xx replies, TLS and address errors are
+//! permanent. The server's reply text goes to the log only.
+//!
+//! The transport (and its connection pool) is created on the first send, so
+//! a sender may be built outside a tokio runtime; the pool then belongs to
+//! the runtime of that first send, so use one sender per runtime.
+//!
+//! ```
+//! use tower_otp::{Otp, delivery::SmtpSender};
+//!
+//! let sender = SmtpSender::starttls("smtp.example.com")
+//!     .credentials("mailer", "app-password")
+//!     .from("Shop <no-reply@shop.example>")
+//!     .build()
+//!     .unwrap();
+//! assert!(!format!("{sender:?}").contains("app-password"));
+//! let otp = Otp::builder().email_sender(sender);
+//! ```
+
+use std::{net::IpAddr, sync::OnceLock, time::Duration};
+
+use async_trait::async_trait;
+use lettre::{
+    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{
+        Mailbox, MultiPart, SinglePart,
+        header::{ContentDisposition, ContentType},
+    },
+    transport::smtp::{
+        authentication::Credentials,
+        client::{Certificate, Tls, TlsParameters},
+    },
+};
+
+use super::{DeliveryError, EmailMessage, EmailSender};
+use crate::{ConfigError, Secret};
+
+/// The From used when none is configured (Django's `DEFAULT_FROM_EMAIL`
+/// default).
+pub const DEFAULT_FROM: &str = "webmaster@localhost";
+
+/// How the connection to the SMTP server is protected.
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS; the upgrade is required.
+    StartTls,
+    /// TLS from the first byte (port 465).
+    ImplicitTls,
+    /// No encryption. Only for a relay on the same machine or network.
+    Plain,
+}
+
+/// Sends email over SMTP (see the [module docs](self)).
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+pub struct SmtpSender {
+    settings: SmtpSenderBuilder,
+    from: Mailbox,
+    tls: Tls,
+    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+}
+
+impl std::fmt::Debug for SmtpSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSender")
+            .field("settings", &self.settings)
+            .field("from", &self.from.to_string())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings of an [`SmtpSender`]; start from one of its constructors.
+#[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
+#[derive(Clone)]
+#[must_use]
+pub struct SmtpSenderBuilder {
+    host: String,
+    port: u16,
+    security: SmtpSecurity,
+    tls_server_name: Option<String>,
+    root_certificates: Vec<Vec<u8>>,
+    credentials: Option<(String, Secret)>,
+    from: String,
+    timeout: Duration,
+    max_connections: u32,
+}
+
+impl std::fmt::Debug for SmtpSenderBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSenderBuilder")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("security", &self.security)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("root_certificates", &self.root_certificates.len())
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, password)| (user, password)),
+            )
+            .field("from", &self.from)
+            .field("timeout", &self.timeout)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl SmtpSender {
+    /// STARTTLS (required) to `host`, port 587.
+    pub fn starttls(host: impl Into<String>) -> SmtpSenderBuilder {
+        SmtpSenderBuilder::new(host.into(), 587, SmtpSecurity::StartTls)
+    }
+
+    /// Implicit TLS to `host`, port 465.
+    pub fn implicit_tls(host: impl Into<String>) -> SmtpSenderBuilder {
+        SmtpSenderBuilder::new(host.into(), 465, SmtpSecurity::ImplicitTls)
+    }
+
+    /// No encryption, to `127.0.0.1:port`: a relay on this machine or a
+    /// development mail catcher.
+    pub fn unencrypted_localhost(port: u16) -> SmtpSenderBuilder {
+        SmtpSenderBuilder::new("127.0.0.1".to_owned(), port, SmtpSecurity::Plain)
+    }
+
+    /// No encryption to any host, port 25. [`build`](SmtpSenderBuilder::build)
+    /// logs a warning unless the host is a loopback address: messages hold
+    /// one-time codes and, with a login, the password crosses the network in
+    /// the clear.
+    pub fn unencrypted(host: impl Into<String>) -> SmtpSenderBuilder {
+        SmtpSenderBuilder::new(host.into(), 25, SmtpSecurity::Plain)
+    }
+
+    fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
+        self.transport.get_or_init(|| {
+            let s = &self.settings;
+            let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
+                .port(s.port)
+                .tls(self.tls.clone())
+                .timeout(Some(s.timeout))
+                .pool_config(
+                    lettre::transport::smtp::PoolConfig::new().max_size(s.max_connections),
+                );
+            if let Some((user, password)) = &s.credentials {
+                builder = builder
+                    .credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+            }
+            builder.build()
+        })
+    }
+
+    fn message(&self, message: &EmailMessage) -> Result<Message, DeliveryError> {
+        let from = match &message.from {
+            Some(from) => from.parse::<Mailbox>().map_err(DeliveryError::permanent)?,
+            None => self.from.clone(),
+        };
+        let mut builder = Message::builder().from(from).subject(&message.subject);
+        for to in &message.to {
+            builder = builder.to(recipient(to)?);
+        }
+        for cc in &message.cc {
+            builder = builder.cc(recipient(cc)?);
+        }
+        for bcc in &message.bcc {
+            builder = builder.bcc(recipient(bcc)?);
+        }
+        let alternative =
+            MultiPart::alternative_plain_html(message.text.clone(), message.html.clone());
+        let body = if message.attachments.is_empty() {
+            alternative
+        } else {
+            let mut mixed = MultiPart::mixed().multipart(alternative);
+            for attachment in &message.attachments {
+                let content_type = ContentType::parse(&attachment.content_type)
+                    .map_err(DeliveryError::permanent)?;
+                mixed = mixed.singlepart(
+                    SinglePart::builder()
+                        .header(content_type)
+                        .header(ContentDisposition::attachment(&attachment.filename))
+                        .body(attachment.data.to_vec()),
+                );
+            }
+            mixed
+        };
+        builder.multipart(body).map_err(DeliveryError::permanent)
+    }
+}
+
+fn recipient(address: &str) -> Result<Mailbox, DeliveryError> {
+    address
+        .parse::<Mailbox>()
+        .map_err(DeliveryError::invalid_recipient)
+}
+
+impl SmtpSenderBuilder {
+    fn new(host: String, port: u16, security: SmtpSecurity) -> Self {
+        Self {
+            host,
+            port,
+            security,
+            tls_server_name: None,
+            root_certificates: Vec::new(),
+            credentials: None,
+            from: DEFAULT_FROM.to_owned(),
+            timeout: Duration::from_secs(10),
+            max_connections: 10,
+        }
+    }
+
+    /// The server port (default: 587, 465 or 25 by mode).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// Logs in with `user` and `password` (over TLS unless the mode is
+    /// plain). Default: no login.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<Secret>) -> Self {
+        self.credentials = Some((user.into(), password.into()));
+        self
+    }
+
+    /// The default From (`addr@host` or `Name <addr@host>`). Default
+    /// [`DEFAULT_FROM`].
+    pub fn from(mut self, from: impl Into<String>) -> Self {
+        self.from = from.into();
+        self
+    }
+
+    /// Time allowed for each step of the SMTP exchange, and for one whole
+    /// send. Default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The name the server certificate must carry. Default: the host.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// Also trusts this PEM certificate (a private CA, or a self-signed
+    /// server certificate). Checked by [`build`](Self::build).
+    pub fn add_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates.push(pem.into());
+        self
+    }
+
+    /// Connections kept in the pool. Default 10.
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Checks the settings (From address, certificates) and makes the
+    /// sender.
+    pub fn build(self) -> Result<SmtpSender, ConfigError> {
+        let from = self.from.parse::<Mailbox>().map_err(|e| {
+            ConfigError::invalid("DEFAULT_FROM_EMAIL", format!("{:?}: {e}", self.from))
+        })?;
+        let tls = match self.security {
+            SmtpSecurity::Plain => {
+                if !is_loopback(&self.host) {
+                    tracing::warn!(
+                        host = %self.host,
+                        "SMTP without TLS to a host that is not loopback: codes (and any \
+                         password) cross the network in the clear"
+                    );
+                }
+                Tls::None
+            }
+            SmtpSecurity::StartTls | SmtpSecurity::ImplicitTls => {
+                let name = self
+                    .tls_server_name
+                    .clone()
+                    .unwrap_or_else(|| self.host.clone());
+                let mut params = TlsParameters::builder(name);
+                for pem in &self.root_certificates {
+                    // lettre accepts a PEM holding no certificate at all.
+                    if !String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----") {
+                        return Err(ConfigError::invalid(
+                            "smtp root certificate",
+                            "no PEM certificate found",
+                        ));
+                    }
+                    let certificate =
+                        Certificate::from_pem(pem).map_err(|e| ConfigError::Backend {
+                            what: "SMTP root certificate",
+                            source: Box::new(e),
+                        })?;
+                    params = params.add_root_certificate(certificate);
+                }
+                let params = params.build_rustls().map_err(|e| ConfigError::Backend {
+                    what: "SMTP TLS",
+                    source: Box::new(e),
+                })?;
+                if self.security == SmtpSecurity::StartTls {
+                    Tls::Required(params)
+                } else {
+                    Tls::Wrapper(params)
+                }
+            }
+        };
+        Ok(SmtpSender {
+            settings: self,
+            from,
+            tls,
+            transport: OnceLock::new(),
+        })
+    }
+}
+
+/// Whether `host` names this machine.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn classify(error: lettre::transport::smtp::Error) -> DeliveryError {
+    let permanent =
+        error.is_permanent() || error.is_tls() || error.is_client() || is_bad_tls_peer(&error);
+    let error = SmtpError(error);
+    if permanent {
+        DeliveryError::permanent(error)
+    } else {
+        // 4xx replies, timeouts, connection and protocol errors.
+        DeliveryError::transient(error)
+    }
+}
+
+/// A lettre error whose text has contacts masked: SMTP replies often quote
+/// the recipient (`550 5.1.1 <ada@example.com>: unknown`). Its source is
+/// lettre's own source, so the cause chain is kept.
+#[derive(Debug)]
+struct SmtpError(lettre::transport::smtp::Error);
+
+impl std::fmt::Display for SmtpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&super::scrub(&self.0.to_string()))
+    }
+}
+
+impl std::error::Error for SmtpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
+}
+
+/// A TLS handshake refused by us (untrusted or mismatched certificate):
+/// lettre reports it as a connection error whose I/O source is
+/// `InvalidData`. Retrying cannot fix it.
+fn is_bad_tls_peer(error: &lettre::transport::smtp::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        source = err.source();
+    }
+    false
+}
+
+#[async_trait]
+impl EmailSender for SmtpSender {
+    async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
+        let email = self.message(message)?;
+        match tokio::time::timeout(self.settings.timeout, self.transport().send(email)).await {
+            Ok(Ok(_response)) => Ok(()),
+            Ok(Err(error)) => Err(classify(error)),
+            Err(_elapsed) => Err(DeliveryError::transient("SMTP send timed out")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for host in ["localhost", "127.0.0.1", "::1", "[::1]", "127.1.2.3"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["smtp.example.com", "10.0.0.1", "localhost.example.com"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_config_errors() {
+        let err = SmtpSender::starttls("smtp.example.com")
+            .from("not an address")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("DEFAULT_FROM_EMAIL"), "{err}");
+        let err = SmtpSender::starttls("smtp.example.com")
+            .add_root_certificate_pem("not a certificate")
+            .build()
+            .unwrap_err();
+        assert!(err.to_string().contains("root certificate"), "{err}");
+    }
+}

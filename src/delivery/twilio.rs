@@ -1,0 +1,302 @@
+//! Twilio: [`TwilioVerify`] (Twilio generates, sends and checks the code)
+//! and [`TwilioMessaging`] (our code, sent as an SMS).
+//!
+//! Both use HTTP Basic auth with the account SID and auth token and send
+//! form-encoded bodies (Twilio API reference):
+//!
+//! - Verify, start: `POST {verify base}/v2/Services/{ServiceSid}/Verifications`
+//!   with `To`, `Channel=sms`; `201` with `"status":"pending"`.
+//! - Verify, check: `POST {verify base}/v2/Services/{ServiceSid}/VerificationCheck`
+//!   with `To`, `Code`; `200` whose `status` is `approved` when the code is
+//!   right (`pending` when it is wrong). Once a verification is approved,
+//!   expired or out of attempts Twilio deletes it and answers `404`
+//!   (error 20404).
+//! - Messaging: `POST {api base}/2010-04-01/Accounts/{AccountSid}/Messages.json`
+//!   with `To`, `From` (or `MessagingServiceSid`), `Body`; `201` with
+//!   `"status":"queued"`.
+//!
+//! Errors carry `{"code":21211,"message":"…","more_info":"…","status":400}`.
+//! How they are read:
+//!
+//! | answer | meaning |
+//! |---|---|
+//! | 21211 (invalid `To`), 21614 (not a mobile number) | invalid recipient: the route answers `invalid_mobile` |
+//! | check: 404 / 20404 | [`ProviderCheck::Expired`] |
+//! | check: 429 / 60202 (max check attempts) | [`ProviderCheck::TooManyAttempts`] |
+//! | check: `status` `max_attempts_reached` | [`ProviderCheck::TooManyAttempts`] |
+//! | check: `status` `expired` / `canceled` | [`ProviderCheck::Expired`] |
+//! | connection error, timeout, 429, 5xx | transient: retried by the engine |
+//! | other 4xx | permanent |
+//!
+//! The engine counts attempts itself in Verify mode too, so `attempts_left`
+//! is always reported and our limit applies even if Twilio's is higher.
+//!
+//! ```
+//! use tower_otp::{Otp, delivery::{TwilioMessaging, TwilioVerify}};
+//!
+//! let verify = TwilioVerify::new("ACxxxxxxxx", "auth-token", "VAxxxxxxxx");
+//! assert!(!format!("{verify:?}").contains("auth-token"));
+//! let otp = Otp::builder().sms_verifier(verify);
+//!
+//! let messaging = TwilioMessaging::new("ACxxxxxxxx", "auth-token", "+14155550100");
+//! assert!(!format!("{messaging:?}").contains("auth-token"));
+//! let otp = Otp::builder().sms_sender(messaging);
+//! ```
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{
+    DeliveryError, ProviderCheck, SmsMessage, SmsSender, SmsVerifier,
+    http::{self, ProviderError},
+};
+use crate::{Secret, contact::Mobile};
+
+/// Twilio Verify's API origin.
+pub const TWILIO_VERIFY_BASE_URL: &str = "https://verify.twilio.com";
+/// Twilio's REST API origin (Programmable Messaging).
+pub const TWILIO_API_BASE_URL: &str = "https://api.twilio.com";
+
+/// Account SID and auth token, shared by both modes.
+#[derive(Clone)]
+struct Account {
+    client: reqwest::Client,
+    sid: String,
+    token: Secret,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Account {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Account")
+            .field("sid", &self.sid)
+            .field("token", &self.token)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// A Twilio error body.
+#[derive(Debug, Default, Deserialize)]
+struct TwilioError {
+    #[serde(default)]
+    code: Option<u32>,
+}
+
+/// The fields of a verification (check) answer we read.
+#[derive(Debug, Deserialize)]
+struct VerificationAnswer {
+    status: String,
+}
+
+impl Account {
+    fn new(sid: String, token: Secret) -> Self {
+        Self {
+            client: http::client(),
+            sid,
+            token,
+            timeout: http::DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Posts `form` to `url`: the success body, or the status, the Twilio
+    /// error code and the raw error body.
+    async fn post(
+        &self,
+        url: String,
+        form: &[(&str, &str)],
+    ) -> Result<Result<String, (u16, Option<u32>, String)>, DeliveryError> {
+        let response = self
+            .client
+            .post(url)
+            .basic_auth(&self.sid, Some(self.token.expose()))
+            .timeout(self.timeout)
+            .form(form)
+            .send()
+            .await
+            .map_err(http::transport_failure)?;
+        let status = response.status();
+        let body = response.text().await.map_err(http::transport_failure)?;
+        if status.is_success() {
+            return Ok(Ok(body));
+        }
+        let code = serde_json::from_str::<TwilioError>(&body)
+            .unwrap_or_default()
+            .code;
+        Ok(Err((status.as_u16(), code, body)))
+    }
+}
+
+/// The usual reading of a Twilio error (see the module table).
+fn failure(status: u16, code: Option<u32>, body: &str) -> DeliveryError {
+    let error = ProviderError::new("Twilio", status, body);
+    match code {
+        Some(21211 | 21614) => DeliveryError::invalid_recipient(error),
+        _ => http::status_failure(error),
+    }
+}
+
+/// Twilio Verify: Twilio generates, sends and checks the code (see the
+/// [module docs](self)).
+#[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
+#[derive(Debug, Clone)]
+pub struct TwilioVerify {
+    account: Account,
+    service_sid: String,
+    base_url: String,
+}
+
+impl TwilioVerify {
+    /// Twilio Verify with the account SID, auth token and the Verify
+    /// Service SID (`VA…`). Timeout 10 s; base URL
+    /// [`TWILIO_VERIFY_BASE_URL`].
+    pub fn new(
+        account_sid: impl Into<String>,
+        auth_token: impl Into<Secret>,
+        service_sid: impl Into<String>,
+    ) -> Self {
+        Self {
+            account: Account::new(account_sid.into(), auth_token.into()),
+            service_sid: service_sid.into(),
+            base_url: TWILIO_VERIFY_BASE_URL.to_owned(),
+        }
+    }
+
+    /// The Verify API origin, e.g. `http://127.0.0.1:8080` for a local mock;
+    /// the crate appends `/v2/Services/…`.
+    pub fn base_url(mut self, origin: impl Into<String>) -> Self {
+        self.base_url = http::origin(origin);
+        self
+    }
+
+    /// Time allowed for one request. Default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.account.timeout = timeout;
+        self
+    }
+
+    fn url(&self, resource: &str) -> String {
+        format!(
+            "{}/v2/Services/{}/{resource}",
+            self.base_url, self.service_sid
+        )
+    }
+}
+
+#[async_trait]
+impl SmsVerifier for TwilioVerify {
+    async fn start(&self, to: &Mobile) -> Result<(), DeliveryError> {
+        let form = [("To", to.as_str()), ("Channel", "sms")];
+        match self.account.post(self.url("Verifications"), &form).await? {
+            Ok(_) => Ok(()),
+            Err((status, code, body)) => Err(failure(status, code, &body)),
+        }
+    }
+
+    async fn check(&self, to: &Mobile, code: &str) -> Result<ProviderCheck, DeliveryError> {
+        let form = [("To", to.as_str()), ("Code", code)];
+        match self
+            .account
+            .post(self.url("VerificationCheck"), &form)
+            .await?
+        {
+            Ok(body) => {
+                let answer: VerificationAnswer = serde_json::from_str(&body).map_err(|e| {
+                    DeliveryError::transient(format!("unreadable Twilio Verify answer: {e}"))
+                })?;
+                Ok(match answer.status.as_str() {
+                    "approved" => ProviderCheck::Approved,
+                    "max_attempts_reached" => ProviderCheck::TooManyAttempts,
+                    "expired" | "canceled" | "deleted" => ProviderCheck::Expired,
+                    _ => ProviderCheck::Rejected,
+                })
+            }
+            Err((404, _, _)) | Err((_, Some(20404), _)) => Ok(ProviderCheck::Expired),
+            Err((429, _, _)) | Err((_, Some(60202), _)) => Ok(ProviderCheck::TooManyAttempts),
+            Err((status, code, body)) => Err(failure(status, code, &body)),
+        }
+    }
+}
+
+/// Who a message is sent from: a number, or a Messaging Service.
+#[derive(Debug, Clone)]
+enum Origin {
+    From(String),
+    MessagingService(String),
+}
+
+/// Twilio Programmable Messaging: sends our code as an SMS (see the
+/// [module docs](self)).
+#[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
+#[derive(Debug, Clone)]
+pub struct TwilioMessaging {
+    account: Account,
+    origin: Origin,
+    base_url: String,
+}
+
+impl TwilioMessaging {
+    /// Messages from the Twilio number `from` (E.164). Timeout 10 s; base
+    /// URL [`TWILIO_API_BASE_URL`].
+    pub fn new(
+        account_sid: impl Into<String>,
+        auth_token: impl Into<Secret>,
+        from: impl Into<String>,
+    ) -> Self {
+        Self {
+            account: Account::new(account_sid.into(), auth_token.into()),
+            origin: Origin::From(from.into()),
+            base_url: TWILIO_API_BASE_URL.to_owned(),
+        }
+    }
+
+    /// Messages through a Messaging Service (`MG…`), which picks the number.
+    pub fn with_messaging_service(
+        account_sid: impl Into<String>,
+        auth_token: impl Into<Secret>,
+        messaging_service_sid: impl Into<String>,
+    ) -> Self {
+        Self {
+            origin: Origin::MessagingService(messaging_service_sid.into()),
+            ..Self::new(account_sid, auth_token, String::new())
+        }
+    }
+
+    /// The REST API origin, e.g. `http://127.0.0.1:8080` for a local mock;
+    /// the crate appends `/2010-04-01/Accounts/…`.
+    pub fn base_url(mut self, origin: impl Into<String>) -> Self {
+        self.base_url = http::origin(origin);
+        self
+    }
+
+    /// Time allowed for one request. Default 10 s.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.account.timeout = timeout;
+        self
+    }
+}
+
+#[async_trait]
+impl SmsSender for TwilioMessaging {
+    async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.base_url, self.account.sid
+        );
+        let origin = match &self.origin {
+            Origin::From(number) => ("From", number.as_str()),
+            Origin::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
+        };
+        let form = [
+            ("To", message.to.as_str()),
+            origin,
+            ("Body", message.body.as_str()),
+        ];
+        match self.account.post(url, &form).await? {
+            Ok(_) => Ok(()),
+            Err((status, code, body)) => Err(failure(status, code, &body)),
+        }
+    }
+}
