@@ -10,7 +10,8 @@
 //! verifies; then the same for the mobile number; then registers and checks
 //! the success message and the server's JSON on the page. A screenshot of the
 //! final page is saved as `target/browser-artifacts/register-success.png`
-//! (`failure.png` there when a step fails).
+//! (`failure.png` there when a step fails), and one of the email section's
+//! error and countdown state as `email-wrong-code.png`.
 //!
 //! Needs `chromedriver` and `chromium` (Debian: `chromium-driver`,
 //! `chromium`; `.ci/browser-deps` installs them). Without them the test is
@@ -428,7 +429,7 @@ async fn check_page_basics(c: &Client) -> TestResult {
     Ok(())
 }
 
-async fn run_flow(c: &Client, base: &str, outbox: &MemoryOutbox) -> TestResult {
+async fn run_flow(c: &Client, base: &str, outbox: &MemoryOutbox, artifacts: &Path) -> TestResult {
     c.goto(base).await?;
     wait_until(c, "send-email", "the page to be ready", |s| !s.disabled).await?;
     check_page_basics(c).await?;
@@ -518,6 +519,7 @@ async fn run_flow(c: &Client, base: &str, outbox: &MemoryOutbox) -> TestResult {
     click(c, "verify-email").await?;
     wait_status(c, "email-status", "error", "4 attempts left").await?;
     assert!(see(c, "register").await?.disabled);
+    save_screenshot(c, &artifacts.join("email-wrong-code.png")).await?;
 
     // The right code verifies the email.
     type_into(c, "email-otp", &code).await?;
@@ -604,7 +606,11 @@ async fn registration_page_works_in_headless_chromium() {
 
     let artifacts = artifacts_dir();
     std::fs::create_dir_all(&artifacts).expect("create the artifacts directory");
-    for stale in ["register-success.png", "failure.png"] {
+    for stale in [
+        "register-success.png",
+        "email-wrong-code.png",
+        "failure.png",
+    ] {
         let _ = std::fs::remove_file(artifacts.join(stale));
     }
     let (addr, outbox) = start_server().await.expect("start the test server");
@@ -617,9 +623,14 @@ async fn registration_page_works_in_headless_chromium() {
 
     // A failed assertion inside the flow must still leave a screenshot and
     // close the browser: catch the panic, clean up, then fail.
-    let outcome = AssertUnwindSafe(run_flow(&client, &format!("http://{addr}/"), &outbox))
-        .catch_unwind()
-        .await;
+    let outcome = AssertUnwindSafe(run_flow(
+        &client,
+        &format!("http://{addr}/"),
+        &outbox,
+        &artifacts,
+    ))
+    .catch_unwind()
+    .await;
     let shot = artifacts.join(if matches!(outcome, Ok(Ok(()))) {
         "register-success.png"
     } else {
