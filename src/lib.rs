@@ -45,11 +45,11 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | `FromRequestParts` extractors |
+//! | `axum` | yes | `FromRequestParts` extractors, `ConnectInfo` client-IP lookup |
 //! | `redis` | yes | `RedisStore` (deadpool-redis, cluster-ready) |
 //! | `smtp` | yes | `SmtpSender` (lettre, rustls) |
-//! | `sendgrid` | no | `SendGridSender` |
-//! | `twilio` | no | `TwilioVerify`, `TwilioMessaging` |
+//! | `sendgrid` | yes | `SendGridSender` (reqwest, rustls) |
+//! | `twilio` | yes | `TwilioVerify`, `TwilioMessaging` (reqwest, rustls) |
 //! | `metrics` | no | counters through the `metrics` facade |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -357,7 +357,12 @@ fn redis_from_env(
         many => RedisStore::cluster_builder(many.iter().copied()).build(),
     }
     .map_err(|e| crate::ConfigError::invalid("REDIS_OTP_URL", e.to_string()))?;
-    Ok(builder.store(store))
+    // A shared Redis means several instances: share the per-IP limits too
+    // (the in-process limiter remains the fallback).
+    let store = std::sync::Arc::new(store);
+    Ok(builder
+        .shared_store(store.clone())
+        .shared_ip_limits(store))
 }
 
 #[cfg(not(feature = "redis"))]
