@@ -12,7 +12,9 @@ use axum::body::Body;
 use common::redis_server::{RedisServer, binaries_available, random_prefix, shared_redis};
 use http::Request;
 use serde_json::json;
-use tower_otp::{ClientAddr, delivery::MemoryOutbox, limit::shared::SharedRateLimiter, store::RedisStore};
+use tower_otp::{
+    ClientAddr, delivery::MemoryOutbox, limit::shared::SharedRateLimiter, store::RedisStore,
+};
 
 fn send_from(peer: &str, email: &str) -> Request<Body> {
     let mut request = Request::post("/send-otp/")
@@ -37,7 +39,9 @@ fn instance(store: &Arc<RedisStore>, outbox: &MemoryOutbox) -> app::TestApp {
 
 #[tokio::test]
 async fn two_instances_share_one_ip_budget() {
-    let Some(url) = shared_redis().await else { return };
+    let Some(url) = shared_redis().await else {
+        return;
+    };
     let store = Arc::new(
         RedisStore::builder(url)
             .prefix(random_prefix())
@@ -65,7 +69,9 @@ async fn two_instances_share_one_ip_budget() {
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
     // Another address has its own budget on both instances.
-    let answer = b.request(send_from("198.51.100.21:4000", "other@b.co")).await;
+    let answer = b
+        .request(send_from("198.51.100.21:4000", "other@b.co"))
+        .await;
     answer.assert_success();
 }
 
@@ -86,7 +92,9 @@ async fn without_its_redis_the_limit_falls_back_to_the_instance() {
     let outbox = MemoryOutbox::new();
     // Codes in memory; only the limiter lives in the Redis that goes away.
     let app = app::TestApp::with(
-        app::builder(&outbox).ip_limits(2, 30).shared_ip_limits(limiter),
+        app::builder(&outbox)
+            .ip_limits(2, 30)
+            .shared_ip_limits(limiter),
         outbox.clone(),
     );
     server.kill();
@@ -97,5 +105,9 @@ async fn without_its_redis_the_limit_falls_back_to_the_instance() {
             .await;
         statuses.push(answer.status.as_u16());
     }
-    assert_eq!(statuses, [200, 200, 429], "the in-process limiter still holds");
+    assert_eq!(
+        statuses,
+        [200, 200, 429],
+        "the in-process limiter still holds"
+    );
 }

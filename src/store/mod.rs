@@ -360,9 +360,7 @@ fn redis_from_env(
     // A shared Redis means several instances: share the per-IP limits too
     // (the in-process limiter remains the fallback).
     let store = std::sync::Arc::new(store);
-    Ok(builder
-        .shared_store(store.clone())
-        .shared_ip_limits(store))
+    Ok(builder.shared_store(store.clone()).shared_ip_limits(store))
 }
 
 #[cfg(not(feature = "redis"))]
