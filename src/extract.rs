@@ -14,7 +14,10 @@
 //!
 //! If [`OtpLayer`](crate::OtpLayer) is not mounted in front of the handler,
 //! the extractors answer 500 `internal` and log a hint; the hint never
-//! reaches the client.
+//! reaches the client. (To keep passthrough requests free of allocations, the
+//! layer hands its grant checker only to requests that carry a grant cookie
+//! or header; a missing layer is therefore detected when a grant reaches a
+//! handler without it, or when no `OtpLayer` exists in the process.)
 //!
 //! Hosts that do not use axum call [`verify_parts`] on the request parts.
 //!
@@ -31,15 +34,22 @@
 //! let app: Router = Router::new().route("/register", post(register)).layer(otp.layer());
 //! ```
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::SystemTime,
+};
 
-use http::request::Parts;
+use http::{HeaderName, request::Parts};
 
 use crate::{
-    config::GRANT_COOKIE,
+    config::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE},
     contact::{Email, Mobile},
     engine::Engine,
     error::ApiError,
+    grant::GrantCodec,
 };
 
 /// What a valid grant proves: at least one of an email address and a mobile
@@ -150,13 +160,37 @@ impl From<VerificationRejection> for ApiError {
     }
 }
 
-fn handle(parts: &Parts) -> Result<&OtpHandle, VerificationRejection> {
-    parts.extensions.get::<OtpHandle>().ok_or_else(|| {
+/// Set once any `OtpService` exists in this process.
+static LAYER_MOUNTED: AtomicBool = AtomicBool::new(false);
+
+/// Records that an `OtpLayer` wrapped a service.
+pub(crate) fn note_layer_mounted() {
+    LAYER_MOUNTED.store(true, Ordering::Relaxed);
+}
+
+/// The handle the layer left in the request, if any.
+///
+/// To keep the passthrough path free of allocations, the layer adds the
+/// handle only to requests that carry something like a grant. So no handle
+/// means either "no grant" (answered 401, or `None`) or "no layer": the
+/// latter when the request does carry a grant, or when no `OtpLayer` exists
+/// in the process at all (answered 500 with a hint in the log).
+fn handle(parts: &Parts) -> Result<Option<&OtpHandle>, VerificationRejection> {
+    if let Some(handle) = parts.extensions.get::<OtpHandle>() {
+        return Ok(Some(handle));
+    }
+    let carries_grant = GrantCodec::may_carry(
+        &parts.headers,
+        &HeaderName::from_static(DEFAULT_TOKEN_HEADER),
+        GRANT_COOKIE,
+    );
+    if carries_grant || !LAYER_MOUNTED.load(Ordering::Relaxed) {
         tracing::error!(
             "tower-otp extractor used without the layer: is `OtpLayer` mounted in front of this handler?"
         );
-        VerificationRejection(ApiError::Internal)
-    })
+        return Err(VerificationRejection(ApiError::Internal));
+    }
+    Ok(None)
 }
 
 /// Checks the grant in a request's parts: the plain function for hosts that
@@ -166,7 +200,7 @@ fn handle(parts: &Parts) -> Result<&OtpHandle, VerificationRejection> {
 /// and with 500 `internal` when the layer is not mounted.
 pub fn verify_parts(parts: &Parts) -> Result<VerifiedContact, VerificationRejection> {
     handle(parts)?
-        .grant(parts)
+        .and_then(|h| h.grant(parts))
         .ok_or(VerificationRejection(ApiError::VerificationRequired))
 }
 
@@ -226,7 +260,7 @@ mod axum_impls {
                     _state: &S,
                 ) -> Result<Self, Self::Rejection> {
                     handle(parts)?
-                        .grant(parts)
+                        .and_then(|h| h.grant(parts))
                         .and_then(<$ty>::from_grant)
                         .ok_or(VerificationRejection(ApiError::VerificationRequired))
                 }
@@ -239,7 +273,9 @@ mod axum_impls {
                     parts: &mut Parts,
                     _state: &S,
                 ) -> Result<Option<Self>, Self::Rejection> {
-                    Ok(handle(parts)?.grant(parts).and_then(<$ty>::from_grant))
+                    Ok(handle(parts)?
+                        .and_then(|h| h.grant(parts))
+                        .and_then(<$ty>::from_grant))
                 }
             }
         };

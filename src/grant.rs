@@ -115,6 +115,22 @@ impl GrantCodec {
         ))
     }
 
+    /// Whether the request carries something that may be a grant (the token
+    /// header, or a cookie of the grant's name), checked without allocating.
+    pub(crate) fn may_carry(
+        headers: &HeaderMap,
+        header_name: &HeaderName,
+        cookie_name: &str,
+    ) -> bool {
+        headers.contains_key(header_name)
+            || headers.get_all(header::COOKIE).iter().any(|value| {
+                value
+                    .as_bytes()
+                    .windows(cookie_name.len() + 1)
+                    .any(|w| w.starts_with(cookie_name.as_bytes()) && w[cookie_name.len()] == b'=')
+            })
+    }
+
     /// The first valid grant among the header and the cookie.
     pub(crate) fn find_in_headers(
         &self,

@@ -52,6 +52,7 @@
 //! | `twilio` | yes | `TwilioVerify`, `TwilioMessaging` (reqwest, rustls) |
 //! | `metrics` | no | counters through the `metrics` facade |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 pub mod audit;
 mod code;

@@ -226,7 +226,10 @@ async fn rotated_secrets_still_accept_old_grants_and_codes() {
 }
 
 #[tokio::test]
-async fn without_the_layer_the_extractor_answers_internal_without_hints() {
+async fn a_grant_reaching_a_handler_without_the_layer_is_an_internal_error() {
+    let app = TestApp::new();
+    let token = app.prove_email("a@b.co").await;
+    // Same handlers, but this router forgot the layer.
     let router: Router = Router::new()
         .route("/any", get(|_: VerifiedContact| async { "unreachable" }))
         .route(
@@ -236,7 +239,12 @@ async fn without_the_layer_the_extractor_answers_internal_without_hints() {
     for path in ["/any", "/maybe"] {
         let response = router
             .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(path)
+                    .header("cookie", format!("otp_verification={token}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -24,6 +24,7 @@ impl<S> Layer<S> for OtpLayer {
     type Service = OtpService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        crate::extract::note_layer_mounted();
         OtpService::new(inner, Arc::clone(&self.engine))
     }
 }

@@ -9,16 +9,19 @@ use tower_service::Service;
 
 use super::{ResponseBody, ResponseFuture};
 use crate::{
+    config::GRANT_COOKIE,
     engine::Engine,
     extract::OtpHandle,
+    grant::GrantCodec,
     routes::{self, BoxError, Route},
 };
 
 /// The service made by [`OtpLayer`](super::OtpLayer).
 ///
 /// Requests to the four OTP paths are answered here; every other request
-/// goes to the inner service as it is, with an [`OtpHandle`] added to its
-/// extensions so that the extractors can check grants.
+/// goes to the inner service as it is; when it may carry a grant, an
+/// [`OtpHandle`] is added to its extensions so that the extractors can check
+/// it.
 #[derive(Debug, Clone)]
 pub struct OtpService<S> {
     inner: S,
@@ -64,9 +67,14 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         match self.engine.routes.find(request.uri().path()) {
             None => {
-                request
-                    .extensions_mut()
-                    .insert(OtpHandle::new(Arc::clone(&self.engine)));
+                // Only requests that may carry a grant get the handle: the
+                // others pass through without any allocation.
+                let config = &self.engine.config;
+                if GrantCodec::may_carry(request.headers(), &config.token_header, GRANT_COOKIE) {
+                    request
+                        .extensions_mut()
+                        .insert(OtpHandle::new(Arc::clone(&self.engine)));
+                }
                 ResponseFuture::inner(self.inner.call(request))
             }
             Some(route) => ResponseFuture::otp(Box::pin(routes::handle(
