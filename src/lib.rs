@@ -53,6 +53,7 @@
 //! | `metrics` | no | counters through the `metrics` facade |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod audit;
 mod code;

@@ -5,12 +5,9 @@
 
 mod app;
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use app::{TestApp, builder, host_routes, wrong_code};
+use app::{TestApp, builder, serve, wrong_code};
 use http::StatusCode;
 use serde_json::{Value, json};
 use tower_otp::{
@@ -18,23 +15,6 @@ use tower_otp::{
     delivery::MemoryOutbox,
     policy::{PolicyDecision, from_fn},
 };
-
-/// Serves the host app behind the layer on 127.0.0.1:0 with `ConnectInfo`.
-async fn serve(builder: OtpBuilder) -> String {
-    let otp = builder.build().unwrap();
-    let app = host_routes().layer(otp.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
-}
 
 async fn post(
     base: &str,

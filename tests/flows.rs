@@ -5,7 +5,6 @@ mod app;
 
 use std::{
     convert::Infallible,
-    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -13,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use app::{TestApp, builder, host_routes, wrong_code};
+use app::{TestApp, builder, wrong_code};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -141,19 +140,7 @@ async fn body_json(response: reqwest::Response) -> (StatusCode, Value) {
 #[tokio::test]
 async fn full_registration_over_real_http_with_axum() {
     let outbox = MemoryOutbox::new();
-    let otp = builder(&outbox).insecure_cookie().build().unwrap();
-    let app = host_routes().layer(otp.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    let base = format!("http://{addr}");
+    let base = app::serve(builder(&outbox).insecure_cookie()).await;
     // A browser-like client that keeps cookies: the grant travels as a cookie.
     let client = reqwest::Client::builder()
         .cookie_store(true)

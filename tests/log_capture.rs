@@ -5,30 +5,13 @@ mod app;
 
 use std::{
     io::Write,
-    net::SocketAddr,
     sync::{Arc, Mutex},
 };
 
-use app::{builder, host_routes, wrong_code};
+use app::{builder, serve, wrong_code};
 use http::StatusCode;
 use serde_json::{Value, json};
 use tower_otp::delivery::MemoryOutbox;
-
-async fn serve(outbox: &MemoryOutbox) -> String {
-    let otp = builder(outbox).build().unwrap();
-    let app = host_routes().layer(otp.layer());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    format!("http://{addr}")
-}
 
 async fn post(base: &str, path: &str, body: Value) -> (StatusCode, Value) {
     let response = reqwest::Client::new()
@@ -70,7 +53,7 @@ async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let outbox = MemoryOutbox::new();
-    let base = serve(&outbox).await;
+    let base = serve(builder(&outbox)).await;
     post(
         &base,
         "/send-otp/",

@@ -89,7 +89,6 @@ fn passthrough_adds_no_allocation() {
         .service(bare.clone());
     allocations_per_request(&runtime, &wrapped, 20);
     let wrapped_allocs = allocations_per_request(&runtime, &wrapped, 200);
-    println!("around the whole router: {wrapped_allocs}");
 
     // Warm up lazily initialised state on both paths.
     allocations_per_request(&runtime, &bare, 20);
@@ -97,7 +96,7 @@ fn passthrough_adds_no_allocation() {
 
     let bare_allocs = allocations_per_request(&runtime, &bare, 200);
     let layered_allocs = allocations_per_request(&runtime, &layered, 200);
-    println!(
+    eprintln!(
         "allocations per request: bare router {bare_allocs}, wrapped in OtpLayer {wrapped_allocs}, \
          via Router::layer {layered_allocs}"
     );

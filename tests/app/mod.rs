@@ -233,6 +233,24 @@ pub fn host_routes() -> Router {
         )
 }
 
+/// Serves the host routes behind `builder`'s layer on 127.0.0.1:0 with
+/// `ConnectInfo` (so the client IP is known); returns the base URL.
+pub async fn serve(builder: OtpBuilder) -> String {
+    let otp = builder.build().expect("valid test configuration");
+    let app = host_routes().layer(otp.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    format!("http://{addr}")
+}
+
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
