@@ -33,6 +33,74 @@
 //!     .layer(otp.layer());
 //! ```
 //!
+//! ## Configure
+//!
+//! Every setter states its default; `build` validates and names the field at
+//! fault. From the environment, [`OtpBuilder::from_env`] reads the Django
+//! recipe's variables (`EMAIL_SERVER`, `REDIS_OTP_URL`, `TWILIO_*`, …) and
+//! the crate's own `OTP_*` ones.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_otp::{Otp, Region, store::MemoryStore, delivery::ConsoleSender};
+//!
+//! let otp = Otp::builder()
+//!     .secret("an example secret, use 32+ random bytes")
+//!     .store(MemoryStore::with_max_entries(50_000))
+//!     .email_sender(ConsoleSender::new())
+//!     .code_ttl(Duration::from_secs(600))
+//!     .default_region(Region::IN)
+//!     .prefix("/api")
+//!     .build()
+//!     .unwrap();
+//! assert_eq!(otp.config().code_length, 6);
+//! ```
+//!
+//! ## Test your app
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::get};
+//! use http::{Request, StatusCode};
+//! use http_body_util::BodyExt;
+//! use tower::ServiceExt;
+//! use tower_otp::{Otp, VerifiedEmail, delivery::MemoryOutbox, hash::HashParams};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let outbox = MemoryOutbox::new();
+//! let otp = Otp::builder()
+//!     .secret("an example secret, use 32+ random bytes")
+//!     .hash_params(HashParams::insecure_fast()) // fast hashing in tests only
+//!     .email_sender(outbox.clone())
+//!     .build()
+//!     .unwrap();
+//! let app: Router = Router::new()
+//!     .route("/me", get(|VerifiedEmail(e): VerifiedEmail| async move { e.as_str().to_owned() }))
+//!     .layer(otp.layer());
+//! let post = |path: &str, body: serde_json::Value| {
+//!     Request::post(path)
+//!         .header("content-type", "application/json")
+//!         .body(Body::from(body.to_string()))
+//!         .unwrap()
+//! };
+//!
+//! app.clone().oneshot(post("/send-otp/", serde_json::json!({"email": "ada@example.com"}))).await.unwrap();
+//! let code = outbox.last_code_for("ada@example.com").unwrap();
+//! let res = app.clone()
+//!     .oneshot(post("/verify-otp/", serde_json::json!({"email": "ada@example.com", "otp": code})))
+//!     .await
+//!     .unwrap();
+//! let body: serde_json::Value =
+//!     serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+//! let token = body["token"].as_str().unwrap();
+//!
+//! let res = app
+//!     .oneshot(Request::get("/me").header("x-verification-token", token).body(Body::empty()).unwrap())
+//!     .await
+//!     .unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! # });
+//! ```
+//!
 //! ## Security defaults
 //!
 //! 6-digit codes from the OS CSPRNG, stored only as Argon2id hashes keyed
