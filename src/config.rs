@@ -11,7 +11,8 @@ use crate::{
     hash::HashParams,
     limit::{
         DEFAULT_IP_SEND_PER_MINUTE, DEFAULT_IP_VERIFY_PER_MINUTE, DEFAULT_MAX_TRACKED_IPS,
-        client_ip::TrustedProxies, sms_guard::SmsGuard,
+        client_ip::{ForwardedHeader, TrustedProxies},
+        sms_guard::SmsGuard,
     },
 };
 
@@ -195,6 +196,18 @@ impl OtpConfig {
                 return Err(ConfigError::invalid(name, "must be at least one second"));
             }
         }
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        let bounded = [
+            ("code_ttl", self.code_ttl),
+            ("send_quota_window", self.send_quota_window),
+            ("grant_ttl", self.grant_ttl),
+            ("resend_cooldown", self.resend_cooldown),
+        ];
+        for (name, value) in bounded {
+            if value > YEAR {
+                return Err(ConfigError::invalid(name, "must be at most one year"));
+            }
+        }
         if self.max_attempts == 0 {
             return Err(ConfigError::invalid("max_attempts", "must be at least 1"));
         }
@@ -314,6 +327,7 @@ impl crate::OtpBuilder {
     /// | `OTP_IP_SEND_PER_MINUTE` | sends per client IP per minute (0 = off) | 10 |
     /// | `OTP_IP_VERIFY_PER_MINUTE` | verifies per client IP per minute (0 = off) | 30 |
     /// | `OTP_TRUSTED_PROXIES` | comma-separated proxy CIDRs whose forwarded headers count | none |
+    /// | `OTP_FORWARDED_HEADER` | the header those proxies write: `x-forwarded-for` or `forwarded` | `x-forwarded-for` |
     /// | `OTP_SMS_ALLOWED_COUNTRIES` | comma-separated calling codes that may get SMS (`91,1`) | all |
     /// | `OTP_SMS_DENIED_COUNTRIES` | calling codes that may never get SMS | none |
     /// | `OTP_PRODUCTION` | production flag: test mode is refused | false |
@@ -391,6 +405,19 @@ impl crate::OtpBuilder {
         if let Some(v) = env.get("OTP_TRUSTED_PROXIES") {
             c.trusted_proxies = TrustedProxies::parse(&v)?;
         }
+        if let Some(v) = env.get("OTP_FORWARDED_HEADER") {
+            let header = match v.to_ascii_lowercase().as_str() {
+                "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+                "forwarded" => ForwardedHeader::Forwarded,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        "OTP_FORWARDED_HEADER",
+                        format!("{v:?}: use x-forwarded-for or forwarded"),
+                    ));
+                }
+            };
+            c.trusted_proxies = std::mem::take(&mut c.trusted_proxies).with_header(header);
+        }
         if let Some(v) = env.get("OTP_SMS_ALLOWED_COUNTRIES") {
             c.sms_guard = SmsGuard::allow(SmsGuard::parse_codes("OTP_SMS_ALLOWED_COUNTRIES", &v)?);
         }
@@ -438,6 +465,7 @@ fn rename_to_env(error: ConfigError) -> ConfigError {
         "send_quota" => "OTP_SEND_QUOTA",
         "send_quota_window" => "OTP_SEND_QUOTA_WINDOW_SECONDS",
         "grant_ttl" => "OTP_GRANT_TTL_SECONDS",
+        "resend_cooldown" => "OTP_RESEND_SECONDS",
         other => other,
     };
     match error {

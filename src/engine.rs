@@ -377,7 +377,9 @@ impl Engine {
                 }
             }
             Some((verifier, mobile)) => {
-                match self.retry.run(|| verifier.check(mobile, candidate)).await {
+                // Not retried: a check is not idempotent (an approval whose
+                // answer was lost would turn into "expired" on a retry).
+                match verifier.check(mobile, candidate).await {
                     Ok(ProviderCheck::Approved) => true,
                     Ok(ProviderCheck::Rejected) => false,
                     Ok(ProviderCheck::Expired) => {

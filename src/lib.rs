@@ -151,7 +151,7 @@ pub use error::{ApiError, ConfigError};
 pub use extract::{
     VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, verify_parts,
 };
-pub use limit::client_ip::{ClientAddr, TrustedProxies};
+pub use limit::client_ip::{ClientAddr, ForwardedHeader, TrustedProxies};
 pub use middleware::{OtpLayer, OtpService};
 pub use notify::{Notifier, NotifyError};
 pub use otp::{MIN_SECRET_LEN, Otp, OtpBuilder};

@@ -4,7 +4,10 @@
 //! For a listed contact, a send delivers nothing and answers success, and
 //! the fixed code verifies; the cooldown, quota and attempt limits do not
 //! apply to them (the per-IP edge limits still do, since they run before the
-//! body is read). Every other contact is treated normally.
+//! body is read). Every other contact is treated normally. Since wrong
+//! guesses of the fixed code are not counted, only the per-IP limits slow a
+//! guesser: give test accounts a long code (`OTP_LENGTH` up to 10) and keep
+//! them to review periods.
 //!
 //! It is off unless enabled twice: the builder method carries `dangerous` in
 //! its name (and from the environment, `OTP_TEST_CONTACTS` is refused unless

@@ -129,6 +129,24 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
     assert_eq!(send("p1@b.co", "6.6.6.6, 198.51.100.1").await, 200);
     assert_eq!(send("p2@b.co", "198.51.100.2").await, 200);
     assert_eq!(send("p3@b.co", "7.7.7.7, 198.51.100.1").await, 429);
+
+    // The proxy writes X-Forwarded-For; a `Forwarded` header the client
+    // slipped through is not read, so it buys no fresh budget.
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let (status, _, _) = post(
+            &base,
+            "/send-otp/",
+            json!({ "email": format!("q{i}@b.co") }),
+            &[
+                ("forwarded", &format!("for=203.0.113.{i}")),
+                ("x-forwarded-for", "198.51.100.3"),
+            ],
+        )
+        .await;
+        statuses.push(status.as_u16());
+    }
+    assert_eq!(statuses, [200, 429, 429]);
 }
 
 #[tokio::test]

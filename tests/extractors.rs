@@ -226,6 +226,32 @@ async fn rotated_secrets_still_accept_old_grants_and_codes() {
 }
 
 #[tokio::test]
+async fn with_a_custom_token_header_the_default_header_is_just_an_invalid_grant() {
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder(&outbox).token_header(http::HeaderName::from_static("x-otp-token")),
+        outbox,
+    );
+    let token = app.prove_email("a@b.co").await;
+    app.get_with_token("/email-only", "junk")
+        .await
+        .assert_error(401, "verification_required");
+    // The configured header works; the default one is not read.
+    let answer = app
+        .request(
+            Request::get("/email-only")
+                .header("x-otp-token", &token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    app.get_with_token("/email-only", &token)
+        .await
+        .assert_error(401, "verification_required");
+}
+
+#[tokio::test]
 async fn a_grant_reaching_a_handler_without_the_layer_is_an_internal_error() {
     let app = TestApp::new();
     let token = app.prove_email("a@b.co").await;

@@ -9,9 +9,11 @@
 //! Behind a reverse proxy, the peer is the proxy, so every client would share
 //! one limit. List the proxies' addresses with
 //! [`OtpBuilder::trusted_proxies`](crate::OtpBuilder::trusted_proxies) (or
-//! `OTP_TRUSTED_PROXIES`): only when the peer is one of them are `Forwarded`
-//! and `X-Forwarded-For` read, and the client is the **right-most address
-//! that is not a trusted proxy**. A client cannot choose its address by
+//! `OTP_TRUSTED_PROXIES`): only when the peer is one of them is the
+//! forwarded header read (`X-Forwarded-For`, or `Forwarded` with
+//! [`ForwardedHeader::Forwarded`] / `OTP_FORWARDED_HEADER=forwarded`; never
+//! both, since a proxy passes the other one through from the client), and
+//! the client is the **right-most address that is not a trusted proxy**. A client cannot choose its address by
 //! sending its own `X-Forwarded-For`: without a trusted peer the header is
 //! ignored, and behind one, whatever the client wrote stands to the left of
 //! the address the proxy appended.
@@ -31,9 +33,25 @@ use crate::error::ConfigError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// The proxies whose forwarded headers are believed.
+/// Which header the trusted proxies write the client chain in. Only that
+/// header is read: a client could send the other one through a proxy that
+/// does not overwrite it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, most load
+    /// balancers). The default.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// The proxies whose forwarded header is believed, and which header that is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+    header: ForwardedHeader,
+}
 
 impl TrustedProxies {
     /// No trusted proxy: forwarded headers are ignored (the default).
@@ -57,18 +75,27 @@ impl TrustedProxies {
                     })
             })
             .collect::<Result<Vec<_>, _>>()
-            .map(Self)
+            .map(|nets| Self {
+                nets,
+                header: ForwardedHeader::default(),
+            })
+    }
+
+    /// Reads the client chain from `header` instead of `X-Forwarded-For`.
+    pub fn with_header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
     }
 
     /// Whether `ip` belongs to a trusted proxy.
     pub fn contains(&self, ip: &IpAddr) -> bool {
         let ip = canonical(*ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.nets.iter().any(|net| net.contains(&ip))
     }
 
     /// Whether no proxy is trusted.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty()
     }
 }
 
@@ -87,7 +114,7 @@ pub(crate) fn peer_ip(extensions: &Extensions) -> Option<IpAddr> {
 }
 
 /// The client address: the peer, or, when the peer is a trusted proxy, the
-/// right-most untrusted hop of `Forwarded` (preferred) or `X-Forwarded-For`.
+/// right-most untrusted hop of the configured forwarded header.
 pub(crate) fn client_ip(
     extensions: &Extensions,
     headers: &HeaderMap,
@@ -97,14 +124,17 @@ pub(crate) fn client_ip(
     if !trusted.contains(&peer) {
         return Some(peer);
     }
-    let hops = forwarded_hops(headers).or_else(|| x_forwarded_for_hops(headers));
-    let Some(hops) = hops else {
-        return Some(peer);
+    let hops = match trusted.header {
+        ForwardedHeader::XForwardedFor => x_forwarded_for_hops(headers),
+        ForwardedHeader::Forwarded => forwarded_hops(headers),
     };
-    // Walk from the proxy nearest to us outwards; the first address we do
-    // not trust is the client. If every hop is trusted, the furthest is.
+    // Walk from the proxy nearest to us outwards: the first address we do
+    // not trust is the client. An unreadable hop (`unknown`, an obfuscated
+    // name, garbage) stops the walk at the last trusted address to its
+    // right, so nothing a client wrote further left can be chosen.
     let mut client = peer;
     for hop in hops.into_iter().rev() {
+        let Some(hop) = hop else { break };
         client = hop;
         if !trusted.contains(&hop) {
             break;
@@ -113,36 +143,37 @@ pub(crate) fn client_ip(
     Some(client)
 }
 
-/// `for=` values of every `Forwarded` header, in order; `None` when the
-/// header is absent or any element is unreadable (then it is not used).
-fn forwarded_hops(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
+/// `for=` values of every `Forwarded` header, in order (`None` for a value
+/// that is not an IP address).
+fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
-    let mut seen = false;
     for value in headers.get_all(http::header::FORWARDED) {
-        seen = true;
-        let value = value.to_str().ok()?;
+        let Ok(value) = value.to_str() else {
+            hops.push(None);
+            continue;
+        };
         for element in value.split(',') {
-            let Some(node) = element.split(';').find_map(|pair| {
+            let node = element.split(';').find_map(|pair| {
                 let (k, v) = pair.trim().split_once('=')?;
                 k.trim().eq_ignore_ascii_case("for").then(|| v.trim())
-            }) else {
-                continue;
-            };
-            hops.push(parse_node(node)?);
+            });
+            hops.push(node.and_then(parse_node));
         }
     }
-    (seen && !hops.is_empty()).then_some(hops)
+    hops
 }
 
-/// Every address of every `X-Forwarded-For` header, in order.
-fn x_forwarded_for_hops(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
+/// Every address of every `X-Forwarded-For` header, in order (`None` for an
+/// entry that is not an IP address).
+fn x_forwarded_for_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        for item in value.to_str().ok()?.split(',') {
-            hops.push(parse_node(item.trim())?);
+        match value.to_str() {
+            Ok(value) => hops.extend(value.split(',').map(|item| parse_node(item.trim()))),
+            Err(_) => hops.push(None),
         }
     }
-    (!hops.is_empty()).then_some(hops)
+    hops
 }
 
 /// Reads `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:443"`, `2001:db8::1`.
@@ -214,9 +245,45 @@ mod tests {
                 "for=6.6.6.6, for=\"[2001:db8::7]:443\";proto=https",
             )],
         );
-        assert_eq!(client_ip(&e, &h, &trusted), ip("2001:db8::7"));
+        let forwarded = trusted.clone().with_header(ForwardedHeader::Forwarded);
+        assert_eq!(client_ip(&e, &h, &forwarded), ip("2001:db8::7"));
         let (e, h) = request("10.0.0.2:80", &[("x-forwarded-for", "not an ip")]);
         assert_eq!(client_ip(&e, &h, &trusted), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        // The proxy writes X-Forwarded-For and passes a client's own
+        // Forwarded header through: that header must not be believed.
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let (e, h) = request(
+            "10.0.0.2:80",
+            &[
+                ("forwarded", "for=203.0.113.99"),
+                ("x-forwarded-for", "198.51.100.7"),
+            ],
+        );
+        assert_eq!(client_ip(&e, &h, &trusted), ip("198.51.100.7"));
+        // And the other way round, with an unreadable element on the left.
+        let forwarded = trusted.with_header(ForwardedHeader::Forwarded);
+        let (e, h) = request(
+            "10.0.0.2:80",
+            &[
+                ("forwarded", "for=garbage, for=198.51.100.7"),
+                ("x-forwarded-for", "203.0.113.99"),
+            ],
+        );
+        assert_eq!(client_ip(&e, &h, &forwarded), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn an_unreadable_hop_stops_the_walk_at_the_last_trusted_address() {
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let (e, h) = request(
+            "10.0.0.2:80",
+            &[("x-forwarded-for", "203.0.113.99, unknown, 10.0.0.9")],
+        );
+        assert_eq!(client_ip(&e, &h, &trusted), ip("10.0.0.9"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use std::{
     net::{IpAddr, Ipv6Addr},
     num::NonZeroU32,
     sync::Arc,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use governor::{
@@ -45,6 +45,12 @@ pub const DEFAULT_IP_VERIFY_PER_MINUTE: u32 = 30;
 pub const DEFAULT_MAX_TRACKED_IPS: usize = 100_000;
 /// Checks between two sweeps of idle addresses.
 pub const CLEANUP_EVERY: u64 = 1024;
+
+/// Set once the "no client address" warning was logged.
+static WARNED_NO_PEER: AtomicBool = AtomicBool::new(false);
+
+/// Shortest time between two sweeps of a full table.
+const FULL_SWEEP_INTERVAL_NANOS: u64 = 1_000_000_000;
 
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -71,6 +77,9 @@ pub(crate) struct EdgeLimiter {
     verify: Option<Limiter>,
     max_keys: usize,
     checks: AtomicU64,
+    /// When a full table was last swept (nanoseconds since `started`).
+    last_full_sweep: AtomicU64,
+    started: std::time::Instant,
     clock: DefaultClock,
     shared: Option<Arc<dyn SharedRateLimiter>>,
 }
@@ -106,6 +115,8 @@ impl EdgeLimiter {
             verify: limiter("otp-verify", verify),
             max_keys: max_keys.max(1),
             checks: AtomicU64::new(0),
+            last_full_sweep: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             clock: DefaultClock::default(),
             shared: None,
         }
@@ -129,7 +140,16 @@ impl EdgeLimiter {
             LimitKind::Send => &self.send,
             LimitKind::Verify => &self.verify,
         };
-        let (Some(limiter), Some(ip)) = (limiter, ip) else {
+        let Some(limiter) = limiter else {
+            return Ok(None);
+        };
+        let Some(ip) = ip else {
+            if !WARNED_NO_PEER.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "no client address on OTP requests: per-IP limits are off. Serve with \
+                     `into_make_service_with_connect_info::<SocketAddr>()` or insert a `ClientAddr`."
+                );
+            }
             return Ok(None);
         };
         let key = limit_key(ip);
@@ -224,7 +244,19 @@ impl EdgeLimiter {
 
     fn maybe_clean(&self, limiter: &Limiter) {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
-        if n % CLEANUP_EVERY == 0 || limiter.inner.len() >= self.max_keys {
+        let due = n % CLEANUP_EVERY == 0;
+        // A full table is swept at most once a second, so a flood of new
+        // addresses does not buy a full scan per request.
+        let full = !due && limiter.inner.len() >= self.max_keys && {
+            let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let last = self.last_full_sweep.load(Ordering::Relaxed);
+            now.saturating_sub(last) >= FULL_SWEEP_INTERVAL_NANOS
+                && self
+                    .last_full_sweep
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+        };
+        if due || full {
             limiter.inner.retain_recent();
             limiter.inner.shrink_to_fit();
         }

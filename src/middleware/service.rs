@@ -9,7 +9,7 @@ use tower_service::Service;
 
 use super::{ResponseBody, ResponseFuture};
 use crate::{
-    config::GRANT_COOKIE,
+    config::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE},
     engine::Engine,
     extract::OtpHandle,
     grant::GrantCodec,
@@ -70,7 +70,12 @@ where
                 // Only requests that may carry a grant get the handle: the
                 // others pass through without any allocation.
                 let config = &self.engine.config;
-                if GrantCodec::may_carry(request.headers(), &config.token_header, GRANT_COOKIE) {
+                let headers = request.headers();
+                // The default header too: the extractor reads a grant-looking
+                // request without a handle as "layer not mounted".
+                if GrantCodec::may_carry(headers, &config.token_header, GRANT_COOKIE)
+                    || headers.contains_key(DEFAULT_TOKEN_HEADER)
+                {
                     request
                         .extensions_mut()
                         .insert(OtpHandle::new(Arc::clone(&self.engine)));
