@@ -8,7 +8,7 @@ use http::HeaderName;
 use crate::{
     contact::Region,
     error::ConfigError,
-    hash::HashParams,
+    hash::{HashParams, HashThreadPriority},
     limit::{
         DEFAULT_IP_SEND_PER_MINUTE, DEFAULT_IP_VERIFY_PER_MINUTE, DEFAULT_MAX_TRACKED_IPS,
         client_ip::{ForwardedHeader, TrustedProxies},
@@ -106,6 +106,10 @@ pub struct OtpConfig {
     /// Hashes allowed to wait for a thread before `overloaded` answers.
     /// Default [`DEFAULT_HASH_QUEUE_PER_WORKER`] per thread.
     pub hash_queue: usize,
+    /// OS priority of the hashing threads. Default
+    /// [`HashThreadPriority::Idle`]: a verification flood does not slow the
+    /// other routes.
+    pub hash_priority: HashThreadPriority,
     /// The application's name, shown in messages. Default `"tower-otp"`.
     pub app_name: String,
     /// Host name for the WebOTP line (`@host #code`) at the end of SMS
@@ -158,6 +162,8 @@ impl Default for OtpConfig {
             hash_params: HashParams::default(),
             hash_workers: workers,
             hash_queue: workers * DEFAULT_HASH_QUEUE_PER_WORKER,
+            // Hashes wait for spare CPU; request handling never waits for them.
+            hash_priority: HashThreadPriority::Idle,
             app_name: "tower-otp".into(),
             webotp_host: None,
             // A person sends a few codes a minute at most; a bot wants thousands.

@@ -102,11 +102,11 @@ impl Engine {
             None => PolicyDecision::Allow,
         };
         let refused = matches!(decision, PolicyDecision::Reject { .. });
-        if let PolicyDecision::Reject { status, message } = decision {
-            if !self.config.enumeration_safe {
-                audit::record(Outcome::Rejected, contact);
-                return Err(ApiError::ContactRejected { status, message });
-            }
+        if let PolicyDecision::Reject { status, message } = decision
+            && !self.config.enumeration_safe
+        {
+            audit::record(Outcome::Rejected, contact);
+            return Err(ApiError::ContactRejected { status, message });
         }
 
         let key = self.store_key(contact, 0);
@@ -125,12 +125,12 @@ impl Engine {
                 });
             }
         }
-        if let Contact::Mobile(mobile) = contact {
-            if let Err(err) = self.sms_gate.draw_budget(mobile) {
-                audit::record(Outcome::RateLimited, contact);
-                self.release_cooldown(&key).await;
-                return Err(err);
-            }
+        if let Contact::Mobile(mobile) = contact
+            && let Err(err) = self.sms_gate.draw_budget(mobile)
+        {
+            audit::record(Outcome::RateLimited, contact);
+            self.release_cooldown(&key).await;
+            return Err(err);
         }
 
         let salt = random_salt();

@@ -12,6 +12,12 @@
 //!   at once (503 `overloaded`) instead of queueing without bound.
 //! - **Memory reused**: each worker owns its Argon2 memory blocks and reuses
 //!   them for every hash instead of allocating ~19 MiB per hash.
+//! - **SIMD**: with the default `simd-argon2` feature the compression runs
+//!   on the widest vector unit the CPU has (AVX-512, AVX2, SSE2 or NEON,
+//!   chosen at run time); the hashes are the same either way.
+//! - **Low priority** (Linux, by default): the workers run under
+//!   `SCHED_IDLE`, so a flood of verifications cannot delay the requests that
+//!   do not hash; see [`HashThreadPriority`].
 
 use std::{
     fmt,
@@ -22,12 +28,11 @@ use std::{
     thread,
 };
 
-use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 use zeroize::Zeroizing;
 
-use crate::{error::ConfigError, secret::KeyRing};
+use crate::{argon::ThreadHasher, error::ConfigError, secret::KeyRing};
 
 /// Length of a code hash in bytes.
 pub const HASH_LEN: usize = 32;
@@ -69,11 +74,6 @@ impl HashParams {
             t_cost: 1,
             p_cost: 1,
         }
-    }
-
-    fn to_argon2(self) -> Result<Params, ConfigError> {
-        Params::new(self.m_cost, self.t_cost, self.p_cost, Some(HASH_LEN))
-            .map_err(|e| ConfigError::invalid("hash_params", e.to_string()))
     }
 }
 
@@ -136,7 +136,8 @@ impl fmt::Debug for HashPool {
 impl HashPool {
     /// Starts `workers` threads (at least 1) with room for `queue` waiting
     /// hashes, keyed with `secret` (and accepting `old_secrets` for hashes
-    /// made before a rotation).
+    /// made before a rotation). The threads run at the default
+    /// [`HashThreadPriority`].
     pub fn new(
         params: HashParams,
         secret: crate::Secret,
@@ -149,6 +150,7 @@ impl HashPool {
             Arc::new(KeyRing::new(&secret, old_secrets)),
             workers,
             queue,
+            HashThreadPriority::default(),
         )
     }
 
@@ -157,23 +159,36 @@ impl HashPool {
         keys: Arc<KeyRing>,
         workers: usize,
         queue: usize,
+        priority: HashThreadPriority,
     ) -> Result<Self, ConfigError> {
-        let argon_params = params.to_argon2()?;
         let workers = workers.max(1);
         let (sender, receiver) = channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
+        let (started, all_started) = channel::<()>();
         for index in 0..workers {
+            // Built here so that parameters the implementation refuses are a
+            // configuration error, not a failed hash later.
+            let hasher =
+                ThreadHasher::new(params).map_err(|e| ConfigError::invalid("hash_params", e))?;
             let receiver = Arc::clone(&receiver);
             let keys = Arc::clone(&keys);
-            let argon_params = argon_params.clone();
+            let started = started.clone();
             thread::Builder::new()
                 .name(format!("tower-otp-hash-{index}"))
-                .spawn(move || worker(&receiver, &keys, argon_params))
+                .spawn(move || {
+                    priority.apply_to_current_thread();
+                    let _ = started.send(());
+                    drop(started);
+                    worker(&receiver, &keys, hasher);
+                })
                 .map_err(|e| ConfigError::Backend {
                     what: "hashing pool thread",
                     source: Box::new(e),
                 })?;
         }
+        // Every thread runs at its priority before the first hash is sent.
+        drop(started);
+        while all_started.recv().is_ok() {}
         Ok(Self {
             sender,
             slots: Arc::new(Semaphore::new(workers + queue)),
@@ -288,9 +303,7 @@ impl HashPermit<'_> {
     }
 }
 
-fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, params: Params) {
-    // Allocated once per thread, reused for every hash.
-    let mut memory = vec![Block::default(); params.block_count()];
+fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHasher) {
     loop {
         let job = {
             let receiver = receiver.lock().unwrap_or_else(PoisonError::into_inner);
@@ -306,20 +319,55 @@ fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, params: Params) {
             continue;
         };
         let mut out = Zeroizing::new([0u8; HASH_LEN]);
-        let hashed = Argon2::new_with_secret(
-            &entry.secret,
-            Algorithm::Argon2id,
-            Version::V0x13,
-            params.clone(),
-        )
-        .and_then(|argon| {
-            argon.hash_password_into_with_memory(&job.code, &job.salt, &mut out[..], &mut memory)
-        });
-        match hashed {
+        match hasher.hash_into(&entry.secret, &job.code, &job.salt, &mut out) {
             Ok(()) => {
                 let _ = job.reply.send(out);
             }
             Err(e) => tracing::error!(error = %e, "argon2 hashing failed"),
+        }
+    }
+}
+
+/// The OS scheduling priority of the hashing threads.
+///
+/// A verification costs tens of milliseconds of CPU; a flood of them keeps
+/// every core busy. At [`Idle`](Self::Idle) the hashing threads give way at
+/// once to any other thread that wants a core (the async workers serving
+/// the routes that do not hash, the store client, the rest of the machine),
+/// so that the rest of the application keeps its latency during the flood;
+/// the hashes then use the time nobody else wants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HashThreadPriority {
+    /// Linux `SCHED_IDLE` (the lowest CFS weight, preempted by any normal
+    /// thread that wakes up); elsewhere, the lowest priority the OS gives a
+    /// thread. Hashes are not starved: they still get a small share of a
+    /// busy core. The default.
+    #[default]
+    Idle,
+    /// The OS default, like any other thread of the process.
+    Normal,
+}
+
+impl HashThreadPriority {
+    fn apply_to_current_thread(self) {
+        use thread_priority::ThreadPriority;
+        if self == Self::Normal {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        let applied = {
+            use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+            thread_priority::set_thread_priority_and_policy(
+                thread_priority::thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+            )
+        };
+        #[cfg(not(target_os = "linux"))]
+        let applied = thread_priority::set_current_thread_priority(ThreadPriority::Min);
+        if let Err(e) = applied {
+            tracing::warn!(error = ?e, "could not lower the hashing thread's priority");
         }
     }
 }

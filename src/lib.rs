@@ -123,6 +123,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod argon;
 pub mod audit;
 mod code;
 pub mod config;

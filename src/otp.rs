@@ -276,6 +276,14 @@ impl OtpBuilder {
         self
     }
 
+    /// OS priority of the hashing threads. Default
+    /// [`HashThreadPriority::Idle`](crate::hash::HashThreadPriority::Idle): the
+    /// hashes use the CPU time that request handling leaves.
+    pub fn hash_priority(mut self, priority: crate::hash::HashThreadPriority) -> Self {
+        self.config.hash_priority = priority;
+        self
+    }
+
     /// The application name shown in messages. Default `"tower-otp"`.
     pub fn app_name(mut self, name: impl Into<String>) -> Self {
         self.config.app_name = name.into();
@@ -407,6 +415,7 @@ impl OtpBuilder {
             Arc::clone(&keys),
             config.hash_workers,
             config.hash_queue,
+            config.hash_priority,
         )?;
         let templates = match &self.templates_dir {
             Some(dir) => Templates::with_overrides(dir)?,

@@ -244,7 +244,7 @@ impl EdgeLimiter {
 
     fn maybe_clean(&self, limiter: &Limiter) {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
-        let due = n % CLEANUP_EVERY == 0;
+        let due = n.is_multiple_of(CLEANUP_EVERY);
         // A full table is swept at most once a second, so a flood of new
         // addresses does not buy a full scan per request.
         let full = !due && limiter.inner.len() >= self.max_keys && {

@@ -125,16 +125,16 @@ impl SmsGate {
     /// Draws one send from the country's hourly budget.
     pub(crate) fn draw_budget(&self, mobile: &Mobile) -> Result<(), ApiError> {
         let country = mobile.country_code();
-        if let Some(budget) = &self.budget {
-            if let Err(not_until) = budget.check_key(&country) {
-                tracing::warn!(
-                    country_code = country,
-                    "SMS budget for this country code is used up"
-                );
-                return Err(ApiError::RateLimited {
-                    retry_after: ceil_secs(not_until.wait_time_from(self.clock.now())),
-                });
-            }
+        if let Some(budget) = &self.budget
+            && let Err(not_until) = budget.check_key(&country)
+        {
+            tracing::warn!(
+                country_code = country,
+                "SMS budget for this country code is used up"
+            );
+            return Err(ApiError::RateLimited {
+                retry_after: ceil_secs(not_until.wait_time_from(self.clock.now())),
+            });
         }
         Ok(())
     }
