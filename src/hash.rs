@@ -94,7 +94,7 @@ pub enum HashError {
 
 struct Job {
     /// Held until the hash is done: bounds running + waiting hashes.
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
     secret_index: usize,
     code: Zeroizing<Vec<u8>>,
     salt: [u8; 16],
@@ -289,7 +289,7 @@ impl HashPermit<'_> {
     ) -> Result<Zeroizing<[u8; HASH_LEN]>, HashError> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            _slot: self.slot,
+            slot: self.slot,
             secret_index,
             code: Zeroizing::new(code.as_bytes().to_vec()),
             salt: *salt,
@@ -319,7 +319,12 @@ fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHas
             continue;
         };
         let mut out = Zeroizing::new([0u8; HASH_LEN]);
-        match hasher.hash_into(&entry.secret, &job.code, &job.salt, &mut out) {
+        let hashed = hasher.hash_into(&entry.secret, &job.code, &job.salt, &mut out);
+        // Free the place before answering: the caller may reserve the next
+        // hash as soon as it has the answer, and this (low-priority) thread
+        // may not run again before it does.
+        drop(job.slot);
+        match hashed {
             Ok(()) => {
                 let _ = job.reply.send(out);
             }
