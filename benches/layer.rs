@@ -2,7 +2,10 @@
 //!
 //! - `passthrough`: a bare axum handler vs the same router wrapped in
 //!   `OtpLayer` (the layer around the router) and mounted with
-//!   `Router::layer` (axum boxes each layered route).
+//!   `Router::layer` (axum boxes each layered route); a do-nothing
+//!   forwarding wrapper is the floor any layer starts from. Once with a
+//!   header-less request, once with the headers a browser sends (the layer
+//!   looks for a grant header and scans the Cookie header).
 //! - `extractor`: a handler taking `VerifiedContact`, `VerifiedEmail` or
 //!   `Option<VerifiedContact>` on a request with a valid grant, vs a handler
 //!   with no extractor.
@@ -15,7 +18,10 @@
 //! ```
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use axum::{Router, body::Body, routing::get};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -41,6 +47,33 @@ fn get_root() -> Request<Body> {
     Request::get("/").body(Body::empty()).expect("request")
 }
 
+/// `GET /` as a browser sends it: ten headers, five cookies, no grant.
+fn get_root_from_browser() -> Request<Body> {
+    Request::get("/")
+        .header("host", "app.example.com")
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+        )
+        .header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
+        .header("accept-language", "en-GB,en;q=0.5")
+        .header("accept-encoding", "gzip, deflate, br, zstd")
+        .header("referer", "https://app.example.com/account")
+        .header(
+            "cookie",
+            "session=5f2b9c1e0d8a4b7c9e3f1a2b3c4d5e6f; theme=dark; lang=en-GB; \
+             _ga=GA1.1.123456789.1700000000; consent=analytics%3Dno%26ads%3Dno",
+        )
+        .header("sec-fetch-dest", "document")
+        .header("sec-fetch-mode", "navigate")
+        .header("upgrade-insecure-requests", "1")
+        .body(Body::empty())
+        .expect("request")
+}
+
 fn passthrough(c: &mut Criterion) {
     let rt = runtime();
     let otp = Otp::builder()
@@ -61,8 +94,27 @@ fn passthrough(c: &mut Criterion) {
     group.bench_function("wrapped_in_otp_layer", |b| {
         b.to_async(&rt).iter(|| wrapped.clone().oneshot(get_root()));
     });
+    let forwarding = Forwarding {
+        inner: bare.clone(),
+        _shared: Arc::new(()),
+    };
+    group.bench_function("forwarding_wrapper", |b| {
+        b.to_async(&rt)
+            .iter(|| forwarding.clone().oneshot(get_root()));
+    });
     group.bench_function("router_layer_otp", |b| {
         b.to_async(&rt).iter(|| routed.clone().oneshot(get_root()));
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("passthrough_browser_headers");
+    group.bench_function("bare_router", |b| {
+        b.to_async(&rt)
+            .iter(|| bare.clone().oneshot(get_root_from_browser()));
+    });
+    group.bench_function("wrapped_in_otp_layer", |b| {
+        b.to_async(&rt)
+            .iter(|| wrapped.clone().oneshot(get_root_from_browser()));
     });
     group.finish();
 }
@@ -199,3 +251,25 @@ fn flows(c: &mut Criterion) {
 
 criterion_group!(benches, passthrough, extractors, flows);
 criterion_main!(benches);
+
+/// The floor for any layer: a service that holds an `Arc` (as `OtpService`
+/// holds its engine) and forwards every request and response untouched.
+#[derive(Clone)]
+struct Forwarding<S> {
+    inner: S,
+    _shared: Arc<()>,
+}
+
+impl<S: Service<Request<Body>>> Service<Request<Body>> for Forwarding<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> S::Future {
+        self.inner.call(request)
+    }
+}

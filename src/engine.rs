@@ -22,7 +22,7 @@ use crate::{
     },
     error::ApiError,
     extract::VerifiedContact,
-    grant::{GrantCodec, VerifiedToken},
+    grant::{GrantCodec, GrantSniffer, VerifiedToken},
     hash::{HashError, HashPool},
     limit::{EdgeLimiter, sms_guard::SmsGate},
     middleware::RouteTable,
@@ -47,6 +47,7 @@ pub(crate) enum SmsBackend {
 pub(crate) struct Engine {
     pub(crate) config: OtpConfig,
     pub(crate) routes: RouteTable,
+    pub(crate) sniffer: GrantSniffer,
     pub(crate) edge: EdgeLimiter,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) store: Arc<dyn OtpStore>,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::{
+    config::DEFAULT_TOKEN_HEADER,
     contact::{Email, Mobile},
     extract::VerifiedContact,
     secret::KeyRing,
@@ -124,10 +125,8 @@ impl GrantCodec {
     ) -> bool {
         headers.contains_key(header_name)
             || headers.get_all(header::COOKIE).iter().any(|value| {
-                value
-                    .as_bytes()
-                    .windows(cookie_name.len() + 1)
-                    .any(|w| w.starts_with(cookie_name.as_bytes()) && w[cookie_name.len()] == b'=')
+                memchr::memmem::find_iter(value.as_bytes(), cookie_name.as_bytes())
+                    .any(|at| value.as_bytes().get(at + cookie_name.len()) == Some(&b'='))
             })
     }
 
@@ -146,6 +145,43 @@ impl GrantCodec {
         from_header
             .chain(cookie_values(headers, cookie_name))
             .find_map(|token| self.verify(token))
+    }
+}
+
+/// The layer's test, on every request it passes through, of whether the
+/// request may carry a grant: the token header, the default token header
+/// when another is configured (the extractor reads a grant-looking request
+/// without a handle as "layer not mounted"), or `<cookie name>=` in a
+/// Cookie header. Built once per layer so that the test neither allocates
+/// nor parses a header name; a false positive only costs the handle.
+#[derive(Debug, Clone)]
+pub(crate) struct GrantSniffer {
+    header: HeaderName,
+    default_header: Option<HeaderName>,
+    cookie: memchr::memmem::Finder<'static>,
+}
+
+impl GrantSniffer {
+    pub(crate) fn new(header: &HeaderName, cookie_name: &str) -> Self {
+        let default = HeaderName::from_static(DEFAULT_TOKEN_HEADER);
+        Self {
+            default_header: (*header != default).then_some(default),
+            header: header.clone(),
+            cookie: memchr::memmem::Finder::new(format!("{cookie_name}=").as_bytes()).into_owned(),
+        }
+    }
+
+    /// Whether `headers` may carry a grant.
+    pub(crate) fn may_carry(&self, headers: &HeaderMap) -> bool {
+        // One pass over the headers: a request has a dozen at most, and
+        // comparing names is cheaper than hashing them for three lookups.
+        headers.iter().any(|(name, value)| {
+            if name == header::COOKIE {
+                self.cookie.find(value.as_bytes()).is_some()
+            } else {
+                *name == self.header || self.default_header.as_ref() == Some(name)
+            }
+        })
     }
 }
 
@@ -202,6 +238,43 @@ mod tests {
             Arc::new(KeyRing::new(&Secret::new(secret), &old)),
             Duration::from_secs(60),
         )
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sniffer_sees_the_header_the_default_header_and_the_cookie() {
+        let custom = GrantSniffer::new(&HeaderName::from_static("x-grant"), "otp_verification");
+        assert!(custom.may_carry(&headers(&[("x-grant", "t")])));
+        assert!(custom.may_carry(&headers(&[(DEFAULT_TOKEN_HEADER, "t")])));
+        assert!(custom.may_carry(&headers(&[(
+            "cookie",
+            "theme=dark; otp_verification=t; lang=en"
+        )])));
+        // Any of several Cookie headers.
+        let mut two = headers(&[("cookie", "a=1")]);
+        two.append(
+            header::COOKIE,
+            HeaderValue::from_static("otp_verification=t"),
+        );
+        assert!(custom.may_carry(&two));
+
+        assert!(!custom.may_carry(&HeaderMap::new()));
+        assert!(!custom.may_carry(&headers(&[
+            ("host", "example.com"),
+            ("cookie", "otp_verification_seen=1; otp_verificatio=2"),
+            ("x-other", "otp_verification=t"),
+        ])));
     }
 
     #[test]

@@ -5,12 +5,12 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use http::HeaderName;
 
 use crate::{
-    config::{OtpConfig, RoutePaths},
+    config::{GRANT_COOKIE, OtpConfig, RoutePaths},
     contact::{Contact, Region},
     delivery::{ConsoleSender, EmailSender, RetryPolicy, SmsSender, SmsVerifier},
     engine::{Engine, SmsBackend},
     error::ConfigError,
-    grant::GrantCodec,
+    grant::{GrantCodec, GrantSniffer},
     hash::{HashParams, HashPool},
     limit::{
         EdgeLimiter,
@@ -423,6 +423,7 @@ impl OtpBuilder {
         };
         let engine = Engine {
             routes: RouteTable::new(&config.paths),
+            sniffer: GrantSniffer::new(&config.token_header, GRANT_COOKIE),
             edge: EdgeLimiter::new(
                 config.ip_send_per_minute,
                 config.ip_verify_per_minute,

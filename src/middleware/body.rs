@@ -22,7 +22,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Inner { #[pin] body: B },
-        Otp { #[pin] body: Full<Bytes> },
+        // Boxed: keeps the passthrough response as small as the inner one
+        // plus a tag.
+        Otp { body: Box<Full<Bytes>> },
     }
 }
 
@@ -35,7 +37,9 @@ impl<B> ResponseBody<B> {
 
     pub(crate) fn otp(body: Full<Bytes>) -> Self {
         Self {
-            kind: Kind::Otp { body },
+            kind: Kind::Otp {
+                body: Box::new(body),
+            },
         }
     }
 }
@@ -59,7 +63,7 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
-            KindProj::Otp { body } => body
+            KindProj::Otp { body } => Pin::new(&mut **body)
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(|never: Infallible| match never {}))),
         }

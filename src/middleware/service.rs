@@ -9,10 +9,8 @@ use tower_service::Service;
 
 use super::{ResponseBody, ResponseFuture};
 use crate::{
-    config::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE},
     engine::Engine,
     extract::OtpHandle,
-    grant::GrantCodec,
     routes::{self, BoxError, Route},
 };
 
@@ -69,13 +67,7 @@ where
             None => {
                 // Only requests that may carry a grant get the handle: the
                 // others pass through without any allocation.
-                let config = &self.engine.config;
-                let headers = request.headers();
-                // The default header too: the extractor reads a grant-looking
-                // request without a handle as "layer not mounted".
-                if GrantCodec::may_carry(headers, &config.token_header, GRANT_COOKIE)
-                    || headers.contains_key(DEFAULT_TOKEN_HEADER)
-                {
+                if self.engine.sniffer.may_carry(request.headers()) {
                     request
                         .extensions_mut()
                         .insert(OtpHandle::new(Arc::clone(&self.engine)));
@@ -95,6 +87,14 @@ where
 #[derive(Debug, Clone)]
 pub(crate) struct RouteTable {
     entries: Vec<(String, Route)>,
+    /// Bit `n` set when some entry is `n` bytes long (bit 63: 63 or more):
+    /// most passthrough paths are turned away on their length alone.
+    lengths: u64,
+}
+
+#[inline]
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
 }
 
 impl RouteTable {
@@ -111,14 +111,56 @@ impl RouteTable {
             entries.push((format!("{bare}/"), route));
             entries.push((bare, route));
         }
-        Self { entries }
+        let lengths = entries
+            .iter()
+            .fold(0, |bits, (path, _)| bits | length_bit(path.len()));
+        Self { entries, lengths }
     }
 
     /// The route served at `path`, if any.
+    #[inline]
     pub(crate) fn find(&self, path: &str) -> Option<Route> {
+        if self.lengths & length_bit(path.len()) == 0 {
+            return None;
+        }
         self.entries
             .iter()
             .find(|(p, _)| p == path)
             .map(|(_, route)| *route)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RoutePaths;
+
+    #[test]
+    fn finds_each_path_with_and_without_slash_whatever_its_length() {
+        for prefix in ["", "/api", &format!("/{}", "long".repeat(20))] {
+            let table = RouteTable::new(&RoutePaths {
+                prefix: prefix.to_owned(),
+                ..RoutePaths::default()
+            });
+            assert_eq!(
+                table.find(&format!("{prefix}/send-otp/")),
+                Some(Route::SendEmail)
+            );
+            assert_eq!(
+                table.find(&format!("{prefix}/send-otp")),
+                Some(Route::SendEmail)
+            );
+            assert_eq!(
+                table.find(&format!("{prefix}/verify-mobile-otp")),
+                Some(Route::VerifyMobile)
+            );
+            // Same length as an OTP path, or longer than 63 bytes: compared in full.
+            assert_eq!(table.find(&format!("{prefix}/send-otx/")), None);
+            assert_eq!(
+                table.find(&format!("{prefix}/send-otp/{}", "x".repeat(70))),
+                None
+            );
+            assert_eq!(table.find("/"), None);
+        }
     }
 }
