@@ -118,6 +118,7 @@
 //! | `smtp` | yes | `SmtpSender` (lettre, rustls) |
 //! | `sendgrid` | yes | `SendGridSender` (reqwest, rustls) |
 //! | `twilio` | yes | `TwilioVerify`, `TwilioMessaging` (reqwest, rustls) |
+//! | `simd-argon2` | yes | Argon2id on the CPU's vector unit through `argon2-rust` (RustCrypto's `argon2` without it; same hashes) |
 //! | `metrics` | no | counters through the `metrics` facade |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
