@@ -340,7 +340,13 @@ fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHas
 /// once to any other thread that wants a core (the async workers serving
 /// the routes that do not hash, the store client, the rest of the machine),
 /// so that the rest of the application keeps its latency during the flood;
-/// the hashes then use the time nobody else wants.
+/// the hashes then use the time nobody else wants. The other side of that
+/// trade: when the rest of the machine keeps every core busy, verifications
+/// slow down (and past the pool's queue get 503 `overloaded`); choose
+/// [`Normal`](Self::Normal) when they must keep a fair share of the CPU.
+/// Measured in BENCHMARKS.md: during a verify flood on 2 cores, the p99 of
+/// a route that does not hash stays at 1.1–1.6× its idle value (memory
+/// store) instead of 12–15× at normal priority.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HashThreadPriority {
