@@ -8,8 +8,8 @@
 //! - feature `simd-argon2` (default): the `argon2-rust` crate, a port of the
 //!   reference C implementation with runtime-selected AVX-512 / AVX2 / SSE2 /
 //!   NEON compression, its arena parked between hashes and wiped on release.
-//!   About 1.7× the plain `argon2` crate on the 2-core benchmark machine
-//!   (BENCHMARKS.md);
+//!   About 2× the plain `argon2` crate for one hash on the 2-core benchmark
+//!   machine (BENCHMARKS.md);
 //! - without it: RustCrypto's `argon2` crate with the thread's memory blocks
 //!   reused through `hash_password_into_with_memory`.
 
@@ -26,7 +26,7 @@ pub(crate) struct ThreadHasher {
 }
 
 impl ThreadHasher {
-    /// An instance for `params`, which [`HashParams::validate`] accepted.
+    /// An instance for `params`, or why the implementation refuses them.
     #[cfg(feature = "simd-argon2")]
     pub(crate) fn new(params: HashParams) -> Result<Self, String> {
         use argon2_rust::{
@@ -48,7 +48,7 @@ impl ThreadHasher {
         })
     }
 
-    /// An instance for `params`, which [`HashParams::validate`] accepted.
+    /// An instance for `params`, or why the implementation refuses them.
     #[cfg(not(feature = "simd-argon2"))]
     pub(crate) fn new(params: HashParams) -> Result<Self, String> {
         let params =

@@ -107,7 +107,7 @@ pub struct OtpConfig {
     /// Default [`DEFAULT_HASH_QUEUE_PER_WORKER`] per thread.
     pub hash_queue: usize,
     /// OS priority of the hashing threads. Default
-    /// [`HashThreadPriority::Idle`]: a verification flood does not slow the
+    /// [`HashThreadPriority::Low`]: a verification flood barely slows the
     /// other routes.
     pub hash_priority: HashThreadPriority,
     /// The application's name, shown in messages. Default `"tower-otp"`.
@@ -163,7 +163,7 @@ impl Default for OtpConfig {
             hash_workers: workers,
             hash_queue: workers * DEFAULT_HASH_QUEUE_PER_WORKER,
             // Hashes wait for spare CPU; request handling never waits for them.
-            hash_priority: HashThreadPriority::Idle,
+            hash_priority: HashThreadPriority::Low,
             app_name: "tower-otp".into(),
             webotp_host: None,
             // A person sends a few codes a minute at most; a bot wants thousands.

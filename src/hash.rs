@@ -4,8 +4,8 @@
 //! - **Keyed**: the server secret is Argon2's secret input, so a leaked store
 //!   cannot be brute-forced offline (a 6-digit code has only a million
 //!   values; without the secret, the hashes are useless).
-//! - **Off the async runtime**: hashing takes tens of milliseconds of CPU at
-//!   the default parameters; it runs on the pool's own threads, never on a
+//! - **Off the async runtime**: hashing takes milliseconds of CPU at the
+//!   default parameters (about 7 ms on the benchmark machine); it runs on the pool's own threads, never on a
 //!   tokio worker.
 //! - **Bounded**: at most `workers` hashes run at once and at most `queue`
 //!   wait; past that, [`HashPool::hash`] answers [`HashError::Overloaded`]
@@ -15,9 +15,9 @@
 //! - **SIMD**: with the default `simd-argon2` feature the compression runs
 //!   on the widest vector unit the CPU has (AVX-512, AVX2, SSE2 or NEON,
 //!   chosen at run time); the hashes are the same either way.
-//! - **Low priority** (Linux, by default): the workers run under
-//!   `SCHED_IDLE`, so a flood of verifications cannot delay the requests that
-//!   do not hash; see [`HashThreadPriority`].
+//! - **Low priority** (Linux, by default): the workers run at nice 19, so a
+//!   flood of verifications barely delays the requests that do not hash;
+//!   see [`HashThreadPriority`].
 
 use std::{
     fmt,
@@ -151,6 +151,24 @@ impl HashPool {
             workers,
             queue,
             HashThreadPriority::default(),
+        )
+    }
+
+    /// [`HashPool::new`] with the threads at `priority`.
+    pub fn new_with_priority(
+        params: HashParams,
+        secret: crate::Secret,
+        old_secrets: &[crate::Secret],
+        workers: usize,
+        queue: usize,
+        priority: HashThreadPriority,
+    ) -> Result<Self, ConfigError> {
+        Self::with_keys(
+            params,
+            Arc::new(KeyRing::new(&secret, old_secrets)),
+            workers,
+            queue,
+            priority,
         )
     }
 
@@ -335,50 +353,58 @@ fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHas
 
 /// The OS scheduling priority of the hashing threads.
 ///
-/// A verification costs tens of milliseconds of CPU; a flood of them keeps
-/// every core busy. At [`Idle`](Self::Idle) the hashing threads give way at
-/// once to any other thread that wants a core (the async workers serving
-/// the routes that do not hash, the store client, the rest of the machine),
-/// so that the rest of the application keeps its latency during the flood;
-/// the hashes then use the time nobody else wants. The other side of that
-/// trade: when the rest of the machine keeps every core busy, verifications
-/// slow down (and past the pool's queue get 503 `overloaded`); choose
-/// [`Normal`](Self::Normal) when they must keep a fair share of the CPU.
-/// Measured in BENCHMARKS.md: during a verify flood on 2 cores, the p99 of
-/// a route that does not hash stays at 1.1–1.6× its idle value (memory
-/// store) instead of 12–15× at normal priority.
+/// A verification costs milliseconds of CPU (about 7 ms at the default
+/// parameters on the benchmark machine); a flood of them keeps every core
+/// busy. At [`Low`](Self::Low) any other thread that wakes up (the async
+/// workers serving the routes that do not hash, the store client, the rest
+/// of the machine) runs before a hash, so a verify flood barely moves the
+/// latency of the other routes (measured in BENCHMARKS.md: a passthrough
+/// p99 of 1.2–1.6× its idle value in most runs of a flood on 2 cores,
+/// against 12–15× at normal priority).
+///
+/// The other side of the trade: at nice 19 a hashing thread gets about 1.5 %
+/// of a core against each busy normal-priority thread. On a machine that
+/// other work keeps busy, verifications slow down accordingly (and past the
+/// pool's queue get 503 `overloaded`); choose [`Normal`](Self::Normal) when
+/// they must keep a fair share of the CPU.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HashThreadPriority {
-    /// Linux `SCHED_IDLE` (the lowest CFS weight, preempted by any normal
-    /// thread that wakes up); elsewhere, the lowest priority the OS gives a
-    /// thread. Hashes are not starved: they still get a small share of a
-    /// busy core. The default.
+    /// Linux and Android: nice 19, the lowest (never below the process's own nice
+    /// value); elsewhere the same as [`Normal`](Self::Normal), since a
+    /// thread's nice value there is the whole process's. The default.
     #[default]
-    Idle,
-    /// The OS default, like any other thread of the process.
+    Low,
+    /// The priority the threads inherit from the process, like any other
+    /// thread.
     Normal,
 }
 
+/// The nice value of [`HashThreadPriority::Low`] threads.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const LOW_NICE: i32 = 19;
+
 impl HashThreadPriority {
     fn apply_to_current_thread(self) {
-        use thread_priority::ThreadPriority;
         if self == Self::Normal {
             return;
         }
-        #[cfg(target_os = "linux")]
-        let applied = {
-            use thread_priority::{NormalThreadSchedulePolicy, ThreadSchedulePolicy};
-            thread_priority::set_thread_priority_and_policy(
-                thread_priority::thread_native_id(),
-                ThreadPriority::Min,
-                ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
-            )
-        };
-        #[cfg(not(target_os = "linux"))]
-        let applied = thread_priority::set_current_thread_priority(ThreadPriority::Min);
-        if let Err(e) = applied {
-            tracing::warn!(error = ?e, "could not lower the hashing thread's priority");
+        // On Linux a thread has its own nice value, set through
+        // setpriority(PRIO_PROCESS, tid).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use rustix::process::{getpriority_process, setpriority_process};
+            let tid = Some(rustix::thread::gettid());
+            let applied = getpriority_process(tid).and_then(|current| {
+                if current >= LOW_NICE {
+                    Ok(()) // already as low: raising it needs privileges
+                } else {
+                    setpriority_process(tid, LOW_NICE)
+                }
+            });
+            if let Err(e) = applied {
+                tracing::warn!(error = %e, "could not lower the hashing thread's priority");
+            }
         }
     }
 }

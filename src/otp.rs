@@ -277,8 +277,8 @@ impl OtpBuilder {
     }
 
     /// OS priority of the hashing threads. Default
-    /// [`HashThreadPriority::Idle`](crate::hash::HashThreadPriority::Idle): the
-    /// hashes use the CPU time that request handling leaves.
+    /// [`HashThreadPriority::Low`](crate::hash::HashThreadPriority::Low): request
+    /// handling runs before the hashes.
     pub fn hash_priority(mut self, priority: crate::hash::HashThreadPriority) -> Self {
         self.config.hash_priority = priority;
         self

@@ -218,7 +218,7 @@ async fn enumeration_safe_mode_answers_refused_contacts_like_accepted_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
     let outbox = MemoryOutbox::new();
-    // Real Argon2 parameters: each verify costs tens of milliseconds of CPU.
+    // Real Argon2 parameters: each verify costs milliseconds of CPU.
     let otp_builder = tower_otp::Otp::builder()
         .secret(app::SECRET)
         .email_sender(outbox.clone())
