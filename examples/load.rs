@@ -201,6 +201,8 @@ async fn main() {
     let client = reqwest::Client::new();
     let pool_hashes: usize = env_or("POOL_HASHES", 1000);
     let rounds: usize = env_or("ROUNDS", 5).max(1);
+    // At least one hash per round: a ratio needs a pool figure.
+    let pool_hashes = pool_hashes.max(rounds);
     let idle_seconds: u64 = env_or("IDLE_SECONDS", 5);
     let run = format!("{:x}", std::process::id());
 
