@@ -177,7 +177,8 @@ impl GrantSniffer {
         // comparing names is cheaper than hashing them for three lookups.
         headers.iter().any(|(name, value)| {
             if name == header::COOKIE {
-                self.cookie.find(value.as_bytes()).is_some()
+                // (or a token header configured as `cookie`, odd as it is)
+                self.cookie.find(value.as_bytes()).is_some() || *name == self.header
             } else {
                 *name == self.header || self.default_header.as_ref() == Some(name)
             }

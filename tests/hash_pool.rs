@@ -45,6 +45,12 @@ async fn pool_hashes_equal_the_reference_argon2id_for_every_parameter_set() {
             t_cost: 2,
             p_cost: 4,
         },
+        // Memory not a multiple of 4 × lanes: Argon2 rounds it down.
+        HashParams {
+            m_cost: 1000,
+            t_cost: 1,
+            p_cost: 3,
+        },
     ];
     for params in sets {
         let pool = HashPool::new(params, Secret::new(SECRET), &[], 2, 8).unwrap();
