@@ -5,8 +5,8 @@
 //!   cannot be brute-forced offline (a 6-digit code has only a million
 //!   values; without the secret, the hashes are useless).
 //! - **Off the async runtime**: hashing takes milliseconds of CPU at the
-//!   default parameters (about 7 ms on the benchmark machine); it runs on the pool's own threads, never on a
-//!   tokio worker.
+//!   default parameters (about 7 ms on the benchmark machine); it runs on
+//!   the pool's own threads, never on a tokio worker.
 //! - **Bounded**: at most `workers` hashes run at once and at most `queue`
 //!   wait; past that, [`HashPool::hash`] answers [`HashError::Overloaded`]
 //!   at once (503 `overloaded`) instead of queueing without bound.
