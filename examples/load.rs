@@ -29,7 +29,7 @@
 //!
 //! The codes go to the quickstart's console, so verifies use wrong codes:
 //! each still costs the full check (limit, store, Argon2id), without the
-//! grant signature (~2 µs).
+//! grant signature (about a microsecond: BENCHMARKS.md, extractor figures).
 #![allow(clippy::print_stdout)] // a command-line tool
 
 use std::{

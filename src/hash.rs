@@ -355,9 +355,9 @@ fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHas
 ///
 /// A verification costs milliseconds of CPU (about 7 ms at the default
 /// parameters on the benchmark machine); a flood of them keeps every core
-/// busy. At [`Low`](Self::Low) any other thread that wakes up (the async
-/// workers serving the routes that do not hash, the store client, the rest
-/// of the machine) runs before a hash, so a verify flood barely moves the
+/// busy. At [`Low`](Self::Low) the scheduler favours any other thread that
+/// wakes up (the async workers serving the routes that do not hash, the
+/// store client, the rest of the machine) over a hash, so a verify flood barely moves the
 /// latency of the other routes (measured in BENCHMARKS.md: a passthrough
 /// p99 of 1.2–1.6× its idle value in most runs of a flood on 2 cores,
 /// against 12–15× at normal priority).

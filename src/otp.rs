@@ -277,8 +277,8 @@ impl OtpBuilder {
     }
 
     /// OS priority of the hashing threads. Default
-    /// [`HashThreadPriority::Low`](crate::hash::HashThreadPriority::Low): request
-    /// handling runs before the hashes.
+    /// [`HashThreadPriority::Low`](crate::hash::HashThreadPriority::Low): the
+    /// scheduler favours request handling over the hashes.
     pub fn hash_priority(mut self, priority: crate::hash::HashThreadPriority) -> Self {
         self.config.hash_priority = priority;
         self
