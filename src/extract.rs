@@ -36,7 +36,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, LazyLock,
         atomic::{AtomicBool, Ordering},
     },
     time::SystemTime,
@@ -49,7 +49,7 @@ use crate::{
     contact::{Email, Mobile},
     engine::Engine,
     error::ApiError,
-    grant::GrantCodec,
+    grant::GrantSniffer,
 };
 
 /// What a valid grant proves: at least one of an email address and a mobile
@@ -179,11 +179,11 @@ fn handle(parts: &Parts) -> Result<Option<&OtpHandle>, VerificationRejection> {
     if let Some(handle) = parts.extensions.get::<OtpHandle>() {
         return Ok(Some(handle));
     }
-    let carries_grant = GrantCodec::may_carry(
-        &parts.headers,
-        &HeaderName::from_static(DEFAULT_TOKEN_HEADER),
-        GRANT_COOKIE,
-    );
+    // The layer's own test, with the default header (no layer, no config).
+    static DEFAULT_SNIFFER: LazyLock<GrantSniffer> = LazyLock::new(|| {
+        GrantSniffer::new(&HeaderName::from_static(DEFAULT_TOKEN_HEADER), GRANT_COOKIE)
+    });
+    let carries_grant = DEFAULT_SNIFFER.may_carry(&parts.headers);
     if carries_grant || !LAYER_MOUNTED.load(Ordering::Relaxed) {
         tracing::error!(
             "tower-otp extractor used without the layer: is `OtpLayer` mounted in front of this handler?"

@@ -116,20 +116,6 @@ impl GrantCodec {
         ))
     }
 
-    /// Whether the request carries something that may be a grant (the token
-    /// header, or a cookie of the grant's name), checked without allocating.
-    pub(crate) fn may_carry(
-        headers: &HeaderMap,
-        header_name: &HeaderName,
-        cookie_name: &str,
-    ) -> bool {
-        headers.contains_key(header_name)
-            || headers.get_all(header::COOKIE).iter().any(|value| {
-                memchr::memmem::find_iter(value.as_bytes(), cookie_name.as_bytes())
-                    .any(|at| value.as_bytes().get(at + cookie_name.len()) == Some(&b'='))
-            })
-    }
-
     /// The first valid grant among the header and the cookie.
     pub(crate) fn find_in_headers(
         &self,

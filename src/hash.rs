@@ -145,9 +145,10 @@ impl HashPool {
         workers: usize,
         queue: usize,
     ) -> Result<Self, ConfigError> {
-        Self::with_keys(
+        Self::new_with_priority(
             params,
-            Arc::new(KeyRing::new(&secret, old_secrets)),
+            secret,
+            old_secrets,
             workers,
             queue,
             HashThreadPriority::default(),
