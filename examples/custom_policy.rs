@@ -21,11 +21,16 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use axum::{Json, Router, extract::State, routing::post};
+use axum::{
+    Json, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::post,
+};
 use http::StatusCode;
 use serde_json::{Value, json};
 use tower_otp::{
-    Contact, Otp, VerifiedEmail, VerifiedMobile,
+    ApiError, Contact, Otp, VerifiedEmail, VerifiedMobile,
     policy::{PolicyDecision, from_fn},
 };
 
@@ -85,15 +90,21 @@ async fn register(
     State(users): State<Users>,
     VerifiedEmail(email): VerifiedEmail,
     VerifiedMobile(mobile): VerifiedMobile,
-) -> (StatusCode, Json<Value>) {
+) -> Result<Json<Value>, Response> {
     let fresh = users
         .write()
         .expect("users lock")
         .insert(email.as_str().to_owned());
     if !fresh {
-        let body = json!({"status": "error", "code": "contact_rejected", "message": "This email is already registered."});
-        return (StatusCode::CONFLICT, Json(body));
+        // The crate's own error renderer: the same body (and `code`) as the
+        // OTP routes' refusals.
+        return Err(ApiError::contact_rejected(
+            StatusCode::CONFLICT,
+            "This email is already registered.",
+        )
+        .into_response());
     }
-    let body = json!({"status": "success", "email": email.as_str(), "mobile": mobile.as_str()});
-    (StatusCode::OK, Json(body))
+    Ok(Json(
+        json!({"status": "success", "email": email.as_str(), "mobile": mobile.as_str()}),
+    ))
 }

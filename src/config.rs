@@ -7,12 +7,11 @@ use http::HeaderName;
 
 use crate::{
     contact::Region,
-    error::ConfigError,
+    error::{ConfigError, ErrorFormat},
     hash::{HashParams, HashThreadPriority},
     limit::{
         DEFAULT_IP_SEND_PER_MINUTE, DEFAULT_IP_VERIFY_PER_MINUTE, DEFAULT_MAX_TRACKED_IPS,
-        client_ip::{ForwardedHeader, TrustedProxies},
-        sms_guard::SmsGuard,
+        client_ip::TrustedProxies, sms_guard::SmsGuard,
     },
 };
 
@@ -132,6 +131,9 @@ pub struct OtpConfig {
     /// Answer refused contacts exactly like accepted ones (see
     /// [`policy`](crate::policy)). Default `false`.
     pub enumeration_safe: bool,
+    /// The shape of error bodies. Default [`ErrorFormat::Contract`]: the
+    /// seed-compatible body unless the client prefers problem details.
+    pub error_format: ErrorFormat,
 }
 
 impl Default for OtpConfig {
@@ -178,6 +180,8 @@ impl Default for OtpConfig {
             sms_guard: SmsGuard::none(),
             // Opt-in: it hides delivery failures from the user.
             enumeration_safe: false,
+            // The seed's page reads this body; problem details on request.
+            error_format: ErrorFormat::Contract,
         }
     }
 }
@@ -245,240 +249,5 @@ impl OtpConfig {
             return Err(ConfigError::invalid("paths.prefix", "must start with '/'"));
         }
         Ok(())
-    }
-}
-
-/// Reads environment variables through `lookup` (a function so tests need
-/// not touch the process environment). Empty values count as unset.
-pub(crate) struct Env<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl<'a> Env<'a> {
-    pub(crate) fn new(lookup: &'a dyn Fn(&str) -> Option<String>) -> Self {
-        Self { lookup }
-    }
-
-    /// The trimmed value of `name`, if set and not empty.
-    pub(crate) fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// The value of `name`, or an error naming it.
-    pub(crate) fn require(&self, name: &'static str, why: &str) -> Result<String, ConfigError> {
-        self.get(name)
-            .ok_or_else(|| ConfigError::missing(name, why.to_owned()))
-    }
-
-    /// `name` parsed as `T`, or an error naming it.
-    pub(crate) fn parse<T: std::str::FromStr>(
-        &self,
-        name: &'static str,
-    ) -> Result<Option<T>, ConfigError>
-    where
-        T::Err: std::fmt::Display,
-    {
-        self.get(name)
-            .map(|v| {
-                v.parse::<T>()
-                    .map_err(|e| ConfigError::invalid(name, format!("{v:?}: {e}")))
-            })
-            .transpose()
-    }
-
-    /// `name` as seconds.
-    pub(crate) fn seconds(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
-        Ok(self.parse::<u64>(name)?.map(Duration::from_secs))
-    }
-
-    /// `name` as a boolean (`true/false`, `1/0`, `yes/no`, `on/off`).
-    pub(crate) fn flag(&self, name: &'static str) -> Result<Option<bool>, ConfigError> {
-        self.get(name)
-            .map(|v| match v.to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => Ok(true),
-                "0" | "false" | "no" | "off" => Ok(false),
-                _ => Err(ConfigError::invalid(
-                    name,
-                    format!("{v:?} is not a boolean"),
-                )),
-            })
-            .transpose()
-    }
-}
-
-impl crate::OtpBuilder {
-    /// A builder configured from the process environment (see
-    /// [`from_env_with`](Self::from_env_with) for the variables).
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_env_with(|name| std::env::var(name).ok())
-    }
-
-    /// A builder configured from variables read through `lookup`.
-    ///
-    /// | variable | meaning | default |
-    /// |---|---|---|
-    /// | `OTP_SECRET` | server secret (16+ bytes) | required, unless [`random_secret`](Self::random_secret) is called later |
-    /// | `OTP_OLD_SECRETS` | comma-separated older secrets still accepted | none |
-    /// | `OTP_DEFAULT_REGION` | region for numbers without `+` (e.g. `IN`) | none |
-    /// | `OTP_LENGTH` | code digits | 6 |
-    /// | `OTP_TTL_SECONDS` | code lifetime | 300 |
-    /// | `OTP_MAX_ATTEMPTS` | wrong codes per code | 5 |
-    /// | `OTP_RESEND_SECONDS` | resend cooldown | 30 |
-    /// | `OTP_SEND_QUOTA` | sends per contact per window | 5 |
-    /// | `OTP_SEND_QUOTA_WINDOW_SECONDS` | quota window | 600 |
-    /// | `OTP_GRANT_TTL_SECONDS` | grant lifetime | 1800 |
-    /// | `OTP_COOKIE_SECURE` | `Secure` on the grant cookie | true |
-    /// | `OTP_IP_SEND_PER_MINUTE` | sends per client IP per minute (0 = off) | 10 |
-    /// | `OTP_IP_VERIFY_PER_MINUTE` | verifies per client IP per minute (0 = off) | 30 |
-    /// | `OTP_TRUSTED_PROXIES` | comma-separated proxy CIDRs whose forwarded headers count | none |
-    /// | `OTP_FORWARDED_HEADER` | the header those proxies write: `x-forwarded-for` or `forwarded` | `x-forwarded-for` |
-    /// | `OTP_SMS_ALLOWED_COUNTRIES` | comma-separated calling codes that may get SMS (`91,1`) | all |
-    /// | `OTP_SMS_DENIED_COUNTRIES` | calling codes that may never get SMS | none |
-    /// | `OTP_PRODUCTION` | production flag: test mode is refused | false |
-    /// | `OTP_TEST_MODE`, `OTP_TEST_CONTACTS`, `OTP_TEST_CODE` | test mode (`enabled`), its contacts and fixed code | off |
-    /// | `OTP_SMS_COUNTRY_BUDGET_PER_HOUR` | SMS codes per calling code per hour (0 = no cap) | no cap |
-    ///
-    /// Store and delivery variables (`REDIS_OTP_URL`, `EMAIL_SERVER`,
-    /// `SMS_SERVER`, …) are read by their own modules; see the README.
-    ///
-    /// ```
-    /// use tower_otp::OtpBuilder;
-    ///
-    /// let vars = [("OTP_SECRET", "0123456789abcdef0123"), ("OTP_LENGTH", "8")];
-    /// let otp = OtpBuilder::from_env_with(|k| {
-    ///     vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
-    /// })
-    /// .unwrap()
-    /// .build()
-    /// .unwrap();
-    /// assert_eq!(otp.config().code_length, 8);
-    ///
-    /// let err = OtpBuilder::from_env_with(|k| (k == "OTP_LENGTH").then(|| "six".into())).unwrap_err();
-    /// assert!(err.to_string().contains("OTP_LENGTH"));
-    /// ```
-    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env::new(&lookup);
-        let mut builder = Self::default();
-        if let Some(secret) = env.get("OTP_SECRET") {
-            builder = builder.secret(secret);
-        }
-        if let Some(old) = env.get("OTP_OLD_SECRETS") {
-            for s in old.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                builder = builder.old_secret(s);
-            }
-        }
-        let c = &mut builder.config;
-        if let Some(region) = env.get("OTP_DEFAULT_REGION") {
-            c.default_region = Some(region.to_ascii_uppercase().parse().map_err(|_| {
-                ConfigError::invalid(
-                    "OTP_DEFAULT_REGION",
-                    format!("{region:?} is not a region code"),
-                )
-            })?);
-        }
-        if let Some(v) = env.parse("OTP_LENGTH")? {
-            c.code_length = v;
-        }
-        if let Some(v) = env.seconds("OTP_TTL_SECONDS")? {
-            c.code_ttl = v;
-        }
-        if let Some(v) = env.parse("OTP_MAX_ATTEMPTS")? {
-            c.max_attempts = v;
-        }
-        if let Some(v) = env.seconds("OTP_RESEND_SECONDS")? {
-            c.resend_cooldown = v;
-        }
-        if let Some(v) = env.parse("OTP_SEND_QUOTA")? {
-            c.send_quota = v;
-        }
-        if let Some(v) = env.seconds("OTP_SEND_QUOTA_WINDOW_SECONDS")? {
-            c.send_quota_window = v;
-        }
-        if let Some(v) = env.seconds("OTP_GRANT_TTL_SECONDS")? {
-            c.grant_ttl = v;
-        }
-        if let Some(v) = env.flag("OTP_COOKIE_SECURE")? {
-            c.cookie_secure = v;
-        }
-        if let Some(v) = env.parse("OTP_IP_SEND_PER_MINUTE")? {
-            c.ip_send_per_minute = v;
-        }
-        if let Some(v) = env.parse("OTP_IP_VERIFY_PER_MINUTE")? {
-            c.ip_verify_per_minute = v;
-        }
-        if let Some(v) = env.get("OTP_TRUSTED_PROXIES") {
-            c.trusted_proxies = TrustedProxies::parse(&v)?;
-        }
-        if let Some(v) = env.get("OTP_FORWARDED_HEADER") {
-            let header = match v.to_ascii_lowercase().as_str() {
-                "x-forwarded-for" => ForwardedHeader::XForwardedFor,
-                "forwarded" => ForwardedHeader::Forwarded,
-                _ => {
-                    return Err(ConfigError::invalid(
-                        "OTP_FORWARDED_HEADER",
-                        format!("{v:?}: use x-forwarded-for or forwarded"),
-                    ));
-                }
-            };
-            c.trusted_proxies = std::mem::take(&mut c.trusted_proxies).with_header(header);
-        }
-        if let Some(v) = env.get("OTP_SMS_ALLOWED_COUNTRIES") {
-            c.sms_guard = SmsGuard::allow(SmsGuard::parse_codes("OTP_SMS_ALLOWED_COUNTRIES", &v)?);
-        }
-        if let Some(v) = env.get("OTP_SMS_DENIED_COUNTRIES") {
-            let denied = SmsGuard::parse_codes("OTP_SMS_DENIED_COUNTRIES", &v)?;
-            c.sms_guard = std::mem::take(&mut c.sms_guard).deny(denied);
-        }
-        if let Some(v) = env.parse::<u32>("OTP_SMS_COUNTRY_BUDGET_PER_HOUR")? {
-            c.sms_guard = std::mem::take(&mut c.sms_guard).per_country_per_hour(v);
-        }
-        if env.flag("OTP_PRODUCTION")? == Some(true) {
-            builder = builder.production();
-        }
-        if let Some(list) = env.get("OTP_TEST_CONTACTS") {
-            if env.get("OTP_TEST_MODE").as_deref() != Some("enabled") {
-                return Err(ConfigError::invalid(
-                    "OTP_TEST_MODE",
-                    "OTP_TEST_CONTACTS is set: test mode must be enabled explicitly with OTP_TEST_MODE=enabled",
-                ));
-            }
-            let code = env.require("OTP_TEST_CODE", "test mode needs the fixed code")?;
-            let mut contacts = crate::test_mode::TestContacts::new(code);
-            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                contacts = contacts.any(item).map_err(|_| {
-                    ConfigError::invalid(
-                        "OTP_TEST_CONTACTS",
-                        format!("{item:?} is not an email or +number"),
-                    )
-                })?;
-            }
-            builder = builder.dangerous_test_contacts(contacts);
-        }
-        let c = &mut builder.config;
-        c.validate().map_err(rename_to_env)?;
-        crate::store::apply_env(builder, &env).and_then(|b| crate::delivery::apply_env(b, &env))
-    }
-}
-
-/// Maps a config field name to the environment variable that set it.
-fn rename_to_env(error: ConfigError) -> ConfigError {
-    let to_env = |name: &'static str| match name {
-        "code_length" => "OTP_LENGTH",
-        "code_ttl" => "OTP_TTL_SECONDS",
-        "max_attempts" => "OTP_MAX_ATTEMPTS",
-        "send_quota" => "OTP_SEND_QUOTA",
-        "send_quota_window" => "OTP_SEND_QUOTA_WINDOW_SECONDS",
-        "grant_ttl" => "OTP_GRANT_TTL_SECONDS",
-        "resend_cooldown" => "OTP_RESEND_SECONDS",
-        other => other,
-    };
-    match error {
-        ConfigError::Invalid { name, reason } => ConfigError::Invalid {
-            name: to_env(name),
-            reason,
-        },
-        other => other,
     }
 }

@@ -13,7 +13,7 @@
 use std::fmt;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
@@ -94,6 +94,20 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A `contact_rejected` refusal with the host's own status (a 4xx;
+    /// anything else becomes 403) and message, for host handlers that want
+    /// the contract's error body.
+    pub fn contact_rejected(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::ContactRejected {
+            status: if status.is_client_error() {
+                status
+            } else {
+                StatusCode::FORBIDDEN
+            },
+            message: message.into(),
+        }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -212,16 +226,54 @@ impl ApiError {
         Value::Object(body)
     }
 
-    /// Renders the error as an HTTP response with a JSON body, independent of
-    /// any framework.
+    /// Renders the error as an HTTP response with the contract's JSON body,
+    /// independent of any framework.
     pub fn to_response(&self) -> Response<Full<Bytes>> {
+        self.render(ErrorShape::Contract)
+    }
+
+    /// The RFC 9457 problem details object: `type` (a URI ending in the
+    /// machine code), `title`, `status`, `detail`, and as extension members
+    /// `code` plus the fields the contract names for this error.
+    pub fn to_problem_json(&self) -> Value {
+        let Value::Object(mut body) = self.to_json() else {
+            unreachable!("to_json builds an object")
+        };
+        body.remove("status");
+        let detail = body.remove("message").unwrap_or_default();
+        let status = self.status();
+        body.insert(
+            "type".into(),
+            json!(format!("{PROBLEM_TYPE_BASE}{}", self.code())),
+        );
+        body.insert(
+            "title".into(),
+            json!(status.canonical_reason().unwrap_or("Error")),
+        );
+        body.insert("status".into(), json!(status.as_u16()));
+        body.insert("detail".into(), detail);
+        Value::Object(body)
+    }
+
+    /// Renders the error in the given shape: the one place every refusal
+    /// (routes, limits, extractors) is turned into a response.
+    pub fn render(&self, shape: ErrorShape) -> Response<Full<Bytes>> {
         tracing::trace!(
             target: REJECTION_TARGET,
             status = self.status().as_u16(),
             code = self.code(),
             "rejecting request"
         );
-        let mut response = json_response(self.status(), &self.to_json());
+        let mut response = match shape {
+            ErrorShape::Contract => json_response(self.status(), &self.to_json()),
+            ErrorShape::Problem => {
+                let mut response = json_response(self.status(), &self.to_problem_json());
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+                response
+            }
+        };
         if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
@@ -233,6 +285,96 @@ impl ApiError {
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
         }
         response
+    }
+}
+
+/// The media type of RFC 9457 problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The base of the problem `type` URIs; the machine code is appended.
+pub const PROBLEM_TYPE_BASE: &str = "urn:tower-otp:error:";
+
+/// Which shape error bodies take, as configured
+/// ([`OtpBuilder::error_format`](crate::OtpBuilder::error_format),
+/// `OTP_ERROR_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorFormat {
+    /// The seed-compatible `{"status":"error","code","message"}` body,
+    /// unless the request's `Accept` prefers `application/problem+json`
+    /// (strictly higher q than `application/json` and `*/*`). The default.
+    #[default]
+    Contract,
+    /// Always RFC 9457 problem details.
+    Problem,
+}
+
+/// The shape of one error response, decided per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorShape {
+    /// `{"status":"error","code","message"}`.
+    Contract,
+    /// `application/problem+json`.
+    Problem,
+}
+
+impl ErrorFormat {
+    /// The shape for a request with these headers.
+    pub fn shape_for(self, headers: &HeaderMap) -> ErrorShape {
+        match self {
+            Self::Problem => ErrorShape::Problem,
+            Self::Contract if prefers_problem(headers) => ErrorShape::Problem,
+            Self::Contract => ErrorShape::Contract,
+        }
+    }
+}
+
+/// Whether `Accept` gives `application/problem+json` a strictly higher q
+/// than both `application/json` and `*/*` (an absent type counts as 0).
+fn prefers_problem(headers: &HeaderMap) -> bool {
+    let mut problem = 0u16;
+    let mut json = 0u16;
+    let mut any = 0u16;
+    let mut seen = false;
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let media = parts.next().unwrap_or_default().trim();
+            let q = parts
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1000), |(_, v)| parse_q(v.trim()));
+            let Some(q) = q else { continue };
+            let slot = if media.eq_ignore_ascii_case(PROBLEM_JSON) {
+                &mut problem
+            } else if media.eq_ignore_ascii_case("application/json") {
+                &mut json
+            } else if media == "*/*" {
+                &mut any
+            } else {
+                continue;
+            };
+            seen = true;
+            *slot = (*slot).max(q);
+        }
+    }
+    seen && problem > json && problem > any
+}
+
+/// An RFC 9110 qvalue in thousandths (`0`, `0.5`, `1.000`); `None` when
+/// malformed.
+fn parse_q(v: &str) -> Option<u16> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_value = format!("{frac:0<3}").parse::<u16>().ok()?;
+    match int {
+        "0" => Some(frac_value),
+        "1" if frac_value == 0 => Some(1000),
+        _ => None,
     }
 }
 
@@ -311,5 +453,59 @@ impl ConfigError {
             name,
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    #[test]
+    fn problem_details_only_when_strictly_preferred() {
+        let shape = |v: &str| ErrorFormat::Contract.shape_for(&accept(v));
+        assert_eq!(shape("application/problem+json"), ErrorShape::Problem);
+        assert_eq!(
+            shape("application/problem+json, application/json;q=0.9"),
+            ErrorShape::Problem
+        );
+        assert_eq!(
+            shape("application/json, application/problem+json"),
+            ErrorShape::Contract
+        );
+        assert_eq!(
+            shape("application/problem+json;q=0.5, */*;q=0.5"),
+            ErrorShape::Contract
+        );
+        assert_eq!(shape("*/*"), ErrorShape::Contract);
+        assert_eq!(shape("application/problem+json;q=2"), ErrorShape::Contract);
+        assert_eq!(
+            ErrorFormat::Contract.shape_for(&HeaderMap::new()),
+            ErrorShape::Contract
+        );
+        assert_eq!(
+            ErrorFormat::Problem.shape_for(&HeaderMap::new()),
+            ErrorShape::Problem
+        );
+    }
+
+    #[test]
+    fn problem_body_carries_the_contract_fields() {
+        let body = ApiError::OtpInvalid { attempts_left: 2 }.to_problem_json();
+        assert_eq!(body["type"], "urn:tower-otp:error:otp_invalid");
+        assert_eq!(body["title"], "Bad Request");
+        assert_eq!(body["status"], 400);
+        assert_eq!(body["code"], "otp_invalid");
+        assert_eq!(body["attempts_left"], 2);
+        assert!(body["detail"].as_str().unwrap().contains("2 attempt"));
+        assert!(body.get("message").is_none());
+        let res = ApiError::RateLimited { retry_after: 7 }.render(ErrorShape::Problem);
+        assert_eq!(res.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "7");
     }
 }

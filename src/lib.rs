@@ -124,36 +124,46 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod argon;
-pub mod audit;
-mod code;
+// Composition: the handle and its builder, the configuration as plain
+// data, and the environment table.
 pub mod config;
-pub mod contact;
-pub mod delivery;
-mod engine;
-pub mod error;
-pub mod extract;
-mod grant;
-pub mod hash;
-pub mod limit;
-pub mod middleware;
-pub mod notify;
+pub mod env;
 mod otp;
-pub mod policy;
+// HTTP: the layer and its routes.
+pub mod middleware;
 mod routes;
-mod secret;
+// Domain: the send/verify flow, and the gate (grants and extractors).
+mod engine;
+mod gate;
+pub use gate::extract;
+// Services.
+pub mod audit;
+pub mod delivery;
+pub mod limit;
+pub mod notify;
+pub mod policy;
 pub mod store;
 pub mod template;
 pub mod test_mode;
+// Primitives.
+mod argon;
+mod code;
+pub mod contact;
+pub mod error;
+pub mod hash;
+mod secret;
+mod time;
 
 pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 pub use config::OtpConfig;
 pub use contact::{Channel, Contact, Email, Mobile, Region};
-pub use error::{ApiError, ConfigError};
+pub use error::{ApiError, ConfigError, ErrorFormat};
 pub use extract::{
-    VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, verify_parts,
+    GrantChecker, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile,
+    verify_parts,
 };
 pub use limit::client_ip::{ClientAddr, ForwardedHeader, TrustedProxies};
+pub use limit::{Rule, RuleKey, RuleScope, sms_guard::SmsGuard};
 pub use middleware::{OtpLayer, OtpService};
 pub use notify::{Notifier, NotifyError};
 pub use otp::{MIN_SECRET_LEN, Otp, OtpBuilder};

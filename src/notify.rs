@@ -57,8 +57,7 @@ use serde::Serialize;
 
 use crate::{
     contact::Mobile,
-    delivery::{Attachment, DeliveryError, EmailMessage, SmsMessage},
-    engine::{Engine, SmsBackend},
+    delivery::{Attachment, DeliveryError, EmailMessage, dispatch::Dispatcher},
     template::{TemplateError, html_to_text},
 };
 
@@ -66,7 +65,7 @@ use crate::{
 /// Get one with [`Otp::notifier`](crate::Otp::notifier); cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    engine: Arc<Engine>,
+    dispatch: Arc<Dispatcher>,
 }
 
 /// Why a notification was not sent.
@@ -89,8 +88,8 @@ pub enum NotifyError {
 }
 
 impl Notifier {
-    pub(crate) fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub(crate) fn new(dispatch: Arc<Dispatcher>) -> Self {
+        Self { dispatch }
     }
 
     /// An email from template `name` (e.g. `"welcome"`); add recipients,
@@ -127,14 +126,10 @@ impl Notifier {
 
     /// Sends `text` to `to` through the SMS sender.
     pub async fn sms(&self, to: &Mobile, text: impl Into<String>) -> Result<(), NotifyError> {
-        let SmsBackend::Messages(sender) = &self.engine.sms else {
+        if !self.dispatch.can_send_sms() {
             return Err(NotifyError::SmsUnsupported);
-        };
-        let message = SmsMessage {
-            to: to.as_str().to_owned(),
-            body: text.into(),
-        };
-        self.engine.retry.run(|| sender.send_sms(&message)).await?;
+        }
+        self.dispatch.send_sms(to, text.into()).await?;
         tracing::info!(contact = %to.masked(), "notification sms sent");
         Ok(())
     }
@@ -147,14 +142,7 @@ impl Notifier {
         context: impl Serialize,
     ) -> Result<crate::template::RenderedEmail, NotifyError> {
         let context = minijinja::Value::from_serialize(context);
-        Ok(self
-            .engine
-            .templates
-            .render_email(name, self.with_defaults(context))?)
-    }
-
-    fn with_defaults(&self, context: minijinja::Value) -> minijinja::Value {
-        minijinja::context! { ..context, ..minijinja::context! { app_name => self.engine.config.app_name } }
+        Ok(self.dispatch.render_email(name, context)?)
     }
 }
 
@@ -263,10 +251,7 @@ impl EmailBuilder<'_> {
         }
         let what = match content {
             Content::Template { name, context } => {
-                let rendered = notifier
-                    .engine
-                    .templates
-                    .render_email(&name, notifier.with_defaults(context))?;
+                let rendered = notifier.dispatch.render_email(&name, context)?;
                 message.subject = rendered.subject;
                 message.html = rendered.html;
                 message.text = rendered.text;
@@ -283,11 +268,7 @@ impl EmailBuilder<'_> {
                 "raw".to_owned()
             }
         };
-        notifier
-            .engine
-            .retry
-            .run(|| notifier.engine.email.send_email(&message))
-            .await?;
+        notifier.dispatch.send_email(&message).await?;
         tracing::info!(
             template = %what,
             recipients = message.to.len() + message.cc.len() + message.bcc.len(),

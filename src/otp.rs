@@ -7,21 +7,22 @@ use http::HeaderName;
 use crate::{
     config::{GRANT_COOKIE, OtpConfig, RoutePaths},
     contact::{Contact, Region},
-    delivery::{ConsoleSender, EmailSender, RetryPolicy, SmsSender, SmsVerifier},
-    engine::{Engine, SmsBackend},
-    error::ConfigError,
-    grant::{GrantCodec, GrantSniffer},
+    delivery::{
+        ConsoleSender, EmailSender, RetryPolicy, SmsSender, SmsVerifier, dispatch::Dispatcher,
+    },
+    engine::{CodeOwners, Engine, FlowSettings},
+    error::{ConfigError, ErrorFormat},
+    gate::{codec::GrantCodec, extract::GrantChecker, location::GrantLocation},
     hash::{HashParams, HashPool},
     limit::{
-        EdgeLimiter,
-        client_ip::TrustedProxies,
-        shared::SharedRateLimiter,
-        sms_guard::{SmsGate, SmsGuard},
+        Limiter, Rule, RuleScope, client_ip::TrustedProxies, shared::SharedRateLimiter,
+        sms_guard::SmsGuard,
     },
-    middleware::{OtpLayer, RouteTable},
+    middleware::{LayerState, OtpLayer},
     policy::ContactPolicy,
+    routes::{HttpSettings, RouteContext, table::RouteTable},
     secret::{KeyRing, Secret},
-    store::{MemoryStore, OtpStore, StoreKey},
+    store::{MemoryStore, OtpStore, SendLimits, StoreKey},
     template::Templates,
     test_mode::TestContacts,
 };
@@ -43,7 +44,16 @@ pub const MIN_SECRET_LEN: usize = 16;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Otp {
-    engine: Arc<Engine>,
+    inner: Arc<OtpParts>,
+}
+
+/// What an `Otp` composes: the layer's state (which holds the flow) and
+/// the dispatcher the notifier shares.
+#[derive(Debug)]
+struct OtpParts {
+    config: OtpConfig,
+    layer: Arc<LayerState>,
+    dispatch: Arc<Dispatcher>,
 }
 
 impl Otp {
@@ -55,32 +65,47 @@ impl Otp {
 
     /// The layer to mount in front of the host's router or service.
     pub fn layer(&self) -> OtpLayer {
-        OtpLayer::new(Arc::clone(&self.engine))
+        OtpLayer::new(Arc::clone(&self.inner.layer))
     }
 
     /// The configuration in force.
     pub fn config(&self) -> &OtpConfig {
-        &self.engine.config
+        &self.inner.config
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.layer.ctx.engine
     }
 
     /// The store key under which `contact`'s code and limits are kept (a
     /// keyed digest under the current secret). Useful in tests that look
     /// inside the store.
     pub fn store_key(&self, contact: &Contact) -> StoreKey {
-        self.engine.store_key(contact, 0)
+        self.engine().store_key(contact, 0)
     }
 
-    /// The hashing pool.
+    /// The hashing pool (for the crate's benchmarks and tests; not part of
+    /// the stable API).
+    #[doc(hidden)]
     pub fn hash_pool(&self) -> &HashPool {
-        &self.engine.hasher
+        &self.engine().hasher
     }
 
     /// A [`Notifier`](crate::Notifier) for the host's own emails and SMS
     /// (welcome, reset, documents), through the same senders, templates
     /// and retry policy as the codes.
     pub fn notifier(&self) -> crate::Notifier {
-        crate::Notifier::new(Arc::clone(&self.engine))
+        crate::Notifier::new(Arc::clone(&self.inner.dispatch))
     }
+}
+
+/// How SMS codes are delivered, as configured.
+#[derive(Debug, Clone)]
+enum SmsChoice {
+    /// We generate the code and send it as a message.
+    Messages(Arc<dyn SmsSender>),
+    /// The provider generates and checks the code (Twilio Verify).
+    Verifier(Arc<dyn SmsVerifier>),
 }
 
 /// Builds an [`Otp`]. Every setter states its default; [`build`](Self::build)
@@ -94,13 +119,17 @@ pub struct OtpBuilder {
     pub(crate) old_secrets: Vec<Secret>,
     pub(crate) store: Option<Arc<dyn OtpStore>>,
     pub(crate) email: Option<Arc<dyn EmailSender>>,
-    pub(crate) sms: Option<SmsBackend>,
+    sms: Option<SmsChoice>,
     pub(crate) templates_dir: Option<PathBuf>,
     pub(crate) policy: Option<Arc<dyn ContactPolicy>>,
     pub(crate) retry: RetryPolicy,
     pub(crate) test_contacts: Option<TestContacts>,
     pub(crate) production: bool,
     pub(crate) shared_limiter: Option<Arc<dyn SharedRateLimiter>>,
+    pub(crate) rules: Vec<Rule>,
+    /// Which settings came from the environment, so that errors name the
+    /// variable.
+    pub(crate) origins: crate::env::Origins,
 }
 
 impl OtpBuilder {
@@ -154,14 +183,14 @@ impl OtpBuilder {
     /// The SMS sender (our code, sent as a message). Default:
     /// [`ConsoleSender`].
     pub fn sms_sender(mut self, sender: impl SmsSender) -> Self {
-        self.sms = Some(SmsBackend::Messages(Arc::new(sender)));
+        self.sms = Some(SmsChoice::Messages(Arc::new(sender)));
         self
     }
 
     /// An SMS provider that generates and checks codes itself (Twilio
     /// Verify). Our limits and attempt counting still apply.
     pub fn sms_verifier(mut self, verifier: impl SmsVerifier) -> Self {
-        self.sms = Some(SmsBackend::Verifier(Arc::new(verifier)));
+        self.sms = Some(SmsChoice::Verifier(Arc::new(verifier)));
         self
     }
 
@@ -313,12 +342,50 @@ impl OtpBuilder {
         self
     }
 
-    /// Keeps the per-IP limits in a store shared by every instance (e.g. the
-    /// same `Arc<RedisStore>` as the code store), so they hold across a
-    /// fleet. The in-process limiter is the fallback when it is unreachable.
-    /// Default: in-process only.
-    pub fn shared_ip_limits(mut self, limiter: Arc<dyn SharedRateLimiter>) -> Self {
+    /// Keeps every limit rule (per-IP, per-contact, per-country) in a store
+    /// shared by every instance (e.g. the same `Arc<RedisStore>` as the
+    /// code store), so they hold across a fleet. The in-process limiter is
+    /// the fallback when it is unreachable. Default: in-process only
+    /// (`REDIS_OTP_URL` sets it to the Redis store).
+    pub fn shared_limits(mut self, limiter: Arc<dyn SharedRateLimiter>) -> Self {
         self.shared_limiter = Some(limiter);
+        self
+    }
+
+    /// The former name of [`shared_limits`](Self::shared_limits), which now
+    /// shares every rule, not only the per-IP ones.
+    pub fn shared_ip_limits(self, limiter: Arc<dyn SharedRateLimiter>) -> Self {
+        self.shared_limits(limiter)
+    }
+
+    /// Adds a rate-limit [`Rule`] (per IP, per contact or per country) to
+    /// the built-in ones. Default: only the built-in rules (see
+    /// [`limit`](crate::limit)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_otp::{Otp, limit::{Rule, RuleScope}};
+    ///
+    /// let otp = Otp::builder()
+    ///     .secret("an example secret, use 32+ random bytes")
+    ///     .limit(Rule::per_contact("verify-per-hour", 20, Duration::from_secs(3600))
+    ///         .unwrap()
+    ///         .scope(RuleScope::Verifies))
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn limit(mut self, rule: Rule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// The shape of error bodies. Default [`ErrorFormat::Contract`]: the
+    /// seed-compatible `{"status":"error","code","message"}` body, or RFC
+    /// 9457 problem details when the request's `Accept` prefers
+    /// `application/problem+json`; [`ErrorFormat::Problem`] always answers
+    /// problem details.
+    pub fn error_format(mut self, format: ErrorFormat) -> Self {
+        self.config.error_format = format;
         self
     }
 
@@ -364,8 +431,15 @@ impl OtpBuilder {
         self
     }
 
-    /// Validates the settings and starts the hashing pool.
+    /// Validates the settings and starts the hashing pool. Errors name the
+    /// builder method at fault, or the environment variable when the
+    /// setting came from [`from_env`](Self::from_env).
     pub fn build(self) -> Result<Otp, ConfigError> {
+        let origins = self.origins.clone();
+        self.compose().map_err(|e| origins.name(e))
+    }
+
+    fn compose(self) -> Result<Otp, ConfigError> {
         self.config.validate()?;
         let secret = match (self.secret, self.random_secret) {
             (Some(secret), _) => secret,
@@ -378,7 +452,7 @@ impl OtpBuilder {
             }
             (None, false) => {
                 return Err(ConfigError::missing(
-                    "OTP_SECRET",
+                    "secret",
                     "a server secret of at least 16 bytes is required",
                 ));
             }
@@ -386,7 +460,7 @@ impl OtpBuilder {
         for s in std::iter::once(&secret).chain(&self.old_secrets) {
             if s.expose().len() < MIN_SECRET_LEN {
                 return Err(ConfigError::invalid(
-                    "OTP_SECRET",
+                    "secret",
                     format!("secrets must be at least {MIN_SECRET_LEN} bytes"),
                 ));
             }
@@ -394,13 +468,13 @@ impl OtpBuilder {
         if let Some(test) = &self.test_contacts {
             if self.production {
                 return Err(ConfigError::invalid(
-                    "OTP_TEST_CONTACTS",
-                    "test mode is refused when the production flag (OTP_PRODUCTION) is set",
+                    "production",
+                    "test mode (`dangerous_test_contacts`) is refused in production",
                 ));
             }
             if !crate::code::is_well_formed(test.code(), self.config.code_length) {
                 return Err(ConfigError::invalid(
-                    "OTP_TEST_CODE",
+                    "test_code",
                     format!("must be {} digits", self.config.code_length),
                 ));
             }
@@ -421,32 +495,87 @@ impl OtpBuilder {
             Some(dir) => Templates::with_overrides(dir)?,
             None => Templates::builtin(),
         };
-        let engine = Engine {
-            routes: RouteTable::new(&config.paths),
-            sniffer: GrantSniffer::new(&config.token_header, GRANT_COOKIE),
-            edge: EdgeLimiter::new(
-                config.ip_send_per_minute,
-                config.ip_verify_per_minute,
-                config.max_tracked_ips,
-            )
-            .with_shared(self.shared_limiter),
-            grants: GrantCodec::new(Arc::clone(&keys), config.grant_ttl),
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            email: self.email.unwrap_or_else(|| Arc::new(ConsoleSender::new())),
-            sms: self
-                .sms
-                .unwrap_or_else(|| SmsBackend::Messages(Arc::new(ConsoleSender::new()))),
-            retry: self.retry,
-            policy: self.policy,
-            test_contacts: self.test_contacts,
-            sms_gate: SmsGate::new(config.sms_guard.clone()),
-            hasher,
-            templates,
-            keys,
-            config,
+
+        let (sms_sender, owners) = match self
+            .sms
+            .unwrap_or_else(|| SmsChoice::Messages(Arc::new(ConsoleSender::new())))
+        {
+            SmsChoice::Messages(sender) => (Some(sender), CodeOwners::default()),
+            SmsChoice::Verifier(verifier) => (None, CodeOwners::mobile_provider(verifier)),
         };
+        let dispatch = Arc::new(Dispatcher::new(
+            self.email.unwrap_or_else(|| Arc::new(ConsoleSender::new())),
+            sms_sender,
+            templates,
+            self.retry,
+            config.app_name.clone(),
+            config.webotp_host.clone(),
+        ));
+
+        let minute = Duration::from_secs(60);
+        let builtin = [
+            Rule::per_ip("otp-send", config.ip_send_per_minute, minute)
+                .map(|r| r.scope(RuleScope::Sends)),
+            Rule::per_ip("otp-verify", config.ip_verify_per_minute, minute)
+                .map(|r| r.scope(RuleScope::Verifies)),
+            config.sms_guard.budget_rule(),
+        ];
+        let rules = builtin.into_iter().flatten().chain(self.rules).collect();
+        let limiter =
+            Arc::new(Limiter::new(rules, config.max_tracked_ips).with_shared(self.shared_limiter));
+
+        let grants = GrantCodec::new(Arc::clone(&keys), config.grant_ttl);
+        let engine = Arc::new(Engine {
+            settings: FlowSettings {
+                code_length: config.code_length,
+                code_ttl: config.code_ttl,
+                max_attempts: config.max_attempts,
+                limits: SendLimits {
+                    cooldown: config.resend_cooldown,
+                    quota: config.send_quota,
+                    window: config.send_quota_window,
+                },
+                enumeration_safe: config.enumeration_safe,
+            },
+            keys,
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            hasher,
+            dispatch: Arc::clone(&dispatch),
+            owners,
+            policy: self.policy,
+            sms_guard: config.sms_guard.clone(),
+            limiter: Arc::clone(&limiter),
+            test_contacts: self.test_contacts,
+            grants: grants.clone(),
+        });
+        let checker = GrantChecker::new(
+            grants,
+            GrantLocation::new(&config.token_header, GRANT_COOKIE),
+            config.error_format,
+        );
+        let ctx = Arc::new(RouteContext {
+            engine,
+            limiter,
+            checker,
+            http: HttpSettings {
+                body_limit: config.body_limit,
+                trusted_proxies: config.trusted_proxies.clone(),
+                default_region: config.default_region,
+                grant_ttl: config.grant_ttl,
+                cookie_secure: config.cookie_secure,
+                error_format: config.error_format,
+            },
+        });
+        let layer = Arc::new(LayerState {
+            table: RouteTable::new(&config.paths),
+            ctx,
+        });
         Ok(Otp {
-            engine: Arc::new(engine),
+            inner: Arc::new(OtpParts {
+                config,
+                layer,
+                dispatch,
+            }),
         })
     }
 }

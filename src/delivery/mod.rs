@@ -66,7 +66,7 @@ use bytes::Bytes;
 use crate::contact::Mobile;
 
 pub mod console;
-mod env;
+pub(crate) mod dispatch;
 #[cfg(any(feature = "sendgrid", feature = "twilio"))]
 mod http;
 pub mod memory;
@@ -79,8 +79,6 @@ pub mod smtp;
 #[cfg(feature = "twilio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
 pub mod twilio;
-
-pub(crate) use env::apply_env;
 
 pub use console::ConsoleSender;
 pub use memory::{MemoryOutbox, OutboxMessage};

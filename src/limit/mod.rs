@@ -1,29 +1,48 @@
-//! Per-client-IP rate limits at the edge, with governor's keyed GCRA
-//! limiters: one quota for the send routes, one for the verify routes.
+//! Rate limits driven by rules. A [`Rule`] names its key (the client IP,
+//! the contact, the country calling code), its quota and period, and which
+//! requests it counts; its key decides when it runs ([`Stage`]): IP rules
+//! right after the method check, before the body is read; contact and
+//! country rules after parsing. Every rule runs before any hashing or
+//! delivery.
 //!
-//! The check runs right after the method check, before the body is read,
-//! before any hashing and before any delivery. Every answer on an OTP route
-//! carries the IETF `RateLimit-Policy` and `RateLimit` headers
-//! (draft-ietf-httpapi-ratelimit-headers); a refused request gets 429
-//! `rate_limited` with `Retry-After` and `"retry_after"`.
+//! Each rule is a GCRA limiter, in process with governor's keyed limiters,
+//! or, with a shared store configured
+//! ([`OtpBuilder::shared_limits`](crate::OtpBuilder::shared_limits); set
+//! by `REDIS_OTP_URL`), in that store, so that every rule holds across
+//! instances. The in-process limiter is the fallback when the shared store
+//! cannot be reached.
+//!
+//! The built-in rules come from the builder's settings:
+//! [`ip_limits`](crate::OtpBuilder::ip_limits) (`otp-send` and
+//! `otp-verify`, per IP per minute) and the SMS guard's per-country hourly
+//! budget (`otp-sms-country`); [`OtpBuilder::limit`](crate::OtpBuilder::limit)
+//! adds more. The per-contact resend cooldown and send quota are not rules:
+//! they stay atomic in the code store, because a failed delivery must
+//! release them.
+//!
+//! Every answer on an OTP route carries the IETF `RateLimit-Policy` and
+//! `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers) of the
+//! tightest IP rule; a refused request gets 429 `rate_limited` with
+//! `Retry-After` and `"retry_after"`.
 //!
 //! IPv6 clients are limited per /64 (one customer's usual allocation), so an
 //! attacker cannot get a fresh budget by rotating through its own prefix.
 //!
-//! Memory stays bounded: every [`CLEANUP_EVERY`] checks (and whenever the
-//! table is over its cap) keys whose budget is back to full are dropped; if
-//! the table is still over [`DEFAULT_MAX_TRACKED_IPS`] after that, new
-//! addresses are refused (fail closed) until it shrinks.
+//! Memory stays bounded: every [`CLEANUP_EVERY`] checks (and whenever a
+//! rule's table is over its cap) keys whose budget is back to full are
+//! dropped; if the table is still over [`DEFAULT_MAX_TRACKED_IPS`] after
+//! that, new keys are refused (fail closed) until it shrinks.
 
 pub mod client_ip;
+mod rule;
 pub mod shared;
 pub mod sms_guard;
 
 use std::{
     net::{IpAddr, Ipv6Addr},
-    num::NonZeroU32,
     sync::Arc,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::Duration,
 };
 
 use governor::{
@@ -34,16 +53,24 @@ use governor::{
 };
 use http::{HeaderName, HeaderValue};
 
-use crate::{engine::ceil_secs, error::ApiError};
+pub(crate) use rule::Traffic;
+pub use rule::{Rule, RuleKey, RuleScope, Stage};
 use shared::SharedRateLimiter;
+
+use crate::{
+    contact::{Channel, Contact},
+    error::ApiError,
+    time::ceil_secs,
+};
 
 /// Default sends per client IP per minute.
 pub const DEFAULT_IP_SEND_PER_MINUTE: u32 = 10;
 /// Default verifies per client IP per minute.
 pub const DEFAULT_IP_VERIFY_PER_MINUTE: u32 = 30;
-/// Default cap on tracked client addresses per limiter.
+/// Default cap on tracked keys (client addresses, contacts, countries) per
+/// rule.
 pub const DEFAULT_MAX_TRACKED_IPS: usize = 100_000;
-/// Checks between two sweeps of idle addresses.
+/// Checks between two sweeps of idle keys.
 pub const CLEANUP_EVERY: u64 = 1024;
 
 /// Set once the "no client address" warning was logged.
@@ -55,26 +82,53 @@ const FULL_SWEEP_INTERVAL_NANOS: u64 = 1_000_000_000;
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
-/// Which budget a request draws from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LimitKind {
-    Send,
-    Verify,
+/// The value a rule counts one request under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum LimitKey {
+    Ip(IpAddr),
+    Contact(String),
+    Country(u16),
 }
 
-type KeyedLimiter =
-    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
-
-struct Limiter {
-    name: &'static str,
-    per_minute: u32,
-    inner: KeyedLimiter,
+impl std::fmt::Display for LimitKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ip(ip) => ip.fmt(f),
+            Self::Contact(digest) => f.write_str(digest),
+            Self::Country(code) => write!(f, "cc{code}"),
+        }
+    }
 }
 
-/// The two edge limiters.
-pub(crate) struct EdgeLimiter {
-    send: Option<Limiter>,
-    verify: Option<Limiter>,
+type KeyedLimiter = RateLimiter<
+    LimitKey,
+    DefaultKeyedStateStore<LimitKey>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// One rule in force, with its in-process table.
+struct ActiveRule {
+    rule: Rule,
+    local: KeyedLimiter,
+    /// `"name";q=…;w=…`, built once.
+    policy: HeaderValue,
+}
+
+/// One check's answer.
+#[derive(Debug, Clone, Copy)]
+struct Decision {
+    allowed: bool,
+    remaining: u32,
+    /// Seconds until a retry may succeed (refused) or the burst is full
+    /// again (allowed).
+    wait: u64,
+}
+
+/// Every rule in force, shared by the layer (IP rules) and the flow
+/// (contact and country rules).
+pub(crate) struct Limiter {
+    rules: Vec<ActiveRule>,
     max_keys: usize,
     checks: AtomicU64,
     /// When a full table was last swept (nanoseconds since `started`).
@@ -84,13 +138,15 @@ pub(crate) struct EdgeLimiter {
     shared: Option<Arc<dyn SharedRateLimiter>>,
 }
 
-impl std::fmt::Debug for EdgeLimiter {
+impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let per_minute = |l: &Option<Limiter>| l.as_ref().map(|l| l.per_minute);
-        f.debug_struct("EdgeLimiter")
-            .field("send_per_minute", &per_minute(&self.send))
-            .field("verify_per_minute", &per_minute(&self.verify))
+        f.debug_struct("Limiter")
+            .field(
+                "rules",
+                &self.rules.iter().map(|r| &r.rule).collect::<Vec<_>>(),
+            )
             .field("max_keys", &self.max_keys)
+            .field("shared", &self.shared.is_some())
             .finish()
     }
 }
@@ -98,21 +154,38 @@ impl std::fmt::Debug for EdgeLimiter {
 /// The `RateLimit-Policy` and `RateLimit` header values of one answer.
 pub(crate) type RateHeaders = [(HeaderName, HeaderValue); 2];
 
-impl EdgeLimiter {
-    /// Limiters allowing `send` and `verify` requests per IP per minute
-    /// (0 turns one off).
-    pub(crate) fn new(send: u32, verify: u32, max_keys: usize) -> Self {
-        let limiter = |name, per_minute: u32| {
-            NonZeroU32::new(per_minute).map(|n| Limiter {
-                name,
-                per_minute,
-                inner: RateLimiter::keyed(Quota::per_minute(n))
-                    .with_middleware::<StateInformationMiddleware>(),
+/// A refusal at the edge: the error and its rate headers.
+pub(crate) type EdgeRefusal = Box<(ApiError, RateHeaders)>;
+
+impl Limiter {
+    /// A limiter enforcing `rules`, each tracking at most `max_keys` keys
+    /// in process.
+    pub(crate) fn new(rules: Vec<Rule>, max_keys: usize) -> Self {
+        let rules = rules
+            .into_iter()
+            .map(|rule| {
+                // GCRA: one request every period/quota, a burst of quota.
+                let interval = (rule.period / rule.quota.get()).max(Duration::from_nanos(1));
+                let quota = Quota::with_period(interval)
+                    .expect("the interval is positive")
+                    .allow_burst(rule.quota);
+                let policy = HeaderValue::from_str(&format!(
+                    "\"{}\";q={};w={}",
+                    rule.name,
+                    rule.quota,
+                    rule.period.as_secs().max(1)
+                ))
+                .unwrap_or_else(|_| HeaderValue::from_static("\"otp\""));
+                ActiveRule {
+                    rule,
+                    local: RateLimiter::keyed(quota)
+                        .with_middleware::<StateInformationMiddleware>(),
+                    policy,
+                }
             })
-        };
+            .collect();
         Self {
-            send: limiter("otp-send", send),
-            verify: limiter("otp-verify", verify),
+            rules,
             max_keys: max_keys.max(1),
             checks: AtomicU64::new(0),
             last_full_sweep: AtomicU64::new(0),
@@ -122,27 +195,28 @@ impl EdgeLimiter {
         }
     }
 
-    /// Keeps the counts in a store shared by every instance; the in-process
-    /// limiter remains the fallback when that store cannot be reached.
+    /// Keeps every rule's counts in a store shared by every instance; the
+    /// in-process limiter remains the fallback when that store cannot be
+    /// reached.
     pub(crate) fn with_shared(mut self, shared: Option<Arc<dyn SharedRateLimiter>>) -> Self {
         self.shared = shared;
         self
     }
 
-    /// Draws one request for `ip` from `kind`'s budget. `Ok(None)` when that
-    /// limiter is off or the address is unknown.
-    pub(crate) async fn check(
+    /// Runs the IP rules that apply to this request. `Ok(None)` when none
+    /// applies or the address is unknown; otherwise the rate headers of the
+    /// tightest rule.
+    pub(crate) async fn check_edge(
         &self,
-        kind: LimitKind,
+        traffic: Traffic,
+        channel: Channel,
         ip: Option<IpAddr>,
-    ) -> Result<Option<RateHeaders>, Box<(ApiError, RateHeaders)>> {
-        let limiter = match kind {
-            LimitKind::Send => &self.send,
-            LimitKind::Verify => &self.verify,
-        };
-        let Some(limiter) = limiter else {
+    ) -> Result<Option<RateHeaders>, EdgeRefusal> {
+        let applies =
+            |r: &ActiveRule| r.rule.key == RuleKey::ClientIp && r.rule.applies(traffic, channel);
+        if !self.rules.iter().any(applies) {
             return Ok(None);
-        };
+        }
         let Some(ip) = ip else {
             if !WARNED_NO_PEER.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -152,33 +226,97 @@ impl EdgeLimiter {
             }
             return Ok(None);
         };
-        let key = limit_key(ip);
-        let policy = HeaderValue::from_str(&format!(
-            "\"{}\";q={};w=60",
-            limiter.name, limiter.per_minute
-        ))
-        .expect("policy header is ASCII");
-        if let Some(shared) = &self.shared {
-            let shared_key = format!("{}:{key}", limiter.name);
-            match shared.check(&shared_key, limiter.per_minute).await {
-                Ok(d) if d.allowed => {
-                    return Ok(Some([
-                        (RATELIMIT_POLICY, policy),
+        let key = LimitKey::Ip(ip_key(ip));
+        let mut tightest: Option<(u32, RateHeaders)> = None;
+        for active in &self.rules {
+            if !applies(active) {
+                continue;
+            }
+            let decision = self.check_rule(active, &key).await;
+            if !decision.allowed {
+                let headers = [
+                    (RATELIMIT_POLICY, active.policy.clone()),
+                    (RATELIMIT, remaining(&active.rule.name, 0, decision.wait)),
+                ];
+                return Err(Box::new((
+                    ApiError::RateLimited {
+                        retry_after: decision.wait,
+                    },
+                    headers,
+                )));
+            }
+            if tightest
+                .as_ref()
+                .is_none_or(|(left, _)| decision.remaining < *left)
+            {
+                tightest = Some((
+                    decision.remaining,
+                    [
+                        (RATELIMIT_POLICY, active.policy.clone()),
                         (
                             RATELIMIT,
-                            remaining(limiter.name, d.remaining, ceil_secs(d.reset)),
+                            remaining(&active.rule.name, decision.remaining, decision.wait),
                         ),
-                    ]));
+                    ],
+                ));
+            }
+        }
+        Ok(tightest.map(|(_, headers)| headers))
+    }
+
+    /// Runs the contact and country rules that apply to this request;
+    /// `contact_key` is the contact's keyed digest.
+    pub(crate) async fn check_contact(
+        &self,
+        traffic: Traffic,
+        contact: &Contact,
+        contact_key: &str,
+    ) -> Result<(), ApiError> {
+        for active in &self.rules {
+            if !active.rule.applies(traffic, contact.channel()) {
+                continue;
+            }
+            let key = match (active.rule.key, contact) {
+                (RuleKey::Contact, _) => LimitKey::Contact(contact_key.to_owned()),
+                (RuleKey::CountryCode, Contact::Mobile(m)) => LimitKey::Country(m.country_code()),
+                _ => continue,
+            };
+            let decision = self.check_rule(active, &key).await;
+            if !decision.allowed {
+                tracing::warn!(
+                    rule = %active.rule.name,
+                    country_code = match &key { LimitKey::Country(c) => Some(*c), _ => None },
+                    "rate limit rule refused a request"
+                );
+                return Err(ApiError::RateLimited {
+                    retry_after: decision.wait,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One request against one rule, in the shared store when there is one.
+    async fn check_rule(&self, active: &ActiveRule, key: &LimitKey) -> Decision {
+        if let Some(shared) = &self.shared {
+            let shared_key = format!("{}:{key}", active.rule.name);
+            match shared
+                .check(&shared_key, active.rule.quota.get(), active.rule.period)
+                .await
+            {
+                Ok(d) if d.allowed => {
+                    return Decision {
+                        allowed: true,
+                        remaining: d.remaining,
+                        wait: ceil_secs(d.reset),
+                    };
                 }
                 Ok(d) => {
-                    let retry_after = ceil_secs(d.retry_after);
-                    return Err(Box::new((
-                        ApiError::RateLimited { retry_after },
-                        [
-                            (RATELIMIT_POLICY, policy),
-                            (RATELIMIT, remaining(limiter.name, 0, retry_after)),
-                        ],
-                    )));
+                    return Decision {
+                        allowed: false,
+                        remaining: 0,
+                        wait: ceil_secs(d.retry_after),
+                    };
                 }
                 Err(error) => tracing::warn!(
                     error = %error,
@@ -186,68 +324,57 @@ impl EdgeLimiter {
                 ),
             }
         }
-        self.check_local(limiter, key, policy)
+        self.check_local(active, key)
     }
 
-    fn check_local(
-        &self,
-        limiter: &Limiter,
-        key: IpAddr,
-        policy: HeaderValue,
-    ) -> Result<Option<RateHeaders>, Box<(ApiError, RateHeaders)>> {
-        self.maybe_clean(limiter);
-        if limiter.inner.len() >= self.max_keys {
+    fn check_local(&self, active: &ActiveRule, key: &LimitKey) -> Decision {
+        self.maybe_clean(active);
+        if active.local.len() >= self.max_keys {
             tracing::error!(
+                rule = %active.rule.name,
                 max_keys = self.max_keys,
-                "too many client addresses tracked; refusing new ones until they expire"
+                "too many keys tracked; refusing new ones until they expire"
             );
-            let headers = [
-                (RATELIMIT_POLICY, policy),
-                (RATELIMIT, remaining(limiter.name, 0, 60)),
-            ];
-            return Err(Box::new((
-                ApiError::RateLimited { retry_after: 60 },
-                headers,
-            )));
+            return Decision {
+                allowed: false,
+                remaining: 0,
+                wait: active.rule.period.as_secs().clamp(1, 60),
+            };
         }
-        match limiter.inner.check_key(&key) {
+        match active.local.check_key(key) {
             Ok(snapshot) => {
+                let quota = active.rule.quota.get();
                 let left = snapshot.remaining_burst_capacity();
-                let used = limiter.per_minute.saturating_sub(left);
-                // GCRA refills one request every 60/q seconds.
-                let reset = (u64::from(used) * 60).div_ceil(u64::from(limiter.per_minute));
-                Ok(Some([
-                    (RATELIMIT_POLICY, policy),
-                    (RATELIMIT, remaining(limiter.name, left, reset)),
-                ]))
+                let used = quota.saturating_sub(left);
+                // GCRA refills one request every period/quota.
+                let reset = (u128::from(used) * active.rule.period.as_millis())
+                    .div_ceil(u128::from(quota) * 1000);
+                Decision {
+                    allowed: true,
+                    remaining: left,
+                    wait: u64::try_from(reset).unwrap_or(u64::MAX),
+                }
             }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(self.clock.now());
-                let retry_after = ceil_secs(wait);
-                Err(Box::new((
-                    ApiError::RateLimited { retry_after },
-                    [
-                        (RATELIMIT_POLICY, policy),
-                        (RATELIMIT, remaining(limiter.name, 0, retry_after)),
-                    ],
-                )))
-            }
+            Err(not_until) => Decision {
+                allowed: false,
+                remaining: 0,
+                wait: ceil_secs(not_until.wait_time_from(self.clock.now())),
+            },
         }
     }
 
-    /// How many addresses the send and verify limiters track.
+    /// How many keys each rule tracks in process.
     #[cfg(test)]
-    pub(crate) fn tracked(&self) -> (usize, usize) {
-        let len = |l: &Option<Limiter>| l.as_ref().map_or(0, |l| l.inner.len());
-        (len(&self.send), len(&self.verify))
+    fn tracked(&self) -> Vec<usize> {
+        self.rules.iter().map(|r| r.local.len()).collect()
     }
 
-    fn maybe_clean(&self, limiter: &Limiter) {
+    fn maybe_clean(&self, active: &ActiveRule) {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
         let due = n.is_multiple_of(CLEANUP_EVERY);
         // A full table is swept at most once a second, so a flood of new
-        // addresses does not buy a full scan per request.
-        let full = !due && limiter.inner.len() >= self.max_keys && {
+        // keys does not buy a full scan per request.
+        let full = !due && active.local.len() >= self.max_keys && {
             let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             let last = self.last_full_sweep.load(Ordering::Relaxed);
             now.saturating_sub(last) >= FULL_SWEEP_INTERVAL_NANOS
@@ -257,19 +384,19 @@ impl EdgeLimiter {
                     .is_ok()
         };
         if due || full {
-            limiter.inner.retain_recent();
-            limiter.inner.shrink_to_fit();
+            active.local.retain_recent();
+            active.local.shrink_to_fit();
         }
     }
 }
 
 fn remaining(name: &str, left: u32, reset_secs: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{name}\";r={left};t={reset_secs}"))
-        .expect("ratelimit header is ASCII")
+        .unwrap_or_else(|_| HeaderValue::from_static("\"otp\""))
 }
 
 /// IPv4 addresses as they are; IPv6 addresses by their /64 prefix.
-fn limit_key(ip: IpAddr) -> IpAddr {
+fn ip_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
@@ -282,58 +409,104 @@ fn limit_key(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contact::Mobile;
 
-    impl EdgeLimiter {
+    fn edge(send: u32, verify: u32, max_keys: usize) -> Limiter {
+        let minute = Duration::from_secs(60);
+        let rules = [
+            Rule::per_ip("otp-send", send, minute).map(|r| r.scope(RuleScope::Sends)),
+            Rule::per_ip("otp-verify", verify, minute).map(|r| r.scope(RuleScope::Verifies)),
+        ];
+        Limiter::new(rules.into_iter().flatten().collect(), max_keys)
+    }
+
+    fn block_on<T>(f: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    impl Limiter {
         fn check_now(
             &self,
-            kind: LimitKind,
+            traffic: Traffic,
             ip: Option<IpAddr>,
-        ) -> Result<Option<RateHeaders>, Box<(ApiError, RateHeaders)>> {
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap()
-                .block_on(self.check(kind, ip))
+        ) -> Result<Option<RateHeaders>, EdgeRefusal> {
+            block_on(self.check_edge(traffic, Channel::Email, ip))
         }
     }
 
     #[test]
     fn budgets_are_per_address_and_per_kind() {
-        let limiter = EdgeLimiter::new(2, 5, 1000);
+        let limiter = edge(2, 5, 1000);
         let a = Some("198.51.100.1".parse().unwrap());
         let b = Some("198.51.100.2".parse().unwrap());
-        assert!(limiter.check_now(LimitKind::Send, a).is_ok());
-        let headers = limiter.check_now(LimitKind::Send, a).unwrap().unwrap();
+        assert!(limiter.check_now(Traffic::Send, a).is_ok());
+        let headers = limiter.check_now(Traffic::Send, a).unwrap().unwrap();
         assert_eq!(headers[0].1, "\"otp-send\";q=2;w=60");
         assert_eq!(headers[1].1, "\"otp-send\";r=0;t=60");
-        let (err, _) = *limiter.check_now(LimitKind::Send, a).unwrap_err();
+        let (err, _) = *limiter.check_now(Traffic::Send, a).unwrap_err();
         assert!(
             matches!(err, ApiError::RateLimited { retry_after } if (1..=30).contains(&retry_after))
         );
-        assert!(limiter.check_now(LimitKind::Send, b).is_ok());
-        assert!(limiter.check_now(LimitKind::Verify, a).is_ok());
-        assert!(limiter.check_now(LimitKind::Send, None).unwrap().is_none());
+        assert!(limiter.check_now(Traffic::Send, b).is_ok());
+        assert!(limiter.check_now(Traffic::Verify, a).is_ok());
+        assert!(limiter.check_now(Traffic::Send, None).unwrap().is_none());
     }
 
     #[test]
     fn ipv6_clients_share_their_64() {
-        let limiter = EdgeLimiter::new(1, 1, 1000);
+        let limiter = edge(1, 1, 1000);
         let a = Some("2001:db8:1:2::1".parse().unwrap());
         let b = Some("2001:db8:1:2:ffff::9".parse().unwrap());
-        assert!(limiter.check_now(LimitKind::Send, a).is_ok());
-        assert!(limiter.check_now(LimitKind::Send, b).is_err());
+        assert!(limiter.check_now(Traffic::Send, a).is_ok());
+        assert!(limiter.check_now(Traffic::Send, b).is_err());
     }
 
     #[test]
     fn memory_stays_bounded_under_a_flood_of_addresses() {
-        let limiter = EdgeLimiter::new(10, 10, 500);
+        let limiter = edge(10, 10, 500);
         let mut refused = 0;
         for i in 0..5_000u32 {
             let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-            if limiter.check_now(LimitKind::Send, Some(ip)).is_err() {
+            if limiter.check_now(Traffic::Send, Some(ip)).is_err() {
                 refused += 1;
             }
         }
-        assert!(limiter.tracked().0 <= 500, "{:?}", limiter.tracked());
+        assert!(limiter.tracked()[0] <= 500, "{:?}", limiter.tracked());
         assert!(refused >= 4_000, "{refused} refused");
+    }
+
+    #[test]
+    fn country_rules_count_mobile_sends_per_calling_code() {
+        let rule = Rule::per_country("otp-sms-country", 2, Duration::from_secs(3600))
+            .unwrap()
+            .scope(RuleScope::Sends);
+        let limiter = Limiter::new(vec![rule], 1000);
+        let india = |n: &str| Contact::Mobile(Mobile::parse(n, None).unwrap());
+        let check = |c: &Contact, t| block_on(limiter.check_contact(t, c, "digest"));
+        assert!(check(&india("+919812345678"), Traffic::Send).is_ok());
+        assert!(check(&india("+919812345679"), Traffic::Send).is_ok());
+        let err = check(&india("+919812345670"), Traffic::Send).unwrap_err();
+        assert!(matches!(err, ApiError::RateLimited { retry_after } if retry_after > 60));
+        // Another country, a verify, an email: not counted by this rule.
+        assert!(check(&india("+14155550123"), Traffic::Send).is_ok());
+        assert!(check(&india("+919812345678"), Traffic::Verify).is_ok());
+        let email = Contact::Email(crate::contact::Email::parse("a@b.co").unwrap());
+        assert!(check(&email, Traffic::Send).is_ok());
+    }
+
+    #[test]
+    fn contact_rules_count_per_contact_key() {
+        let rule = Rule::per_contact("verify-per-contact", 1, Duration::from_secs(60))
+            .unwrap()
+            .scope(RuleScope::Verifies);
+        let limiter = Limiter::new(vec![rule], 1000);
+        let email = Contact::Email(crate::contact::Email::parse("a@b.co").unwrap());
+        let check = |k: &str| block_on(limiter.check_contact(Traffic::Verify, &email, k));
+        assert!(check("one").is_ok());
+        assert!(check("one").is_err());
+        assert!(check("two").is_ok());
     }
 }

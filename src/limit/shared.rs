@@ -1,36 +1,12 @@
-//! Per-IP limits that hold across instances: a GCRA limiter kept in a
-//! shared store (Redis: one Lua script per check, on one key).
+//! Limits that hold across instances: every rule of the limiter can keep its
+//! counts in a store shared by every instance (Redis: one GCRA Lua script
+//! per check, on one key).
 //!
 //! Plug one in with
-//! [`OtpBuilder::shared_ip_limits`](crate::OtpBuilder::shared_ip_limits); it
-//! then replaces the in-process governor limiter, which stays as the
-//! fallback: if the shared store cannot be reached, the check is made
-//! in-process (logged), so an outage of the limiter's store neither blocks
-//! every client nor lifts the limits.
+//! [`OtpBuilder::shared_limits`](crate::OtpBuilder::shared_limits); it then
+//! replaces the in-process governor limiter for every rule (per-IP, per
+//! contact, per country), which stays as the fallback: if the shared store
+//! cannot be reached, the check is made in-process (logged), so an outage of
+//! the limiter's store neither blocks every client nor lifts the limits.
 
-use std::{fmt, time::Duration};
-
-use async_trait::async_trait;
-
-use crate::store::StoreError;
-
-/// The answer of one GCRA check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GcraDecision {
-    /// Whether the request is allowed (and was counted).
-    pub allowed: bool,
-    /// Requests left in the burst after this one.
-    pub remaining: u32,
-    /// When refused: time until one request is allowed again.
-    pub retry_after: Duration,
-    /// Time until the full burst is available again.
-    pub reset: Duration,
-}
-
-/// A rate limiter shared by every instance (GCRA: `per_minute` requests a
-/// minute, with a burst of `per_minute`).
-#[async_trait]
-pub trait SharedRateLimiter: Send + Sync + fmt::Debug + 'static {
-    /// Checks and counts one request for `key` (e.g. `otp-send:198.51.100.7`).
-    async fn check(&self, key: &str, per_minute: u32) -> Result<GcraDecision, StoreError>;
-}
+pub use crate::store::rate::{GcraDecision, SharedRateLimiter};

@@ -4,20 +4,20 @@
 //! SMS pumping (toll fraud) makes an OTP endpoint send codes to premium
 //! numbers in countries the app never serves. The guard refuses numbers
 //! outside an allow-list (or inside a deny-list) with `contact_rejected`, and
-//! caps sends per country code per hour with a governor limiter, so a bot
-//! cannot pump one country even from many addresses. The budget is per
-//! process (per instance).
+//! caps sends per country code per hour with a limiter [`Rule`] (keyed by
+//! the calling code), so a bot cannot pump one country even from many
+//! addresses. With a shared store (Redis) the budget holds across every
+//! instance.
 
-use std::{collections::BTreeSet, num::NonZeroU32};
+use std::{collections::BTreeSet, num::NonZeroU32, time::Duration};
 
-use governor::{
-    Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-    state::keyed::DefaultKeyedStateStore,
-};
 use http::StatusCode;
 
-use crate::{contact::Mobile, engine::ceil_secs, error::ApiError, error::ConfigError};
+use super::{Rule, RuleScope};
+use crate::{contact::Mobile, error::ApiError, error::ConfigError};
+
+/// The name of the per-country budget's rule.
+pub const COUNTRY_BUDGET_RULE: &str = "otp-sms-country";
 
 /// Which countries may receive SMS codes, and how many per hour.
 ///
@@ -80,39 +80,10 @@ impl SmsGuard {
         !self.denied.contains(&country)
             && self.allowed.as_ref().is_none_or(|a| a.contains(&country))
     }
-}
-
-type CountryLimiter = RateLimiter<u16, DefaultKeyedStateStore<u16>, DefaultClock>;
-
-/// The guard in force, with its per-country budget.
-pub(crate) struct SmsGate {
-    guard: SmsGuard,
-    budget: Option<CountryLimiter>,
-    clock: DefaultClock,
-}
-
-impl std::fmt::Debug for SmsGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmsGate")
-            .field("guard", &self.guard)
-            .finish()
-    }
-}
-
-impl SmsGate {
-    pub(crate) fn new(guard: SmsGuard) -> Self {
-        Self {
-            budget: guard
-                .per_country_per_hour
-                .map(|n| RateLimiter::keyed(Quota::per_hour(n))),
-            guard,
-            clock: DefaultClock::default(),
-        }
-    }
 
     /// Refuses numbers of disallowed countries.
     pub(crate) fn check_country(&self, mobile: &Mobile) -> Result<(), ApiError> {
-        if self.guard.allows(mobile.country_code()) {
+        if self.allows(mobile.country_code()) {
             Ok(())
         } else {
             Err(ApiError::ContactRejected {
@@ -122,21 +93,11 @@ impl SmsGate {
         }
     }
 
-    /// Draws one send from the country's hourly budget.
-    pub(crate) fn draw_budget(&self, mobile: &Mobile) -> Result<(), ApiError> {
-        let country = mobile.country_code();
-        if let Some(budget) = &self.budget
-            && let Err(not_until) = budget.check_key(&country)
-        {
-            tracing::warn!(
-                country_code = country,
-                "SMS budget for this country code is used up"
-            );
-            return Err(ApiError::RateLimited {
-                retry_after: ceil_secs(not_until.wait_time_from(self.clock.now())),
-            });
-        }
-        Ok(())
+    /// The per-country hourly budget as a limiter rule, if one is set.
+    pub(crate) fn budget_rule(&self) -> Option<Rule> {
+        let sends = self.per_country_per_hour?;
+        Rule::per_country(COUNTRY_BUDGET_RULE, sends.get(), Duration::from_secs(3600))
+            .map(|r| r.scope(RuleScope::Sends))
     }
 }
 
@@ -148,32 +109,27 @@ mod tests {
         Mobile::parse(s, None).unwrap()
     }
 
-    impl SmsGate {
-        fn check(&self, m: &Mobile) -> Result<(), ApiError> {
-            self.check_country(m).and_then(|()| self.draw_budget(m))
-        }
-    }
-
     #[test]
     fn allow_and_deny_lists() {
-        let gate = SmsGate::new(SmsGuard::allow([91, 1]).deny([1]));
-        assert!(gate.check(&mobile("+919812345678")).is_ok());
-        assert!(gate.check(&mobile("+14155550123")).is_err());
-        assert!(gate.check(&mobile("+447400123456")).is_err());
-        let gate = SmsGate::new(SmsGuard::none().deny([44]));
-        assert!(gate.check(&mobile("+14155550123")).is_ok());
-        assert!(gate.check(&mobile("+447400123456")).is_err());
+        let guard = SmsGuard::allow([91, 1]).deny([1]);
+        assert!(guard.check_country(&mobile("+919812345678")).is_ok());
+        assert!(guard.check_country(&mobile("+14155550123")).is_err());
+        assert!(guard.check_country(&mobile("+447400123456")).is_err());
+        let guard = SmsGuard::none().deny([44]);
+        assert!(guard.check_country(&mobile("+14155550123")).is_ok());
+        assert!(guard.check_country(&mobile("+447400123456")).is_err());
     }
 
     #[test]
-    fn per_country_budget() {
-        let gate = SmsGate::new(SmsGuard::none().per_country_per_hour(2));
-        for _ in 0..2 {
-            assert!(gate.check(&mobile("+919812345678")).is_ok());
-        }
-        let err = gate.check(&mobile("+919812345679")).unwrap_err();
-        assert!(matches!(err, ApiError::RateLimited { retry_after } if retry_after > 60));
-        assert!(gate.check(&mobile("+14155550123")).is_ok());
+    fn the_budget_is_an_hourly_country_rule_on_sends() {
+        assert!(SmsGuard::none().budget_rule().is_none());
+        let rule = SmsGuard::none()
+            .per_country_per_hour(2)
+            .budget_rule()
+            .unwrap();
+        assert_eq!(rule.quota(), 2);
+        assert_eq!(rule.period(), Duration::from_secs(3600));
+        assert_eq!(rule.key(), super::super::RuleKey::CountryCode);
     }
 
     #[test]

@@ -2,8 +2,7 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
-use super::OtpService;
-use crate::engine::Engine;
+use super::{LayerState, OtpService};
 
 /// A [`Layer`] that serves the OTP routes in front of an inner service.
 ///
@@ -11,12 +10,12 @@ use crate::engine::Engine;
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct OtpLayer {
-    engine: Arc<Engine>,
+    state: Arc<LayerState>,
 }
 
 impl OtpLayer {
-    pub(crate) fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+    pub(crate) fn new(state: Arc<LayerState>) -> Self {
+        Self { state }
     }
 }
 
@@ -25,6 +24,6 @@ impl<S> Layer<S> for OtpLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         crate::extract::note_layer_mounted();
-        OtpService::new(inner, Arc::clone(&self.engine))
+        OtpService::new(inner, Arc::clone(&self.state))
     }
 }

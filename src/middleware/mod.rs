@@ -39,4 +39,28 @@ pub use body::ResponseBody;
 pub use future::ResponseFuture;
 pub use layer::OtpLayer;
 pub use service::OtpService;
-pub(crate) use service::RouteTable;
+
+use std::sync::Arc;
+
+use crate::routes::{RouteContext, table::RouteTable};
+
+/// The layer's own state: which paths it serves, and what its routes and
+/// the extractors' checker need.
+#[derive(Debug)]
+pub(crate) struct LayerState {
+    pub(crate) table: RouteTable,
+    pub(crate) ctx: Arc<RouteContext>,
+}
+
+/// Static proof that the layer, the service and its futures can cross
+/// threads.
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<OtpLayer>();
+    send_sync::<OtpService<()>>();
+    send_sync::<ResponseBody<http_body_util::Full<bytes::Bytes>>>();
+    send::<ResponseFuture<std::future::Ready<()>>>();
+    send_sync::<crate::extract::GrantChecker>();
+}

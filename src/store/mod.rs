@@ -93,6 +93,7 @@ use std::{fmt, time::Duration};
 use async_trait::async_trait;
 
 pub mod memory;
+pub mod rate;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
@@ -322,54 +323,4 @@ impl std::error::Error for StoreError {
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
-}
-
-/// Applies the store's environment variables to a builder.
-///
-/// `REDIS_OTP_URL` selects [`RedisStore`]: one URL for a single Redis, or a
-/// comma-separated list of seed URLs for a Redis Cluster. Unset (or empty)
-/// keeps the builder's store (the memory store by default). Without the
-/// `redis` feature a set `REDIS_OTP_URL` is an error rather than silently
-/// ignored.
-pub(crate) fn apply_env(
-    builder: crate::OtpBuilder,
-    env: &crate::config::Env<'_>,
-) -> Result<crate::OtpBuilder, crate::ConfigError> {
-    let Some(url) = env.get("REDIS_OTP_URL") else {
-        return Ok(builder);
-    };
-    redis_from_env(builder, &url)
-}
-
-#[cfg(feature = "redis")]
-fn redis_from_env(
-    builder: crate::OtpBuilder,
-    value: &str,
-) -> Result<crate::OtpBuilder, crate::ConfigError> {
-    let urls: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect();
-    let store = match urls.as_slice() {
-        [] => return Ok(builder),
-        [one] => RedisStore::builder(*one).build(),
-        many => RedisStore::cluster_builder(many.iter().copied()).build(),
-    }
-    .map_err(|e| crate::ConfigError::invalid("REDIS_OTP_URL", e.to_string()))?;
-    // A shared Redis means several instances: share the per-IP limits too
-    // (the in-process limiter remains the fallback).
-    let store = std::sync::Arc::new(store);
-    Ok(builder.shared_store(store.clone()).shared_ip_limits(store))
-}
-
-#[cfg(not(feature = "redis"))]
-fn redis_from_env(
-    _builder: crate::OtpBuilder,
-    _value: &str,
-) -> Result<crate::OtpBuilder, crate::ConfigError> {
-    Err(crate::ConfigError::invalid(
-        "REDIS_OTP_URL",
-        "tower-otp was built without the `redis` feature",
-    ))
 }

@@ -554,38 +554,30 @@ impl OtpStore for RedisStore {
     }
 }
 
-/// Per-IP limits shared by every instance on this Redis (GCRA in one Lua
-/// script, one key per client and limit).
+/// Limits shared by every instance on this Redis (GCRA in one Lua script,
+/// one key per rule and client, contact or country).
 #[async_trait]
-impl crate::limit::shared::SharedRateLimiter for RedisStore {
+impl super::rate::SharedRateLimiter for RedisStore {
     async fn check(
         &self,
         key: &str,
-        per_minute: u32,
-    ) -> Result<crate::limit::shared::GcraDecision, StoreError> {
-        let per_minute = per_minute.max(1);
-        let interval = (60_000 / u64::from(per_minute)).max(1);
+        quota: u32,
+        period: Duration,
+    ) -> Result<super::rate::GcraDecision, StoreError> {
+        let quota = quota.max(1);
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        let interval = (period_ms / u64::from(quota)).max(1);
         let mut invocation = SCRIPTS.gcra.prepare_invoke();
         invocation
             .key(format!("{}{{rl:{key}}}", self.prefix))
             .arg(interval)
-            .arg(per_minute);
+            .arg(quota);
         let (allowed, value, reset_ms): (i64, u64, u64) = self.eval(&invocation).await?;
         let reset = Duration::from_millis(reset_ms);
         Ok(if allowed == 1 {
-            crate::limit::shared::GcraDecision {
-                allowed: true,
-                remaining: u32::try_from(value).unwrap_or(u32::MAX),
-                retry_after: Duration::ZERO,
-                reset,
-            }
+            super::rate::GcraDecision::allowed(u32::try_from(value).unwrap_or(u32::MAX), reset)
         } else {
-            crate::limit::shared::GcraDecision {
-                allowed: false,
-                remaining: 0,
-                retry_after: Duration::from_millis(value),
-                reset,
-            }
+            super::rate::GcraDecision::refused(Duration::from_millis(value), reset)
         })
     }
 }

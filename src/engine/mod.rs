@@ -6,60 +6,63 @@
 //! not eat a user's attempts), and the attempt is counted **before** the
 //! candidate is hashed (so parallel guesses cannot exceed the limit).
 
+mod owner;
+
 use std::{sync::Arc, time::Duration};
 
 use rand::{TryRngCore, rngs::OsRng};
-use serde_json::json;
+
+pub(crate) use owner::CodeOwners;
+use owner::Owner;
 
 use crate::{
     audit::{self, Outcome},
     code::Code,
-    config::OtpConfig,
     contact::Contact,
     delivery::{
-        DeliveryError, EmailMessage, EmailSender, ProviderCheck, RetryPolicy, SmsMessage,
-        SmsSender, SmsVerifier,
+        DeliveryError, ProviderCheck,
+        dispatch::{CodeMessage, Dispatcher},
     },
     error::ApiError,
-    extract::VerifiedContact,
-    grant::{GrantCodec, GrantSniffer, VerifiedToken},
+    gate::{
+        codec::{GrantCodec, VerifiedToken},
+        extract::VerifiedContact,
+    },
     hash::{HashError, HashPool},
-    limit::{EdgeLimiter, sms_guard::SmsGate},
-    middleware::RouteTable,
+    limit::{Limiter, Traffic, sms_guard::SmsGuard},
     policy::{ContactPolicy, PolicyDecision},
     secret::KeyRing,
     store::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey},
-    template::Templates,
     test_mode::TestContacts,
+    time::ceil_secs,
 };
 
-/// How SMS codes are delivered.
+/// The flow's own settings, taken from the configuration when the `Otp`
+/// is built.
 #[derive(Debug, Clone)]
-pub(crate) enum SmsBackend {
-    /// We generate the code and send it as a message.
-    Messages(Arc<dyn SmsSender>),
-    /// The provider generates and checks the code (Twilio Verify).
-    Verifier(Arc<dyn SmsVerifier>),
+pub(crate) struct FlowSettings {
+    pub(crate) code_length: u8,
+    pub(crate) code_ttl: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) limits: SendLimits,
+    pub(crate) enumeration_safe: bool,
 }
 
-/// Everything the routes and extractors share.
+/// The send and verify flow, and what it needs: store, hashing pool,
+/// dispatcher, limiter, grant codec.
 #[derive(Debug)]
 pub(crate) struct Engine {
-    pub(crate) config: OtpConfig,
-    pub(crate) routes: RouteTable,
-    pub(crate) sniffer: GrantSniffer,
-    pub(crate) edge: EdgeLimiter,
+    pub(crate) settings: FlowSettings,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) store: Arc<dyn OtpStore>,
     pub(crate) hasher: HashPool,
-    pub(crate) email: Arc<dyn EmailSender>,
-    pub(crate) sms: SmsBackend,
+    pub(crate) dispatch: Arc<Dispatcher>,
+    pub(crate) owners: CodeOwners,
     pub(crate) policy: Option<Arc<dyn ContactPolicy>>,
-    pub(crate) sms_gate: SmsGate,
+    pub(crate) sms_guard: SmsGuard,
+    pub(crate) limiter: Arc<Limiter>,
     pub(crate) test_contacts: Option<TestContacts>,
-    pub(crate) templates: Templates,
     pub(crate) grants: GrantCodec,
-    pub(crate) retry: RetryPolicy,
 }
 
 /// A successful send.
@@ -75,26 +78,18 @@ impl Engine {
         StoreKey::new(contact.digest(&self.keys.all()[secret_index].store_key[..]))
     }
 
-    fn limits(&self) -> SendLimits {
-        SendLimits {
-            cooldown: self.config.resend_cooldown,
-            quota: self.config.send_quota,
-            window: self.config.send_quota_window,
-        }
-    }
-
     /// Issues a new code for `contact` and delivers it.
     pub(crate) async fn send(self: &Arc<Self>, contact: &Contact) -> Result<SendOutcome, ApiError> {
         let outcome = SendOutcome {
-            expires_in: self.config.code_ttl.as_secs(),
-            resend_in: self.config.resend_cooldown.as_secs(),
+            expires_in: self.settings.code_ttl.as_secs(),
+            resend_in: self.settings.limits.cooldown.as_secs(),
         };
         if self.is_test_contact(contact) {
             tracing::info!(contact = %contact.masked(), "test contact: nothing sent");
             return Ok(outcome);
         }
         if let Contact::Mobile(mobile) = contact {
-            self.sms_gate.check_country(mobile).inspect_err(|_| {
+            self.sms_guard.check_country(mobile).inspect_err(|_| {
                 audit::record(Outcome::Rejected, contact);
             })?;
         }
@@ -104,7 +99,7 @@ impl Engine {
         };
         let refused = matches!(decision, PolicyDecision::Reject { .. });
         if let PolicyDecision::Reject { status, message } = decision
-            && !self.config.enumeration_safe
+            && !self.settings.enumeration_safe
         {
             audit::record(Outcome::Rejected, contact);
             return Err(ApiError::ContactRejected { status, message });
@@ -113,7 +108,7 @@ impl Engine {
         let key = self.store_key(contact, 0);
         match self
             .store
-            .reserve_send(&key, &self.limits())
+            .reserve_send(&key, &self.settings.limits)
             .await
             .map_err(|e| store_failure(&e, contact))?
         {
@@ -126,8 +121,12 @@ impl Engine {
                 });
             }
         }
-        if let Contact::Mobile(mobile) = contact
-            && let Err(err) = self.sms_gate.draw_budget(mobile)
+        // The contact and country rules, after the cooldown (requests it
+        // refuses draw nothing) and before any hashing or delivery.
+        if let Err(err) = self
+            .limiter
+            .check_contact(Traffic::Send, contact, key.as_str())
+            .await
         {
             audit::record(Outcome::RateLimited, contact);
             self.release_cooldown(&key).await;
@@ -135,20 +134,21 @@ impl Engine {
         }
 
         let salt = random_salt();
-        let provider = match (&self.sms, contact) {
-            (SmsBackend::Verifier(verifier), Contact::Mobile(mobile)) if !refused => {
-                Some((verifier, mobile))
-            }
-            _ => None,
+        // An enumeration-safe refusal keeps a real, hashed decoy even when a
+        // provider owns the contact's codes.
+        let owner = if refused {
+            Owner::Hash
+        } else {
+            self.owners.of(contact)
         };
         // Store the code (or the provider's placeholder) first: a failure
         // here means nothing was sent, so the cooldown is released.
-        let stored = match provider {
-            Some(_) => self
+        let stored = match owner {
+            Owner::Provider { .. } => self
                 .store_placeholder(&key, salt, contact)
                 .await
                 .map(|()| None),
-            None => self.store_new_code(&key, salt, contact).await.map(Some),
+            Owner::Hash => self.store_new_code(&key, salt, contact).await.map(Some),
         };
         let code = match stored {
             Ok(code) => code,
@@ -168,11 +168,17 @@ impl Engine {
             let engine = Arc::clone(self);
             let contact = contact.clone();
             async move {
-                let result = match (&engine.sms, &contact, code) {
-                    (SmsBackend::Verifier(verifier), Contact::Mobile(mobile), None) => {
-                        engine.retry.run(|| verifier.start(mobile)).await
+                let result = match (engine.owners.of(&contact), code) {
+                    (Owner::Provider { verifier, mobile }, None) => {
+                        engine.dispatch.retry().run(|| verifier.start(mobile)).await
                     }
-                    (_, _, Some(code)) => engine.deliver(&contact, &code).await,
+                    (Owner::Hash, Some(code)) => {
+                        let message = CodeMessage {
+                            code: code.as_str(),
+                            ttl: engine.settings.code_ttl,
+                        };
+                        engine.dispatch.send_code(&contact, message).await
+                    }
                     _ => Err(DeliveryError::permanent("no code to deliver")),
                 };
                 match result {
@@ -191,7 +197,7 @@ impl Engine {
                 }
             }
         };
-        if self.config.enumeration_safe {
+        if self.settings.enumeration_safe {
             // Answer before the provider does, so timing reveals nothing.
             tokio::spawn(delivery);
             return Ok(outcome);
@@ -206,7 +212,7 @@ impl Engine {
         salt: [u8; 16],
         contact: &Contact,
     ) -> Result<Code, ApiError> {
-        let code = Code::generate(self.config.code_length);
+        let code = Code::generate(self.settings.code_length);
         let hash = self
             .hasher
             .hash(code.as_str(), &salt)
@@ -218,7 +224,7 @@ impl Engine {
             secret_id: self.keys.current().id,
         };
         self.store
-            .put_code(key, &record, self.config.code_ttl)
+            .put_code(key, &record, self.settings.code_ttl)
             .await
             .map_err(|e| store_failure(&e, contact))?;
         audit::record(Outcome::Sent, contact);
@@ -239,7 +245,7 @@ impl Engine {
             secret_id: self.keys.current().id,
         };
         self.store
-            .put_code(key, &record, self.config.code_ttl)
+            .put_code(key, &record, self.settings.code_ttl)
             .await
             .map_err(|e| store_failure(&e, contact))?;
         audit::record(Outcome::Sent, contact);
@@ -249,49 +255,6 @@ impl Engine {
     async fn release_cooldown(&self, key: &StoreKey) {
         if let Err(e) = self.store.release_cooldown(key).await {
             tracing::warn!(error = %e, "could not release the resend cooldown");
-        }
-    }
-
-    async fn deliver(&self, contact: &Contact, code: &Code) -> Result<(), DeliveryError> {
-        let ttl_minutes = self.config.code_ttl.as_secs().div_ceil(60);
-        let context = json!({
-            "code": code.as_str(),
-            "app_name": self.config.app_name,
-            "ttl_minutes": ttl_minutes,
-            "ttl_seconds": self.config.code_ttl.as_secs(),
-            "webotp_host": self.config.webotp_host,
-        });
-        match contact {
-            Contact::Email(email) => {
-                let rendered = self
-                    .templates
-                    .render_email("otp", &context)
-                    .map_err(DeliveryError::permanent)?;
-                let message = EmailMessage {
-                    to: vec![email.as_str().to_owned()],
-                    subject: rendered.subject,
-                    html: rendered.html,
-                    text: rendered.text,
-                    ..EmailMessage::default()
-                };
-                self.retry.run(|| self.email.send_email(&message)).await
-            }
-            Contact::Mobile(mobile) => {
-                let SmsBackend::Messages(sender) = &self.sms else {
-                    return Err(DeliveryError::permanent(
-                        "the SMS provider sends its own codes",
-                    ));
-                };
-                let body = self
-                    .templates
-                    .render_sms("otp", &context)
-                    .map_err(DeliveryError::permanent)?;
-                let message = SmsMessage {
-                    to: mobile.as_str().to_owned(),
-                    body,
-                };
-                self.retry.run(|| sender.send_sms(&message)).await
-            }
         }
     }
 
@@ -314,25 +277,33 @@ impl Engine {
         if let Some(test) = self.test_contacts.as_ref().filter(|t| t.contains(contact)) {
             if !test.matches(candidate) {
                 return Err(ApiError::OtpInvalid {
-                    attempts_left: self.config.max_attempts,
+                    attempts_left: self.settings.max_attempts,
                 });
             }
             return Ok(self.grant(contact, held));
         }
-        let provider_checked = matches!(
-            (&self.sms, contact),
-            (SmsBackend::Verifier(_), Contact::Mobile(_))
-        );
+        let owner = self.owners.of(contact);
+        if let Err(err) = self
+            .limiter
+            .check_contact(
+                Traffic::Verify,
+                contact,
+                self.store_key(contact, 0).as_str(),
+            )
+            .await
+        {
+            audit::record(Outcome::RateLimited, contact);
+            return Err(err);
+        }
         // Reserve a hashing slot before taking an attempt, so that an
         // overloaded server answers 503 without costing the user a guess.
-        let permit = if provider_checked {
-            None
-        } else {
-            Some(
+        let permit = match owner {
+            Owner::Provider { .. } => None,
+            Owner::Hash => Some(
                 self.hasher
                     .reserve()
                     .map_err(|e| hash_failure(e, contact))?,
-            )
+            ),
         };
 
         let (key, attempt) = self.begin_attempt(contact).await?;
@@ -342,8 +313,11 @@ impl Engine {
                 return Err(ApiError::OtpExpired);
             }
             Attempt::Exhausted => {
-                audit::record(Outcome::AttemptsExceeded, contact);
-                return Err(ApiError::AttemptsExceeded);
+                // The attempts were used up by others: the request that took
+                // the last one answers `attempts_exceeded` (or succeeds); for
+                // this one there is no live code any more.
+                audit::record(Outcome::OtpExpired, contact);
+                return Err(ApiError::OtpExpired);
             }
             Attempt::Granted {
                 record,
@@ -351,33 +325,10 @@ impl Engine {
             } => (record, attempts_used),
         };
 
-        // An empty hash means the provider holds the code (Twilio Verify).
-        let provider = match (&self.sms, contact) {
-            (SmsBackend::Verifier(verifier), Contact::Mobile(mobile)) if record.hash.is_empty() => {
-                Some((verifier, mobile))
-            }
-            _ => None,
-        };
-        let correct = match provider {
-            None => {
-                let permit = match permit {
-                    Some(permit) => permit,
-                    // A decoy record in provider mode (enumeration-safe refusal).
-                    None => self
-                        .hasher
-                        .reserve()
-                        .map_err(|e| hash_failure(e, contact))?,
-                };
-                match permit
-                    .verify(candidate, &record.salt, record.secret_id, &record.hash)
-                    .await
-                {
-                    Ok(correct) => correct,
-                    Err(HashError::UnknownSecret) => false,
-                    Err(e) => return Err(hash_failure(e, contact)),
-                }
-            }
-            Some((verifier, mobile)) => {
+        // An empty hash means the provider holds the code; a decoy record
+        // (enumeration-safe refusal) has a hash even in provider mode.
+        let correct = match owner {
+            Owner::Provider { verifier, mobile } if record.hash.is_empty() => {
                 // Not retried: a check is not idempotent (an approval whose
                 // answer was lost would turn into "expired" on a retry).
                 match verifier.check(mobile, candidate).await {
@@ -396,10 +347,27 @@ impl Engine {
                     Err(err) => return Err(delivery_failure(contact, &err)),
                 }
             }
+            _ => {
+                let permit = match permit {
+                    Some(permit) => permit,
+                    None => self
+                        .hasher
+                        .reserve()
+                        .map_err(|e| hash_failure(e, contact))?,
+                };
+                match permit
+                    .verify(candidate, &record.salt, record.secret_id, &record.hash)
+                    .await
+                {
+                    Ok(correct) => correct,
+                    Err(HashError::UnknownSecret) => false,
+                    Err(e) => return Err(hash_failure(e, contact)),
+                }
+            }
         };
 
         if !correct {
-            let max = self.config.max_attempts;
+            let max = self.settings.max_attempts;
             if attempts_used >= max {
                 self.store
                     .remove_code(&key, &record.salt)
@@ -430,10 +398,10 @@ impl Engine {
 
     /// A grant for `contact` plus whatever `held` already proves.
     fn grant(&self, contact: &Contact, held: Option<VerifiedContact>) -> VerifiedToken {
-        let held = held.unwrap_or_default();
+        let held = held.as_ref();
         let (email, mobile) = match contact {
-            Contact::Email(e) => (Some(e), held.mobile()),
-            Contact::Mobile(m) => (held.email(), Some(m)),
+            Contact::Email(e) => (Some(e), held.and_then(VerifiedContact::mobile)),
+            Contact::Mobile(m) => (held.and_then(VerifiedContact::email), Some(m)),
         };
         self.grants.issue(email, mobile)
     }
@@ -448,7 +416,7 @@ impl Engine {
     /// key first and then under older secrets' keys (codes sent before a
     /// rotation).
     async fn begin_attempt(&self, contact: &Contact) -> Result<(StoreKey, Attempt), ApiError> {
-        let max = self.config.max_attempts;
+        let max = self.settings.max_attempts;
         let mut first = None;
         for index in 0..self.keys.all().len() {
             let key = self.store_key(contact, index);
@@ -507,10 +475,4 @@ fn random_salt() -> [u8; 16] {
         .try_fill_bytes(&mut salt)
         .expect("the OS random number generator failed");
     salt
-}
-
-/// Whole seconds, rounded up, at least 1 (for `Retry-After`).
-pub(crate) fn ceil_secs(d: Duration) -> u64 {
-    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    secs.max(1)
 }

@@ -1,32 +1,13 @@
-//! Senders chosen by environment variables (`EMAIL_SERVER`, `SMS_SERVER`, …).
-//!
-//! | variable | meaning | default |
-//! |---|---|---|
-//! | `EMAIL_SERVER` | `SMTP`, `SENDGRID` or `CONSOLE` | `CONSOLE` |
-//! | `EMAIL_HOST` | SMTP host | required for SMTP |
-//! | `EMAIL_PORT` | SMTP port; 465 means implicit TLS | 587 (25 without TLS) |
-//! | `EMAIL_HOST_USER`, `EMAIL_HOST_PASSWORD` | SMTP login (the password is required once a user is set) | no login |
-//! | `EMAIL_USE_TLS` | `false`: plain SMTP (a warning unless the host is loopback) | `true` (STARTTLS, or implicit TLS on 465) |
-//! | `DEFAULT_FROM_EMAIL` | the From address | `webmaster@localhost` (SMTP); required for SendGrid |
-//! | `SENDGRID_API_KEY` | SendGrid API key | required for SendGrid |
-//! | `SENDGRID_BASE_URL` | SendGrid origin | `https://api.sendgrid.com` |
-//! | `SMS_SERVER` | `TWILIO_VERIFY`, `TWILIO` or `CONSOLE` | `CONSOLE` |
-//! | `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN` | Twilio account | required for Twilio |
-//! | `TWILIO_VERIFY_SERVICE_SID` | Verify Service (`VA…`) | required for `TWILIO_VERIFY` |
-//! | `TWILIO_FROM_NUMBER` | sending number (E.164) | required for `TWILIO` |
-//! | `TWILIO_VERIFY_BASE_URL`, `TWILIO_API_BASE_URL` | Twilio origins | Twilio's |
+//! Senders chosen by environment variables (`EMAIL_SERVER`, `SMS_SERVER`,
+//! and the variables each of them reads).
 
 #[allow(unused_imports)] // which are used depends on the features
-use crate::{ConfigError, OtpBuilder, config::Env};
+use super::Env;
+use crate::{ConfigError, OtpBuilder};
 
-/// Applies the delivery variables to a builder. No email settings means the
-/// console sender.
-pub(crate) fn apply_env(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
-    let builder = apply_email(builder, env)?;
-    apply_sms(builder, env)
-}
-
-fn apply_email(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
+/// `EMAIL_SERVER` and the variables of the sender it names. Unset means
+/// the console sender.
+pub(super) fn apply_email(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
     let server = env.get("EMAIL_SERVER").map(|s| s.to_ascii_uppercase());
     match server.as_deref() {
         None | Some("CONSOLE") => Ok(builder),
@@ -39,7 +20,8 @@ fn apply_email(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigE
     }
 }
 
-fn apply_sms(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
+/// `SMS_SERVER` and the variables of the provider it names.
+pub(super) fn apply_sms(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
     let server = env.get("SMS_SERVER").map(|s| s.to_ascii_uppercase());
     match server.as_deref() {
         None | Some("CONSOLE") => Ok(builder),
@@ -65,7 +47,7 @@ fn feature_missing(variable: &'static str, value: &str, feature: &str) -> Config
 
 #[cfg(feature = "smtp")]
 fn smtp(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
-    use super::smtp::SmtpSender;
+    use crate::delivery::smtp::SmtpSender;
 
     let host = env.require(
         "EMAIL_HOST",
@@ -106,7 +88,7 @@ fn sendgrid(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigErro
         "DEFAULT_FROM_EMAIL",
         "SendGrid only sends from a verified sender address",
     )?;
-    let mut sender = super::SendGridSender::new(key, from);
+    let mut sender = crate::delivery::SendGridSender::new(key, from);
     if let Some(base) = env.get("SENDGRID_BASE_URL") {
         sender = sender.base_url(base);
     }
@@ -134,7 +116,7 @@ fn twilio_verify(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, Confi
         "TWILIO_VERIFY_SERVICE_SID",
         "SMS_SERVER=TWILIO_VERIFY needs the Verify Service SID (VA…)",
     )?;
-    let mut verifier = super::TwilioVerify::new(sid, token, service);
+    let mut verifier = crate::delivery::TwilioVerify::new(sid, token, service);
     if let Some(base) = env.get("TWILIO_VERIFY_BASE_URL") {
         verifier = verifier.base_url(base);
     }
@@ -148,7 +130,7 @@ fn twilio_messaging(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, Co
         "TWILIO_FROM_NUMBER",
         "SMS_SERVER=TWILIO needs the Twilio number to send from",
     )?;
-    let mut sender = super::TwilioMessaging::new(sid, token, from);
+    let mut sender = crate::delivery::TwilioMessaging::new(sid, token, from);
     if let Some(base) = env.get("TWILIO_API_BASE_URL") {
         sender = sender.base_url(base);
     }

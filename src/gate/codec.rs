@@ -16,14 +16,13 @@ use std::{
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
 use hmac::{Hmac, Mac};
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use super::{location::GrantLocation, proof::VerifiedContact};
 use crate::{
-    config::DEFAULT_TOKEN_HEADER,
     contact::{Email, Mobile},
-    extract::VerifiedContact,
     secret::KeyRing,
 };
 
@@ -116,59 +115,16 @@ impl GrantCodec {
         ))
     }
 
-    /// The first valid grant among the header and the cookie.
+    /// The first valid grant the request carries (header first, then
+    /// cookie).
     pub(crate) fn find_in_headers(
         &self,
         headers: &HeaderMap,
-        header_name: &HeaderName,
-        cookie_name: &str,
+        location: &GrantLocation,
     ) -> Option<VerifiedContact> {
-        let from_header = headers
-            .get_all(header_name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::trim);
-        from_header
-            .chain(cookie_values(headers, cookie_name))
+        location
+            .tokens(headers)
             .find_map(|token| self.verify(token))
-    }
-}
-
-/// The layer's test, on every request it passes through, of whether the
-/// request may carry a grant: the token header, the default token header
-/// when another is configured (the extractor reads a grant-looking request
-/// without a handle as "layer not mounted"), or `<cookie name>=` in a
-/// Cookie header. Built once per layer so that the test neither allocates
-/// nor parses a header name; a false positive only costs the handle.
-#[derive(Debug, Clone)]
-pub(crate) struct GrantSniffer {
-    header: HeaderName,
-    default_header: Option<HeaderName>,
-    cookie: memchr::memmem::Finder<'static>,
-}
-
-impl GrantSniffer {
-    pub(crate) fn new(header: &HeaderName, cookie_name: &str) -> Self {
-        let default = HeaderName::from_static(DEFAULT_TOKEN_HEADER);
-        Self {
-            default_header: (*header != default).then_some(default),
-            header: header.clone(),
-            cookie: memchr::memmem::Finder::new(format!("{cookie_name}=").as_bytes()).into_owned(),
-        }
-    }
-
-    /// Whether `headers` may carry a grant.
-    pub(crate) fn may_carry(&self, headers: &HeaderMap) -> bool {
-        // One pass over the headers: a request has a dozen at most, and
-        // comparing names is cheaper than hashing them for three lookups.
-        headers.iter().any(|(name, value)| {
-            if name == header::COOKIE {
-                // (or a token header configured as `cookie`, odd as it is)
-                self.cookie.find(value.as_bytes()).is_some() || *name == self.header
-            } else {
-                *name == self.header || self.default_header.as_ref() == Some(name)
-            }
-        })
     }
 }
 
@@ -177,19 +133,6 @@ impl GrantSniffer {
 pub(crate) struct VerifiedToken {
     pub(crate) token: String,
     pub(crate) contact: VerifiedContact,
-}
-
-/// The values of every cookie named `name` in the request's Cookie headers.
-fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
-        })
 }
 
 /// The `Set-Cookie` value carrying a grant.
@@ -227,43 +170,6 @@ mod tests {
         )
     }
 
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(k, v)| {
-                (
-                    HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                    HeaderValue::from_str(v).unwrap(),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn sniffer_sees_the_header_the_default_header_and_the_cookie() {
-        let custom = GrantSniffer::new(&HeaderName::from_static("x-grant"), "otp_verification");
-        assert!(custom.may_carry(&headers(&[("x-grant", "t")])));
-        assert!(custom.may_carry(&headers(&[(DEFAULT_TOKEN_HEADER, "t")])));
-        assert!(custom.may_carry(&headers(&[(
-            "cookie",
-            "theme=dark; otp_verification=t; lang=en"
-        )])));
-        // Any of several Cookie headers.
-        let mut two = headers(&[("cookie", "a=1")]);
-        two.append(
-            header::COOKIE,
-            HeaderValue::from_static("otp_verification=t"),
-        );
-        assert!(custom.may_carry(&two));
-
-        assert!(!custom.may_carry(&HeaderMap::new()));
-        assert!(!custom.may_carry(&headers(&[
-            ("host", "example.com"),
-            ("cookie", "otp_verification_seen=1; otp_verificatio=2"),
-            ("x-other", "otp_verification=t"),
-        ])));
-    }
-
     #[test]
     fn round_trip_and_rotation() {
         let email = Email::parse("a@b.co").unwrap();
@@ -296,18 +202,5 @@ mod tests {
         assert!(c.verify(body).is_none());
         assert!(c.verify("").is_none());
         assert!(c.verify(&"a".repeat(5000)).is_none());
-    }
-
-    #[test]
-    fn cookies_are_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; otp_verification=tok; b=2"),
-        );
-        assert_eq!(
-            cookie_values(&headers, "otp_verification").collect::<Vec<_>>(),
-            vec!["tok"]
-        );
     }
 }

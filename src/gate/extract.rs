@@ -34,71 +34,20 @@
 //! let app: Router = Router::new().route("/register", post(register)).layer(otp.layer());
 //! ```
 
-use std::{
-    sync::{
-        Arc, LazyLock,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::SystemTime,
+use std::sync::{
+    Arc, LazyLock,
+    atomic::{AtomicBool, Ordering},
 };
 
 use http::{HeaderName, request::Parts};
 
+pub use super::proof::VerifiedContact;
+use super::{codec::GrantCodec, location::GrantLocation};
 use crate::{
     config::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE},
     contact::{Email, Mobile},
-    engine::Engine,
-    error::ApiError,
-    grant::GrantSniffer,
+    error::{ApiError, ErrorFormat, ErrorShape},
 };
-
-/// What a valid grant proves: at least one of an email address and a mobile
-/// number, until `expires_at`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedContact {
-    email: Option<Email>,
-    mobile: Option<Mobile>,
-    expires_at: SystemTime,
-}
-
-impl Default for VerifiedContact {
-    fn default() -> Self {
-        Self {
-            email: None,
-            mobile: None,
-            expires_at: SystemTime::UNIX_EPOCH,
-        }
-    }
-}
-
-impl VerifiedContact {
-    pub(crate) fn new(
-        email: Option<Email>,
-        mobile: Option<Mobile>,
-        expires_at: SystemTime,
-    ) -> Self {
-        Self {
-            email,
-            mobile,
-            expires_at,
-        }
-    }
-
-    /// The proven email address, if any.
-    pub fn email(&self) -> Option<&Email> {
-        self.email.as_ref()
-    }
-
-    /// The proven mobile number, if any.
-    pub fn mobile(&self) -> Option<&Mobile> {
-        self.mobile.as_ref()
-    }
-
-    /// When the grant stops being valid.
-    pub fn expires_at(&self) -> SystemTime {
-        self.expires_at
-    }
-}
 
 /// A proven email address (the grant must cover email).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,47 +57,88 @@ pub struct VerifiedEmail(pub Email);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedMobile(pub Mobile);
 
-/// The handle the layer puts in every passed-through request's extensions,
-/// through which the extractors check grants.
+/// The grant checker the layer puts in the extensions of every
+/// passed-through request that may carry a grant: the keys that verify
+/// grants, where grants travel, and how errors are shaped. It holds nothing
+/// of the send/verify flow.
 #[derive(Debug, Clone)]
-pub struct OtpHandle {
-    engine: Arc<Engine>,
+pub struct GrantChecker {
+    inner: Arc<CheckerInner>,
 }
 
-impl OtpHandle {
-    pub(crate) fn new(engine: Arc<Engine>) -> Self {
-        Self { engine }
+#[derive(Debug)]
+struct CheckerInner {
+    codec: GrantCodec,
+    location: GrantLocation,
+    format: ErrorFormat,
+}
+
+/// The name this type had before it held only the grant checker.
+pub type OtpHandle = GrantChecker;
+
+impl GrantChecker {
+    pub(crate) fn new(codec: GrantCodec, location: GrantLocation, format: ErrorFormat) -> Self {
+        Self {
+            inner: Arc::new(CheckerInner {
+                codec,
+                location,
+                format,
+            }),
+        }
     }
 
     /// The grant carried by these request parts, if valid.
     pub fn grant(&self, parts: &Parts) -> Option<VerifiedContact> {
-        let config = &self.engine.config;
-        self.engine
-            .grants
-            .find_in_headers(&parts.headers, &config.token_header, GRANT_COOKIE)
+        self.inner
+            .codec
+            .find_in_headers(&parts.headers, &self.inner.location)
+    }
+
+    pub(crate) fn codec(&self) -> &GrantCodec {
+        &self.inner.codec
+    }
+
+    pub(crate) fn location(&self) -> &GrantLocation {
+        &self.inner.location
+    }
+
+    fn rejection(&self, parts: &Parts, error: ApiError) -> VerificationRejection {
+        VerificationRejection {
+            error,
+            shape: self.inner.format.shape_for(&parts.headers),
+        }
     }
 }
 
 /// Why an extractor refused a request. Answers 401 `verification_required`,
 /// or 500 `internal` when the layer is not mounted.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerificationRejection(ApiError);
+pub struct VerificationRejection {
+    error: ApiError,
+    shape: ErrorShape,
+}
 
 impl VerificationRejection {
     /// The error answered to the client.
     pub fn error(&self) -> &ApiError {
-        &self.0
+        &self.error
     }
 
     /// The HTTP status answered.
     pub fn status(&self) -> http::StatusCode {
-        self.0.status()
+        self.error.status()
+    }
+
+    /// The response, rendered by the crate's one error renderer in the
+    /// shape the layer's configuration and the request's `Accept` ask for.
+    pub fn to_response(&self) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        self.error.render(self.shape)
     }
 }
 
 impl std::fmt::Display for VerificationRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.error.fmt(f)
     }
 }
 
@@ -156,7 +146,7 @@ impl std::error::Error for VerificationRejection {}
 
 impl From<VerificationRejection> for ApiError {
     fn from(rejection: VerificationRejection) -> Self {
-        rejection.0
+        rejection.error
     }
 }
 
@@ -168,29 +158,57 @@ pub(crate) fn note_layer_mounted() {
     LAYER_MOUNTED.store(true, Ordering::Relaxed);
 }
 
-/// The handle the layer left in the request, if any.
+/// The checker the layer left in the request, if any.
 ///
 /// To keep the passthrough path free of allocations, the layer adds the
-/// handle only to requests that carry something like a grant. So no handle
+/// checker only to requests that carry something like a grant. So no checker
 /// means either "no grant" (answered 401, or `None`) or "no layer": the
 /// latter when the request does carry a grant, or when no `OtpLayer` exists
 /// in the process at all (answered 500 with a hint in the log).
-fn handle(parts: &Parts) -> Result<Option<&OtpHandle>, VerificationRejection> {
-    if let Some(handle) = parts.extensions.get::<OtpHandle>() {
-        return Ok(Some(handle));
+fn checker(parts: &Parts) -> Result<Option<&GrantChecker>, VerificationRejection> {
+    if let Some(checker) = parts.extensions.get::<GrantChecker>() {
+        return Ok(Some(checker));
     }
     // The layer's own test, with the default header (no layer, no config).
-    static DEFAULT_SNIFFER: LazyLock<GrantSniffer> = LazyLock::new(|| {
-        GrantSniffer::new(&HeaderName::from_static(DEFAULT_TOKEN_HEADER), GRANT_COOKIE)
+    static DEFAULT_LOCATION: LazyLock<GrantLocation> = LazyLock::new(|| {
+        GrantLocation::new(&HeaderName::from_static(DEFAULT_TOKEN_HEADER), GRANT_COOKIE)
     });
-    let carries_grant = DEFAULT_SNIFFER.may_carry(&parts.headers);
+    let carries_grant = DEFAULT_LOCATION.may_carry(&parts.headers);
     if carries_grant || !LAYER_MOUNTED.load(Ordering::Relaxed) {
         tracing::error!(
             "tower-otp extractor used without the layer: is `OtpLayer` mounted in front of this handler?"
         );
-        return Err(VerificationRejection(ApiError::Internal));
+        return Err(VerificationRejection {
+            error: ApiError::Internal,
+            shape: ErrorFormat::Contract.shape_for(&parts.headers),
+        });
     }
     Ok(None)
+}
+
+/// The grant these parts carry, or the 401 rejection.
+fn required<T>(
+    parts: &Parts,
+    take: impl FnOnce(VerifiedContact) -> Option<T>,
+) -> Result<T, VerificationRejection> {
+    match checker(parts)? {
+        Some(checker) => checker
+            .grant(parts)
+            .and_then(take)
+            .ok_or_else(|| checker.rejection(parts, ApiError::VerificationRequired)),
+        None => Err(VerificationRejection {
+            error: ApiError::VerificationRequired,
+            shape: ErrorFormat::Contract.shape_for(&parts.headers),
+        }),
+    }
+}
+
+/// The grant these parts carry, if valid; `Err` only without the layer.
+fn optional<T>(
+    parts: &Parts,
+    take: impl FnOnce(VerifiedContact) -> Option<T>,
+) -> Result<Option<T>, VerificationRejection> {
+    Ok(checker(parts)?.and_then(|c| c.grant(parts)).and_then(take))
 }
 
 /// Checks the grant in a request's parts: the plain function for hosts that
@@ -199,9 +217,7 @@ fn handle(parts: &Parts) -> Result<Option<&OtpHandle>, VerificationRejection> {
 /// Errors with 401 `verification_required` when no valid grant is present,
 /// and with 500 `internal` when the layer is not mounted.
 pub fn verify_parts(parts: &Parts) -> Result<VerifiedContact, VerificationRejection> {
-    handle(parts)?
-        .and_then(|h| h.grant(parts))
-        .ok_or(VerificationRejection(ApiError::VerificationRequired))
+    required(parts, Some)
 }
 
 /// The extractors' common shape: what each takes from a valid grant.
@@ -220,14 +236,14 @@ impl FromGrant for VerifiedContact {
 #[cfg(feature = "axum")]
 impl FromGrant for VerifiedEmail {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
-        grant.email.map(VerifiedEmail)
+        grant.into_email().map(VerifiedEmail)
     }
 }
 
 #[cfg(feature = "axum")]
 impl FromGrant for VerifiedMobile {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
-        grant.mobile.map(VerifiedMobile)
+        grant.into_mobile().map(VerifiedMobile)
     }
 }
 
@@ -240,13 +256,13 @@ mod axum_impls {
     use http::request::Parts;
 
     use super::{
-        FromGrant, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, handle,
+        FromGrant, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, optional,
+        required,
     };
-    use crate::error::ApiError;
 
     impl IntoResponse for VerificationRejection {
         fn into_response(self) -> Response {
-            self.0.into_response()
+            self.to_response().map(axum_core::body::Body::new)
         }
     }
 
@@ -259,10 +275,7 @@ mod axum_impls {
                     parts: &mut Parts,
                     _state: &S,
                 ) -> Result<Self, Self::Rejection> {
-                    handle(parts)?
-                        .and_then(|h| h.grant(parts))
-                        .and_then(<$ty>::from_grant)
-                        .ok_or(VerificationRejection(ApiError::VerificationRequired))
+                    required(parts, <$ty>::from_grant)
                 }
             }
 
@@ -273,9 +286,7 @@ mod axum_impls {
                     parts: &mut Parts,
                     _state: &S,
                 ) -> Result<Option<Self>, Self::Rejection> {
-                    Ok(handle(parts)?
-                        .and_then(|h| h.grant(parts))
-                        .and_then(<$ty>::from_grant))
+                    optional(parts, <$ty>::from_grant)
                 }
             }
         };

@@ -1,0 +1,225 @@
+//! The OTP routes, by action. A route is an [`Action`] on a [`Channel`];
+//! each action declares its method, the body it reads and the limits it
+//! draws from, and has its own file (`send.rs`, `verify.rs`) and one engine
+//! method. Every route shares the same prelude, cheapest check first:
+//! method (405), the edge limits (429, before the body is read), content
+//! type (415), bounded body (413), JSON (400).
+//!
+//! Adding an action: a variant of [`Action`] with its [`ActionSpec`], its
+//! path in [`RoutePaths`], a file here with its `serve`, and an engine
+//! method.
+
+mod body;
+mod send;
+pub(crate) mod table;
+mod verify;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use tracing::Instrument;
+
+use crate::{
+    config::RoutePaths,
+    contact::{Channel, Region},
+    engine::Engine,
+    error::{ApiError, ErrorFormat},
+    gate::extract::GrantChecker,
+    limit::{Limiter, Traffic, client_ip::TrustedProxies, client_ip::client_ip},
+};
+
+/// Type-erased error of a request body.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Issue and deliver a code.
+    Send,
+    /// Check a code and grant.
+    Verify,
+}
+
+/// What the body of an action's request must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyKind {
+    /// A JSON object (`application/json` or `application/*+json`).
+    JsonObject,
+}
+
+/// What an action declares: its method, its body and the limits it draws
+/// from.
+#[derive(Debug, Clone)]
+pub(crate) struct ActionSpec {
+    pub(crate) method: Method,
+    pub(crate) body: BodyKind,
+    pub(crate) traffic: Traffic,
+}
+
+impl Action {
+    pub(crate) fn spec(self) -> ActionSpec {
+        match self {
+            Self::Send => ActionSpec {
+                method: Method::POST,
+                body: BodyKind::JsonObject,
+                traffic: Traffic::Send,
+            },
+            Self::Verify => ActionSpec {
+                method: Method::POST,
+                body: BodyKind::JsonObject,
+                traffic: Traffic::Verify,
+            },
+        }
+    }
+}
+
+/// One OTP route: an action on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    pub(crate) action: Action,
+    pub(crate) channel: Channel,
+}
+
+impl Route {
+    /// Every route the layer serves.
+    pub(crate) const ALL: [Route; 4] = [
+        Route::new(Action::Send, Channel::Email),
+        Route::new(Action::Verify, Channel::Email),
+        Route::new(Action::Send, Channel::Mobile),
+        Route::new(Action::Verify, Channel::Mobile),
+    ];
+
+    pub(crate) const fn new(action: Action, channel: Channel) -> Self {
+        Self { action, channel }
+    }
+
+    /// The route's configured path (without the prefix).
+    pub(crate) fn path(self, paths: &RoutePaths) -> &str {
+        match (self.action, self.channel) {
+            (Action::Send, Channel::Email) => &paths.send_email,
+            (Action::Verify, Channel::Email) => &paths.verify_email,
+            (Action::Send, Channel::Mobile) => &paths.send_mobile,
+            (Action::Verify, Channel::Mobile) => &paths.verify_mobile,
+        }
+    }
+
+    /// The route's name in logs.
+    fn name(self) -> &'static str {
+        match (self.action, self.channel) {
+            (Action::Send, Channel::Email) => "send_email",
+            (Action::Verify, Channel::Email) => "verify_email",
+            (Action::Send, Channel::Mobile) => "send_mobile",
+            (Action::Verify, Channel::Mobile) => "verify_mobile",
+        }
+    }
+}
+
+/// The HTTP settings the routes read.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpSettings {
+    pub(crate) body_limit: usize,
+    pub(crate) trusted_proxies: TrustedProxies,
+    pub(crate) default_region: Option<Region>,
+    pub(crate) grant_ttl: std::time::Duration,
+    pub(crate) cookie_secure: bool,
+    pub(crate) error_format: ErrorFormat,
+}
+
+/// What the routes need: the flow, the limiter, the grant checker and the
+/// HTTP settings.
+#[derive(Debug)]
+pub(crate) struct RouteContext {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) limiter: Arc<Limiter>,
+    pub(crate) checker: GrantChecker,
+    pub(crate) http: HttpSettings,
+}
+
+/// Serves one request on an OTP route.
+pub(crate) async fn handle<B>(
+    ctx: Arc<RouteContext>,
+    route: Route,
+    request: Request<B>,
+) -> Response<Full<Bytes>>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let shape = ctx.http.error_format.shape_for(request.headers());
+    let spec = route.action.spec();
+    if request.method() != spec.method {
+        return ApiError::MethodNotAllowed.render(shape);
+    }
+    let ip = client_ip(
+        request.extensions(),
+        request.headers(),
+        &ctx.http.trusted_proxies,
+    );
+    let span = tracing::info_span!(
+        "otp_request",
+        route = route.name(),
+        client_ip = %ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+    );
+    async move {
+        // The edge limits come before reading the body, hashing or delivery.
+        let rate_headers = match ctx
+            .limiter
+            .check_edge(spec.traffic, route.channel, ip)
+            .await
+        {
+            Ok(headers) => headers,
+            Err(refusal) => {
+                let (error, headers) = *refusal;
+                crate::audit::refused_at_edge(route.channel);
+                let mut response = error.render(shape);
+                response.headers_mut().extend(headers);
+                return response;
+            }
+        };
+        let (parts, body) = request.into_parts();
+        let served = match spec.body {
+            BodyKind::JsonObject => {
+                match body::read_json_object(&parts.headers, body, ctx.http.body_limit).await {
+                    Ok(object) => match route.action {
+                        Action::Send => send::serve(&ctx, route.channel, &object).await,
+                        Action::Verify => verify::serve(&ctx, route.channel, &parts, &object).await,
+                    },
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        let mut response = served.unwrap_or_else(|error| error.render(shape));
+        if let Some(headers) = rate_headers {
+            response.headers_mut().extend(headers);
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reads the contact field of `channel` from a request object.
+fn contact_field(
+    ctx: &RouteContext,
+    channel: Channel,
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> Result<crate::contact::Contact, ApiError> {
+    use crate::contact::{Contact, Email, InvalidContact, Mobile};
+    let (field, wrong): (&'static str, fn() -> ApiError) = match channel {
+        Channel::Email => ("email", || ApiError::InvalidEmail),
+        Channel::Mobile => ("mobile", || ApiError::InvalidMobile),
+    };
+    let raw = body::string_field(object, field, wrong)?;
+    match channel {
+        Channel::Email => Email::parse(raw).map(Contact::Email),
+        Channel::Mobile => Mobile::parse(raw, ctx.http.default_region).map(Contact::Mobile),
+    }
+    .map_err(|e| match e {
+        InvalidContact::Email => ApiError::InvalidEmail,
+        InvalidContact::Mobile => ApiError::InvalidMobile,
+    })
+}

@@ -1,0 +1,30 @@
+//! The send action: issue a code for the contact and deliver it.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde_json::{Map, Value, json};
+
+use super::{RouteContext, contact_field};
+use crate::{
+    contact::Channel,
+    error::{ApiError, json_response},
+};
+
+pub(super) async fn serve(
+    ctx: &RouteContext,
+    channel: Channel,
+    object: &Map<String, Value>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let contact = contact_field(ctx, channel, object)?;
+    let sent = ctx.engine.send(&contact).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "success",
+            "message": format!("A verification code was sent to your {}.", contact.channel()),
+            "expires_in": sent.expires_in,
+            "resend_in": sent.resend_in,
+        }),
+    ))
+}

@@ -1,0 +1,78 @@
+//! The route table: which path serves which route, prefix applied, each
+//! path with and without its trailing slash.
+
+use super::Route;
+use crate::config::RoutePaths;
+
+/// The OTP paths, each with and without its trailing slash, prefix applied.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteTable {
+    entries: Vec<(String, Route)>,
+    /// Bit `n` set when some entry is `n` bytes long (bit 63: 63 or more):
+    /// most passthrough paths are turned away on their length alone.
+    lengths: u64,
+}
+
+#[inline]
+fn length_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+impl RouteTable {
+    pub(crate) fn new(paths: &RoutePaths) -> Self {
+        let prefix = paths.prefix.trim_end_matches('/');
+        let mut entries = Vec::with_capacity(2 * Route::ALL.len());
+        for route in Route::ALL {
+            let bare = format!("{prefix}{}", route.path(paths).trim_end_matches('/'));
+            entries.push((format!("{bare}/"), route));
+            entries.push((bare, route));
+        }
+        let lengths = entries
+            .iter()
+            .fold(0, |bits, (path, _)| bits | length_bit(path.len()));
+        Self { entries, lengths }
+    }
+
+    /// The route served at `path`, if any.
+    #[inline]
+    pub(crate) fn find(&self, path: &str) -> Option<Route> {
+        if self.lengths & length_bit(path.len()) == 0 {
+            return None;
+        }
+        self.entries
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, route)| *route)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{contact::Channel, routes::Action};
+
+    #[test]
+    fn finds_each_path_with_and_without_slash_whatever_its_length() {
+        let send_email = Route::new(Action::Send, Channel::Email);
+        let verify_mobile = Route::new(Action::Verify, Channel::Mobile);
+        for prefix in ["", "/api", &format!("/{}", "long".repeat(20))] {
+            let table = RouteTable::new(&RoutePaths {
+                prefix: prefix.to_owned(),
+                ..RoutePaths::default()
+            });
+            assert_eq!(table.find(&format!("{prefix}/send-otp/")), Some(send_email));
+            assert_eq!(table.find(&format!("{prefix}/send-otp")), Some(send_email));
+            assert_eq!(
+                table.find(&format!("{prefix}/verify-mobile-otp")),
+                Some(verify_mobile)
+            );
+            // Same length as an OTP path, or longer than 63 bytes: compared in full.
+            assert_eq!(table.find(&format!("{prefix}/send-otx/")), None);
+            assert_eq!(
+                table.find(&format!("{prefix}/send-otp/{}", "x".repeat(70))),
+                None
+            );
+            assert_eq!(table.find("/"), None);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The verify action: check the code and answer with a grant (JSON and
+//! cookie) that adds the contact to what the caller already proved.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header, request::Parts};
+use http_body_util::Full;
+use serde_json::{Map, Value, json};
+
+use super::{RouteContext, body::string_field, contact_field};
+use crate::{
+    code,
+    config::GRANT_COOKIE,
+    contact::Channel,
+    error::{ApiError, json_response},
+    gate::codec,
+};
+
+pub(super) async fn serve(
+    ctx: &RouteContext,
+    channel: Channel,
+    parts: &Parts,
+    object: &Map<String, Value>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let contact = contact_field(ctx, channel, object)?;
+    let length = ctx.engine.settings.code_length;
+    let candidate = string_field(object, "otp", || ApiError::InvalidOtpFormat { length })?;
+    if !code::is_well_formed(candidate, length) {
+        return Err(ApiError::InvalidOtpFormat { length });
+    }
+    let held = ctx
+        .checker
+        .codec()
+        .find_in_headers(&parts.headers, ctx.checker.location());
+    let granted = ctx.engine.verify(&contact, candidate, held).await?;
+
+    let mut verified = Map::new();
+    if let Some(email) = granted.contact.email() {
+        verified.insert("email".into(), json!(email.as_str()));
+    }
+    if let Some(mobile) = granted.contact.mobile() {
+        verified.insert("mobile".into(), json!(mobile.as_str()));
+    }
+    let mut response = json_response(
+        StatusCode::OK,
+        &json!({
+            "status": "success",
+            "message": format!("Your {} is verified.", contact.channel()),
+            "verified": verified,
+            "token": granted.token,
+        }),
+    );
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        codec::set_cookie(
+            GRANT_COOKIE,
+            &granted.token,
+            ctx.http.grant_ttl,
+            ctx.http.cookie_secure,
+        ),
+    );
+    Ok(response)
+}
