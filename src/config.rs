@@ -14,6 +14,10 @@ use crate::{
         client_ip::TrustedProxies, sms_guard::SmsGuard,
     },
 };
+pub use crate::{
+    gate::location::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE},
+    routes::paths::RoutePaths,
+};
 
 /// Default code length: 6 digits, one in a million per guess.
 pub const DEFAULT_CODE_LENGTH: u8 = 6;
@@ -31,41 +35,8 @@ pub const DEFAULT_SEND_QUOTA_WINDOW: Duration = Duration::from_secs(600);
 pub const DEFAULT_GRANT_TTL: Duration = Duration::from_secs(1800);
 /// Default request body limit: 4 KiB, far above any legitimate body.
 pub const DEFAULT_BODY_LIMIT: usize = 4096;
-/// The grant cookie's name.
-pub const GRANT_COOKIE: &str = "otp_verification";
-/// The default header API clients send the grant in.
-pub const DEFAULT_TOKEN_HEADER: &str = "x-verification-token";
 /// Default waiting hashes per hashing thread before `overloaded` answers.
 pub const DEFAULT_HASH_QUEUE_PER_WORKER: usize = 32;
-
-/// The four route paths, relative to [`prefix`](Self::prefix). Each is
-/// served with and without a trailing slash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutePaths {
-    /// Prepended to every path, e.g. `/api`. Empty by default.
-    pub prefix: String,
-    /// Send an email code. Default `/send-otp/`.
-    pub send_email: String,
-    /// Verify an email code. Default `/verify-otp/`.
-    pub verify_email: String,
-    /// Send an SMS code. Default `/send-mobile-otp/`.
-    pub send_mobile: String,
-    /// Verify an SMS code. Default `/verify-mobile-otp/`.
-    pub verify_mobile: String,
-}
-
-impl Default for RoutePaths {
-    /// The Django recipe's paths, so its page and JavaScript work unchanged.
-    fn default() -> Self {
-        Self {
-            prefix: String::new(),
-            send_email: "/send-otp/".into(),
-            verify_email: "/verify-otp/".into(),
-            send_mobile: "/send-mobile-otp/".into(),
-            verify_mobile: "/verify-mobile-otp/".into(),
-        }
-    }
-}
 
 /// Every setting of the layer. Build one with [`OtpConfig::default`] and
 /// change fields, or through the [`OtpBuilder`](crate::OtpBuilder) methods.

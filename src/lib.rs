@@ -155,17 +155,22 @@ mod secret;
 mod time;
 
 pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
-pub use config::OtpConfig;
+pub use config::{OtpConfig, RoutePaths};
 pub use contact::{Channel, Contact, Email, Mobile, Region};
+pub use delivery::{EmailSender, RetryPolicy, SmsSender, SmsVerifier};
 pub use error::{ApiError, ConfigError, ErrorFormat};
 pub use extract::{
     GrantChecker, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile,
     verify_parts,
 };
+pub use hash::{HashParams, HashThreadPriority};
 pub use limit::client_ip::{ClientAddr, ForwardedHeader, TrustedProxies};
+pub use limit::shared::SharedRateLimiter;
 pub use limit::{Rule, RuleKey, RuleScope, sms_guard::SmsGuard};
 pub use middleware::{OtpLayer, OtpService};
 pub use notify::{Notifier, NotifyError};
 pub use otp::{MIN_SECRET_LEN, Otp, OtpBuilder};
+pub use policy::{ContactPolicy, PolicyDecision};
 pub use secret::Secret;
 pub use store::{MemoryStore, OtpStore, StoreError};
+pub use test_mode::TestContacts;

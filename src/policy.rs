@@ -38,6 +38,7 @@ use crate::contact::Contact;
 
 /// What the host decided about a contact.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PolicyDecision {
     /// Send the code.
     Allow,

@@ -86,6 +86,7 @@ pub struct TemplateError {
 
 /// The template set: built-ins plus the host's overrides.
 #[derive(Debug, Clone)]
+#[doc(hidden)] // no public API takes it; kept public for the crate's own tests
 pub struct Templates {
     env: Environment<'static>,
 }

@@ -42,9 +42,11 @@ use std::sync::{
 use http::{HeaderName, request::Parts};
 
 pub use super::proof::VerifiedContact;
-use super::{codec::GrantCodec, location::GrantLocation};
+use super::{
+    codec::GrantCodec,
+    location::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE, GrantLocation},
+};
 use crate::{
-    config::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE},
     contact::{Email, Mobile},
     error::{ApiError, ErrorFormat, ErrorShape},
 };

@@ -4,7 +4,10 @@
 
 use http::{HeaderMap, HeaderName, header};
 
-use crate::config::DEFAULT_TOKEN_HEADER;
+/// The grant cookie's name (without the `__Host-` prefix).
+pub const GRANT_COOKIE: &str = "otp_verification";
+/// The default header API clients send the grant in.
+pub const DEFAULT_TOKEN_HEADER: &str = "x-verification-token";
 
 /// The token header and the grant cookie's name.
 ///

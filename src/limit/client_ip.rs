@@ -37,6 +37,7 @@ pub struct ClientAddr(pub SocketAddr);
 /// header is read: a client could send the other one through a proxy that
 /// does not overwrite it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ForwardedHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2` (nginx, HAProxy, most load
     /// balancers). The default.

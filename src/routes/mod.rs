@@ -10,6 +10,7 @@
 //! method.
 
 mod body;
+pub(crate) mod paths;
 mod send;
 pub(crate) mod table;
 mod verify;
@@ -22,8 +23,9 @@ use http_body::Body;
 use http_body_util::Full;
 use tracing::Instrument;
 
+pub(crate) use paths::RoutePaths;
+
 use crate::{
-    config::RoutePaths,
     contact::{Channel, Region},
     engine::Engine,
     error::{ApiError, ErrorFormat},

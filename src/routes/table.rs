@@ -1,8 +1,7 @@
 //! The route table: which path serves which route, prefix applied, each
 //! path with and without its trailing slash.
 
-use super::Route;
-use crate::config::RoutePaths;
+use super::{Route, RoutePaths};
 
 /// The OTP paths, each with and without its trailing slash, prefix applied.
 #[derive(Debug, Clone)]

@@ -9,10 +9,9 @@ use serde_json::{Map, Value, json};
 use super::{RouteContext, body::string_field, contact_field};
 use crate::{
     code,
-    config::GRANT_COOKIE,
     contact::Channel,
     error::{ApiError, json_response},
-    gate::codec,
+    gate::{codec, location::GRANT_COOKIE},
 };
 
 pub(super) async fn serve(

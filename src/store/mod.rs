@@ -185,6 +185,7 @@ pub struct SendLimits {
 
 /// The answer of [`OtpStore::reserve_send`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendReservation {
     /// The send may go ahead; it was counted and the cooldown started.
     Granted,
@@ -202,6 +203,7 @@ pub enum SendReservation {
 
 /// The answer of [`OtpStore::begin_attempt`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Attempt {
     /// No live code: never sent, expired, used or destroyed.
     NoCode,

@@ -422,6 +422,7 @@ pub async fn concurrent_wrong_guesses_bounded(h: Harness) {
             Attempt::Granted { attempts_used, .. } => assert!(granted.insert(attempts_used)),
             Attempt::Exhausted => exhausted += 1,
             Attempt::NoCode => panic!("the code vanished"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(granted, (1..=5).collect());

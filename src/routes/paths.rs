@@ -1,0 +1,30 @@
+//! The paths the routes are served at.
+
+/// The four route paths, relative to [`prefix`](Self::prefix). Each is
+/// served with and without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePaths {
+    /// Prepended to every path, e.g. `/api`. Empty by default.
+    pub prefix: String,
+    /// Send an email code. Default `/send-otp/`.
+    pub send_email: String,
+    /// Verify an email code. Default `/verify-otp/`.
+    pub verify_email: String,
+    /// Send an SMS code. Default `/send-mobile-otp/`.
+    pub send_mobile: String,
+    /// Verify an SMS code. Default `/verify-mobile-otp/`.
+    pub verify_mobile: String,
+}
+
+impl Default for RoutePaths {
+    /// The Django recipe's paths, so its page and JavaScript work unchanged.
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            send_email: "/send-otp/".into(),
+            verify_email: "/verify-otp/".into(),
+            send_mobile: "/send-mobile-otp/".into(),
+            verify_mobile: "/verify-mobile-otp/".into(),
+        }
+    }
+}
