@@ -99,6 +99,40 @@ impl Otp {
     }
 }
 
+/// Test support: grants without the send/verify flow.
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+impl Otp {
+    /// A grant token proving `email` and/or `mobile`, signed exactly as a
+    /// successful verify signs one, for the host's own tests of gated
+    /// handlers (send it in the token header or the grant cookie). `None`
+    /// when both are `None`.
+    ///
+    /// ```
+    /// use tower_otp::{Email, Otp};
+    ///
+    /// let otp = Otp::builder().secret("an example secret, use 32+ random bytes").build().unwrap();
+    /// let email = Email::parse("ada@example.com").unwrap();
+    /// let token = otp.grant_for_tests(Some(&email), None).unwrap();
+    /// assert_eq!(otp.check_grant(&token).unwrap().email(), Some(&email));
+    /// assert!(otp.check_grant("forged").is_none());
+    /// ```
+    pub fn grant_for_tests(
+        &self,
+        email: Option<&crate::Email>,
+        mobile: Option<&crate::Mobile>,
+    ) -> Option<String> {
+        (email.is_some() || mobile.is_some())
+            .then(|| self.engine().grants.issue(email, mobile).token)
+    }
+
+    /// What a grant token proves, checked as the extractors check it
+    /// (signature under any accepted secret, expiry); `None` when invalid.
+    pub fn check_grant(&self, token: &str) -> Option<crate::VerifiedContact> {
+        self.engine().grants.verify(token)
+    }
+}
+
 /// How SMS codes are delivered, as configured.
 #[derive(Debug, Clone)]
 enum SmsChoice {

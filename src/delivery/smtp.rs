@@ -282,7 +282,7 @@ impl SmtpSenderBuilder {
     /// sender.
     pub fn build(self) -> Result<SmtpSender, ConfigError> {
         let from = self.from.parse::<Mailbox>().map_err(|e| {
-            ConfigError::invalid("DEFAULT_FROM_EMAIL", format!("{:?}: {e}", self.from))
+            ConfigError::invalid("SmtpSenderBuilder::from", format!("{:?}: {e}", self.from))
         })?;
         let tls = match self.security {
             SmtpSecurity::Plain => {

@@ -73,7 +73,14 @@ fn smtp(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
         )?;
         sender = sender.credentials(user, password);
     }
-    Ok(builder.email_sender(sender.build()?))
+    let sender = sender.build().map_err(|e| match e {
+        ConfigError::Invalid {
+            name: "SmtpSenderBuilder::from",
+            reason,
+        } => ConfigError::invalid("DEFAULT_FROM_EMAIL", reason),
+        other => other,
+    })?;
+    Ok(builder.email_sender(sender))
 }
 
 #[cfg(not(feature = "smtp"))]

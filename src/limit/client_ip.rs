@@ -70,7 +70,7 @@ impl TrustedProxies {
                     .or_else(|_| IpAddr::from_str(item).map(IpNet::from))
                     .map_err(|_| {
                         ConfigError::invalid(
-                            "OTP_TRUSTED_PROXIES",
+                            "trusted_proxies",
                             format!("{item:?} is not a CIDR or IP address"),
                         )
                     })
