@@ -6,7 +6,9 @@
 //! 1. **Mount**: build an [`Otp`] once and add [`Otp::layer`] to your app.
 //!    The layer serves four JSON routes (`POST /send-otp/`, `/verify-otp/`,
 //!    `/send-mobile-otp/`, `/verify-mobile-otp/`) and passes every other
-//!    request through untouched.
+//!    request through untouched. It must wrap the outermost router; to place
+//!    the routes with axum's routing (`nest("/api", ..)`, `merge`), use
+//!    [`Otp::router`] for the routes and [`Otp::gate_layer`] for the gate.
 //! 2. **Configure**: the [`OtpBuilder`] setters (or [`OtpBuilder::from_env`])
 //!    choose the store, the senders and the limits. The defaults are the
 //!    secure ones in [`OtpConfig::default`].

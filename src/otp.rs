@@ -53,6 +53,8 @@ pub struct Otp {
 struct OtpParts {
     config: OtpConfig,
     layer: Arc<LayerState>,
+    /// The same state with no route: the gate only.
+    gate: Arc<LayerState>,
     dispatch: Arc<Dispatcher>,
 }
 
@@ -66,6 +68,60 @@ impl Otp {
     /// The layer to mount in front of the host's router or service.
     pub fn layer(&self) -> OtpLayer {
         OtpLayer::new(Arc::clone(&self.inner.layer))
+    }
+
+    /// A layer that only gates: it lets the extractors check grants on the
+    /// requests it wraps and serves no OTP route. Use it with
+    /// [`router`](Self::router), which serves the routes where axum's
+    /// routing puts them.
+    pub fn gate_layer(&self) -> OtpLayer {
+        OtpLayer::new(Arc::clone(&self.inner.gate))
+    }
+
+    /// The OTP routes as an axum [`Router`](axum::Router), to `nest` or
+    /// `merge` like any other (the configured prefix, if any, is part of
+    /// the paths; leave it empty when you `nest`). Gated handlers still
+    /// need the grant checker: add [`gate_layer`](Self::gate_layer) (or
+    /// [`layer`](Self::layer)) to the outermost router.
+    ///
+    /// Which to use: [`layer`](Self::layer) on the outermost service is the
+    /// one-line mount and the only one for plain Tower/hyper hosts; it
+    /// matches the configured paths before axum routes anything, so it must
+    /// wrap the outermost router (inside `nest` or `route_layer` it never
+    /// sees the full path, and the routes answer 404). `router()` plus
+    /// `gate_layer()` fits axum's own routing: nesting under `/api`,
+    /// merging, route-specific layers.
+    ///
+    /// ```
+    /// use axum::{Router, routing::get};
+    /// use tower_otp::{Otp, VerifiedEmail};
+    ///
+    /// let otp = Otp::builder().secret("an example secret, use 32+ random bytes").build().unwrap();
+    /// let app: Router = Router::new()
+    ///     .nest("/api", otp.router())   // POST /api/send-otp/, /api/verify-otp/, ...
+    ///     .route("/me", get(|VerifiedEmail(e): VerifiedEmail| async move { e.as_str().to_owned() }))
+    ///     .layer(otp.gate_layer());
+    /// ```
+    #[cfg(feature = "axum")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+    pub fn router<S>(&self) -> axum::Router<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        let mut router = axum::Router::new();
+        for (path, route) in self.inner.layer.table.entries() {
+            let ctx = Arc::clone(&self.inner.layer.ctx);
+            let handler = move |request: axum::extract::Request| {
+                let ctx = Arc::clone(&ctx);
+                async move {
+                    crate::routes::handle(ctx, route, request)
+                        .await
+                        .map(axum::body::Body::new)
+                }
+            };
+            router = router.route(path, axum::routing::any(handler));
+        }
+        router
     }
 
     /// The configuration in force.
@@ -602,12 +658,17 @@ impl OtpBuilder {
         });
         let layer = Arc::new(LayerState {
             table: RouteTable::new(&config.paths),
+            ctx: Arc::clone(&ctx),
+        });
+        let gate = Arc::new(LayerState {
+            table: RouteTable::empty(),
             ctx,
         });
         Ok(Otp {
             inner: Arc::new(OtpParts {
                 config,
                 layer,
+                gate,
                 dispatch,
             }),
         })

@@ -32,6 +32,20 @@ impl RouteTable {
         Self { entries, lengths }
     }
 
+    /// A table that serves no path (the gate-only layer).
+    pub(crate) fn empty() -> Self {
+        Self {
+            entries: Vec::new(),
+            lengths: 0,
+        }
+    }
+
+    /// Every path and its route.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, Route)> {
+        self.entries.iter().map(|(p, r)| (p.as_str(), *r))
+    }
+
     /// The route served at `path`, if any.
     #[inline]
     pub(crate) fn find(&self, path: &str) -> Option<Route> {
