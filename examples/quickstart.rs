@@ -39,7 +39,12 @@ async fn main() {
         )
         .init();
 
-    let otp = match OtpBuilder::from_env().and_then(|b| b.random_secret().build()) {
+    // A name for the messages unless OTP_APP_NAME gives one.
+    let named = |b: OtpBuilder| match std::env::var_os("OTP_APP_NAME") {
+        Some(_) => b,
+        None => b.app_name("tower-otp quickstart"),
+    };
+    let otp = match OtpBuilder::from_env().and_then(|b| named(b).random_secret().build()) {
         Ok(otp) => otp,
         Err(err) => {
             eprintln!("configuration error: {err}");

@@ -189,6 +189,12 @@ impl OtpConfig {
                 return Err(ConfigError::invalid(name, "must be at most one year"));
             }
         }
+        if self.hash_workers == 0 || self.hash_queue == 0 {
+            return Err(ConfigError::invalid(
+                "hash_pool_size",
+                "needs at least one hashing thread and one waiting place",
+            ));
+        }
         if self.max_attempts == 0 {
             return Err(ConfigError::invalid("max_attempts", "must be at least 1"));
         }

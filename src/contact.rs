@@ -31,6 +31,10 @@ pub enum InvalidContact {
     /// Not a deliverable mobile number.
     #[error("not a valid mobile number")]
     Mobile,
+    /// A valid number that cannot receive SMS (fixed line, premium rate,
+    /// shared cost, toll free, voicemail, ...).
+    #[error("this number cannot receive text messages")]
+    CannotReceiveSms,
 }
 
 /// The two verification channels.
@@ -188,8 +192,11 @@ impl Mobile {
             Some(default_region.ok_or(InvalidContact::Mobile)?)
         };
         let number = phonenumber::parse(region, input).map_err(|_| InvalidContact::Mobile)?;
-        if !phonenumber::is_valid(&number) || !can_receive_sms(&number) {
+        if !phonenumber::is_valid(&number) {
             return Err(InvalidContact::Mobile);
+        }
+        if !can_receive_sms(&number) {
+            return Err(InvalidContact::CannotReceiveSms);
         }
         Ok(Self {
             e164: number.format().mode(phonenumber::Mode::E164).to_string(),

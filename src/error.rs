@@ -43,6 +43,9 @@ pub enum ApiError {
     InvalidEmail,
     /// 400: the value cannot be a deliverable mobile number.
     InvalidMobile,
+    /// 400 `invalid_mobile`: a valid number that cannot receive SMS (a
+    /// landline, a premium-rate or shared-cost number); the message says so.
+    CannotReceiveSms,
     /// 400: the code is not exactly the configured number of digits.
     InvalidOtpFormat {
         /// The configured code length.
@@ -115,6 +118,7 @@ impl ApiError {
             | Self::MissingField { .. }
             | Self::InvalidEmail
             | Self::InvalidMobile
+            | Self::CannotReceiveSms
             | Self::InvalidOtpFormat { .. }
             | Self::OtpInvalid { .. }
             | Self::OtpExpired => StatusCode::BAD_REQUEST,
@@ -136,7 +140,7 @@ impl ApiError {
             Self::InvalidJson => "invalid_json",
             Self::MissingField { .. } => "missing_field",
             Self::InvalidEmail => "invalid_email",
-            Self::InvalidMobile => "invalid_mobile",
+            Self::InvalidMobile | Self::CannotReceiveSms => "invalid_mobile",
             Self::InvalidOtpFormat { .. } => "invalid_otp_format",
             Self::OtpInvalid { .. } => "otp_invalid",
             Self::OtpExpired => "otp_expired",
@@ -164,6 +168,9 @@ impl ApiError {
                 "Please enter a valid mobile number in international format, e.g. +14155550123."
                     .into()
             }
+            Self::CannotReceiveSms => "This number cannot receive text messages (for example a \
+                 landline or a premium-rate number). Please enter a mobile number."
+                .into(),
             Self::InvalidOtpFormat { length } => {
                 format!("The code must be exactly {length} digits.")
             }

@@ -611,8 +611,11 @@ impl OtpBuilder {
             config.sms_guard.budget_rule(),
         ];
         let rules = builtin.into_iter().flatten().chain(self.rules).collect();
-        let limiter =
-            Arc::new(Limiter::new(rules, config.max_tracked_ips).with_shared(self.shared_limiter));
+        let limiter = Arc::new(
+            Limiter::new(rules, config.max_tracked_ips)
+                .with_shared(self.shared_limiter)
+                .with_digest_key(keys.current().limit_key()),
+        );
 
         let grants = GrantCodec::new(Arc::clone(&keys), config.grant_ttl);
         let engine = Arc::new(Engine {

@@ -124,6 +124,14 @@ impl KeyEntry {
     }
 }
 
+impl KeyEntry {
+    /// Key of the keyed digest that names a client address in a shared
+    /// limiter store.
+    pub(crate) fn limit_key(&self) -> [u8; 32] {
+        derive(&self.secret, b"tower-otp/v1/limit-key")
+    }
+}
+
 /// HMAC-SHA256(secret, label): one independent key per purpose.
 fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
     use hmac::{Hmac, Mac};

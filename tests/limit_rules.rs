@@ -132,3 +132,56 @@ async fn the_sms_country_budget_holds_across_instances_sharing_redis() {
     // Another country is untouched.
     a.send_mobile("+14155550123").await.assert_success();
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn shared_limit_keys_never_hold_a_raw_client_address() {
+    use common::redis_server::{random_prefix, shared_redis};
+    use tower_otp::{limit::shared::SharedRateLimiter, store::RedisStore};
+
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let prefix = random_prefix();
+    let store = Arc::new(
+        RedisStore::builder(url.clone())
+            .prefix(prefix.clone())
+            .build()
+            .unwrap(),
+    );
+    let outbox = MemoryOutbox::new();
+    let limiter: Arc<dyn SharedRateLimiter> = store.clone();
+    let app = TestApp::with(
+        app::builder(&outbox)
+            .shared_store(store.clone())
+            .shared_limits(limiter),
+        outbox,
+    );
+    let mut request = Request::post("/send-otp/")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"email": "ada@example.com"}).to_string()))
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(ClientAddr("198.51.100.77:4000".parse().unwrap()));
+    let answer = app.request(request).await;
+    answer.assert_success();
+    assert!(
+        answer.header("ratelimit").contains("r=9"),
+        "{:?}",
+        answer.headers
+    );
+
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.iter().any(|k| k.contains("otp-send")), "{keys:?}");
+    for key in &keys {
+        assert!(!key.contains("198.51.100.77"), "raw address in {key}");
+        assert!(!key.contains("ada"), "raw contact in {key}");
+    }
+}

@@ -136,6 +136,9 @@ pub(crate) struct Limiter {
     started: std::time::Instant,
     clock: DefaultClock,
     shared: Option<Arc<dyn SharedRateLimiter>>,
+    /// Keys the digest that names a client address in the shared store,
+    /// so that a leaked store reveals no address.
+    digest_key: zeroize::Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -192,7 +195,15 @@ impl Limiter {
             started: std::time::Instant::now(),
             clock: DefaultClock::default(),
             shared: None,
+            digest_key: zeroize::Zeroizing::new([0; 32]),
         }
+    }
+
+    /// Client addresses are named in the shared store by a digest keyed
+    /// with `key` (derived from the server secret).
+    pub(crate) fn with_digest_key(mut self, key: [u8; 32]) -> Self {
+        self.digest_key = zeroize::Zeroizing::new(key);
+        self
     }
 
     /// Keeps every rule's counts in a store shared by every instance; the
@@ -299,7 +310,12 @@ impl Limiter {
     /// One request against one rule, in the shared store when there is one.
     async fn check_rule(&self, active: &ActiveRule, key: &LimitKey) -> Decision {
         if let Some(shared) = &self.shared {
-            let shared_key = format!("{}:{key}", active.rule.name);
+            let shared_key = match key {
+                LimitKey::Ip(ip) => {
+                    format!("{}:{}", active.rule.name, ip_digest(&self.digest_key, *ip))
+                }
+                _ => format!("{}:{key}", active.rule.name),
+            };
             match shared
                 .check(&shared_key, active.rule.quota.get(), active.rule.period)
                 .await
@@ -393,6 +409,18 @@ impl Limiter {
 fn remaining(name: &str, left: u32, reset_secs: u64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{name}\";r={left};t={reset_secs}"))
         .unwrap_or_else(|_| HeaderValue::from_static("\"otp\""))
+}
+
+/// A keyed digest of a client address (HMAC-SHA256, 128 bits in hex).
+fn ip_digest(key: &[u8; 32], ip: IpAddr) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+    match ip {
+        IpAddr::V4(v4) => mac.update(&v4.octets()),
+        IpAddr::V6(v6) => mac.update(&v6.octets()),
+    }
+    let tag = mac.finalize().into_bytes();
+    crate::contact::hex(&tag[..16])
 }
 
 /// IPv4 addresses as they are; IPv6 addresses by their /64 prefix.

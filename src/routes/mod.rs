@@ -222,6 +222,7 @@ fn contact_field(
     }
     .map_err(|e| match e {
         InvalidContact::Email => ApiError::InvalidEmail,
-        InvalidContact::Mobile => ApiError::InvalidMobile,
+        InvalidContact::CannotReceiveSms => ApiError::CannotReceiveSms,
+        _ => ApiError::InvalidMobile,
     })
 }
