@@ -13,6 +13,9 @@
 //!   `/verify-mobile-otp/`: served by the `tower-otp` layer.
 //! - `POST /register`: runs only once both the email and the mobile number
 //!   are verified; answers `{"status":"success","email":…,"mobile":…}`.
+//! - `GET /ready`: the readiness probe: 200 `{"status":"ready"}` when the
+//!   store and the senders answer, else 503 with the names of those that
+//!   failed (the reasons go to the log only).
 //!
 //! Every environment variable of DESIGN.md / the README is honoured through
 //! `OtpBuilder::from_env` (e.g. `REDIS_OTP_URL` for Redis, `EMAIL_SERVER=SMTP`
@@ -22,11 +25,13 @@ use std::net::SocketAddr;
 
 use axum::{
     Json, Router,
+    extract::State,
+    http::StatusCode,
     response::Html,
     routing::{get, post},
 };
 use serde_json::{Value, json};
-use tower_otp::{OtpBuilder, VerifiedEmail, VerifiedMobile};
+use tower_otp::{Otp, OtpBuilder, VerifiedEmail, VerifiedMobile};
 
 const PAGE: &str = include_str!("assets/register.html");
 
@@ -55,6 +60,8 @@ async fn main() {
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/register", post(register))
+        .route("/ready", get(ready))
+        .with_state(otp.clone())
         .layer(otp.layer());
 
     let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
@@ -86,4 +93,22 @@ async fn register(
         "email": email.as_str(),
         "mobile": mobile.as_str(),
     }))
+}
+
+/// The readiness probe: which dependency failed, never why (that is logged).
+async fn ready(State(otp): State<Otp>) -> (StatusCode, Json<Value>) {
+    let readiness = otp.readiness().await;
+    if readiness.is_ready() {
+        return (StatusCode::OK, Json(json!({"status": "ready"})));
+    }
+    for (name, check) in readiness.checks() {
+        if let tower_otp::readiness::Check::Failed(reason) = check {
+            tracing::error!(dependency = name, reason = %reason, "readiness check failed");
+        }
+    }
+    let failed: Vec<&str> = readiness.failed().collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "unavailable", "failed": failed})),
+    )
 }

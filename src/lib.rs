@@ -131,6 +131,7 @@
 pub mod config;
 pub mod env;
 mod otp;
+pub mod readiness;
 // HTTP: the layer and its routes.
 pub mod middleware;
 mod routes;

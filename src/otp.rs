@@ -124,6 +124,54 @@ impl Otp {
         router
     }
 
+    /// Checks every configured dependency at once, each within
+    /// [`READINESS_DEADLINE`](crate::readiness::READINESS_DEADLINE): the
+    /// store, the email sender and the SMS sender or verifier. For a
+    /// readiness probe: answer 503 unless [`Readiness::is_ready`], and log
+    /// the reasons (they may hold a server's error text; do not send them
+    /// to clients).
+    ///
+    /// ```
+    /// use tower_otp::Otp;
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let otp = Otp::builder().secret("an example secret, use 32+ random bytes").build().unwrap();
+    /// let readiness = otp.readiness().await;
+    /// assert!(readiness.is_ready(), "{readiness}"); // memory store, console senders
+    /// # });
+    /// ```
+    pub async fn readiness(&self) -> crate::readiness::Readiness {
+        use crate::readiness::{READINESS_DEADLINE, Readiness, within};
+        let engine = self.engine();
+        // Three tasks, so the checks run at once: the probe waits for the
+        // slowest, not for the sum.
+        let store = Arc::clone(&engine.store);
+        let store = tokio::spawn(within(READINESS_DEADLINE, async move {
+            let probe = StoreKey::new("readiness-probe");
+            store.begin_attempt(&probe, 1).await.map(drop)
+        }));
+        let dispatch = Arc::clone(&engine.dispatch);
+        let email = tokio::spawn(within(READINESS_DEADLINE, async move {
+            dispatch.email_ready().await
+        }));
+        let dispatch = Arc::clone(&engine.dispatch);
+        let verifier = engine.owners.mobile_provider_ref();
+        let sms = tokio::spawn(within(READINESS_DEADLINE, async move {
+            match verifier {
+                Some(verifier) => verifier.ready().await,
+                None => dispatch.sms_ready().await,
+            }
+        }));
+        let joined = |r: Result<crate::readiness::Check, tokio::task::JoinError>| {
+            r.unwrap_or_else(|e| crate::readiness::Check::Failed(e.to_string()))
+        };
+        Readiness {
+            store: joined(store.await),
+            email: joined(email.await),
+            sms: joined(sms.await),
+        }
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &OtpConfig {
         &self.inner.config

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 /// Layer of each top-level module: higher numbers are higher layers.
 fn layer_of(module: &str) -> Option<(u8, &'static str)> {
     Some(match module {
-        "lib" | "otp" | "config" | "env" => (4, "composition"),
+        "lib" | "otp" | "config" | "env" | "readiness" => (4, "composition"),
         "middleware" | "routes" => (3, "HTTP"),
         "engine" | "gate" | "extract" => (2, "domain"),
         "limit" | "store" | "delivery" | "notify" | "template" | "policy" | "audit"

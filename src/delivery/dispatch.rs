@@ -92,6 +92,20 @@ impl Dispatcher {
         self.retry.run(|| self.email.send_email(message)).await
     }
 
+    /// The email sender's readiness check.
+    pub(crate) async fn email_ready(&self) -> Result<(), DeliveryError> {
+        self.email.ready().await
+    }
+
+    /// The SMS sender's readiness check (ready when there is none: a
+    /// provider then owns SMS codes and is checked itself).
+    pub(crate) async fn sms_ready(&self) -> Result<(), DeliveryError> {
+        match &self.sms {
+            Some(sender) => sender.ready().await,
+            None => Ok(()),
+        }
+    }
+
     /// Whether plain SMS can be sent (not with a verifier-only provider).
     pub(crate) fn can_send_sms(&self) -> bool {
         self.sms.is_some()

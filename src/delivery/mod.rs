@@ -164,6 +164,15 @@ impl fmt::Debug for SmsMessage {
 pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
     /// Sends one message, once (retries are the caller's, see [`RetryPolicy`]).
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError>;
+
+    /// A cheap check that the sender can reach its server, for readiness
+    /// probes ([`Otp::readiness`](crate::Otp::readiness)); sends nothing.
+    /// The default answers ready: right for senders with no server (the
+    /// console, [`MemoryOutbox`]). SMTP opens a connection and sends
+    /// `NOOP`; SendGrid reads the key's scopes.
+    async fn ready(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
 }
 
 /// Sends SMS text messages.
@@ -171,6 +180,13 @@ pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
 pub trait SmsSender: Send + Sync + fmt::Debug + 'static {
     /// Sends one message, once (retries are the caller's, see [`RetryPolicy`]).
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError>;
+
+    /// A cheap check that the sender can reach its provider, for readiness
+    /// probes; sends nothing. The default answers ready (the console,
+    /// [`MemoryOutbox`]); Twilio Messaging reads the account.
+    async fn ready(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
 }
 
 /// The result of a provider-side code check ([`SmsVerifier::check`]).
@@ -194,6 +210,13 @@ pub trait SmsVerifier: Send + Sync + fmt::Debug + 'static {
     async fn start(&self, to: &Mobile) -> Result<(), DeliveryError>;
     /// Asks the provider whether `code` is right for `to`.
     async fn check(&self, to: &Mobile, code: &str) -> Result<ProviderCheck, DeliveryError>;
+
+    /// A cheap check that the provider is reachable and the credentials
+    /// work, for readiness probes; sends nothing. The default answers
+    /// ready; Twilio Verify reads the Verify Service.
+    async fn ready(&self) -> Result<(), DeliveryError> {
+        Ok(())
+    }
 }
 
 /// A delivery failure. Opaque; keeps its source for the logs, never for

@@ -389,6 +389,20 @@ fn is_bad_tls_peer(error: &lettre::transport::smtp::Error) -> bool {
 
 #[async_trait]
 impl EmailSender for SmtpSender {
+    async fn ready(&self) -> Result<(), DeliveryError> {
+        match tokio::time::timeout(self.settings.timeout, self.transport().test_connection()).await
+        {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(DeliveryError::transient(
+                "the SMTP server did not answer NOOP",
+            )),
+            Ok(Err(error)) => Err(classify(error)),
+            Err(_) => Err(DeliveryError::transient(
+                "the SMTP server did not answer in time",
+            )),
+        }
+    }
+
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         let email = self.message(message)?;
         match tokio::time::timeout(self.settings.timeout, self.transport().send(email)).await {

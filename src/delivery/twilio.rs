@@ -129,6 +129,30 @@ impl Account {
     }
 }
 
+impl Account {
+    /// `GET url` with the account's credentials: ready when it answers 2xx.
+    async fn ready(&self, url: String) -> Result<(), DeliveryError> {
+        let response = self
+            .client
+            .get(url)
+            .basic_auth(&self.sid, Some(self.token.expose()))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(http::transport_failure)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(http::status_failure(ProviderError::new(
+            "Twilio",
+            status.as_u16(),
+            &body,
+        )))
+    }
+}
+
 /// The usual reading of a Twilio error (see the module table).
 fn failure(status: u16, code: Option<u32>, body: &str) -> DeliveryError {
     let error = ProviderError::new("Twilio", status, body);
@@ -218,6 +242,13 @@ impl SmsVerifier for TwilioVerify {
             Err((status, code, body)) => Err(failure(status, code, &body)),
         }
     }
+
+    /// `GET /v2/Services/{ServiceSid}`: the service exists and the
+    /// credentials work.
+    async fn ready(&self) -> Result<(), DeliveryError> {
+        let url = format!("{}/v2/Services/{}", self.base_url, self.service_sid);
+        self.account.ready(url).await
+    }
 }
 
 /// Who a message is sent from: a number, or a Messaging Service.
@@ -298,5 +329,14 @@ impl SmsSender for TwilioMessaging {
             Ok(_) => Ok(()),
             Err((status, code, body)) => Err(failure(status, code, &body)),
         }
+    }
+
+    /// `GET /2010-04-01/Accounts/{AccountSid}.json`: the account answers.
+    async fn ready(&self) -> Result<(), DeliveryError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}.json",
+            self.base_url, self.account.sid
+        );
+        self.account.ready(url).await
     }
 }

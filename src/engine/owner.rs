@@ -34,6 +34,11 @@ impl CodeOwners {
         }
     }
 
+    /// The provider that owns SMS codes, if any.
+    pub(crate) fn mobile_provider_ref(&self) -> Option<Arc<dyn SmsVerifier>> {
+        self.mobile.clone()
+    }
+
     /// Who owns `contact`'s code.
     pub(crate) fn of<'a>(&'a self, contact: &'a Contact) -> Owner<'a> {
         match (contact, &self.mobile) {
