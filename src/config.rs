@@ -35,6 +35,8 @@ pub const DEFAULT_SEND_QUOTA_WINDOW: Duration = Duration::from_secs(600);
 pub const DEFAULT_GRANT_TTL: Duration = Duration::from_secs(1800);
 /// Default request body limit: 4 KiB, far above any legitimate body.
 pub const DEFAULT_BODY_LIMIT: usize = 4096;
+/// Default time a request body may take to arrive after the request head.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default waiting hashes per hashing thread before `overloaded` answers.
 pub const DEFAULT_HASH_QUEUE_PER_WORKER: usize = 32;
 
@@ -59,6 +61,10 @@ pub struct OtpConfig {
     pub grant_ttl: Duration,
     /// Largest accepted request body in bytes. Default [`DEFAULT_BODY_LIMIT`].
     pub body_limit: usize,
+    /// Time the body may take to arrive, counted from the end of the
+    /// request head; then 408 `request_timeout`. Default
+    /// [`DEFAULT_BODY_TIMEOUT`].
+    pub body_timeout: Duration,
     /// Whether the grant cookie carries `Secure`. Default `true`.
     pub cookie_secure: bool,
     /// The header API clients send the grant in. Default
@@ -126,6 +132,9 @@ impl Default for OtpConfig {
             grant_ttl: DEFAULT_GRANT_TTL,
             // The largest legitimate body is well under 400 bytes.
             body_limit: DEFAULT_BODY_LIMIT,
+            // A slow-loris body must not hold a connection and a task for
+            // long; a real client sends 100 bytes in well under a second.
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             // Grants are bearer credentials: never over plain HTTP by default.
             cookie_secure: true,
             token_header: HeaderName::from_static(DEFAULT_TOKEN_HEADER),
@@ -171,6 +180,7 @@ impl OtpConfig {
             ("code_ttl", self.code_ttl),
             ("send_quota_window", self.send_quota_window),
             ("grant_ttl", self.grant_ttl),
+            ("body_timeout", self.body_timeout),
         ];
         for (name, value) in positive {
             if value < Duration::from_secs(1) {

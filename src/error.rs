@@ -62,6 +62,8 @@ pub enum ApiError {
     VerificationRequired,
     /// 405: not POST on an OTP path.
     MethodNotAllowed,
+    /// 408: the body did not arrive within the configured deadline.
+    RequestTimeout,
     /// 413: the body is above the configured limit.
     PayloadTooLarge {
         /// The limit in bytes.
@@ -124,6 +126,7 @@ impl ApiError {
             | Self::OtpExpired => StatusCode::BAD_REQUEST,
             Self::VerificationRequired => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::AttemptsExceeded | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -146,6 +149,7 @@ impl ApiError {
             Self::OtpExpired => "otp_expired",
             Self::VerificationRequired => "verification_required",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::AttemptsExceeded => "attempts_exceeded",
@@ -182,6 +186,7 @@ impl ApiError {
             }
             Self::VerificationRequired => "Please verify your contact details first.".into(),
             Self::MethodNotAllowed => "Only POST is allowed on this path.".into(),
+            Self::RequestTimeout => "The request body took too long to arrive.".into(),
             Self::PayloadTooLarge { limit } => {
                 format!("The request body is larger than {limit} bytes.")
             }

@@ -172,6 +172,27 @@ impl Otp {
         }
     }
 
+    /// A `Set-Cookie` value that removes the grant cookie, for the host's
+    /// response when a grant has done its job (sign-out, the account was
+    /// created). API clients holding the token in the header simply drop
+    /// it. The grant itself stays valid until it expires.
+    ///
+    /// ```
+    /// use axum::{Json, extract::State, http::header::SET_COOKIE, response::IntoResponse};
+    /// use tower_otp::{Otp, VerifiedEmail};
+    ///
+    /// async fn register(
+    ///     State(otp): State<Otp>,
+    ///     VerifiedEmail(email): VerifiedEmail,
+    /// ) -> impl IntoResponse {
+    ///     // ... create the account ...
+    ///     ([(SET_COOKIE, otp.clear_grant_cookie())], Json(serde_json::json!({"email": email.as_str()})))
+    /// }
+    /// ```
+    pub fn clear_grant_cookie(&self) -> http::HeaderValue {
+        crate::gate::codec::clear_cookie(GRANT_COOKIE, self.inner.config.cookie_secure)
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &OtpConfig {
         &self.inner.config
@@ -386,6 +407,13 @@ impl OtpBuilder {
     /// Largest accepted request body in bytes. Default 4096.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.config.body_limit = bytes;
+        self
+    }
+
+    /// Time a request body may take to arrive, counted from the end of the
+    /// request head; a slower body gets 408 `request_timeout`. Default 10 s.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.config.body_timeout = timeout;
         self
     }
 
@@ -700,6 +728,7 @@ impl OtpBuilder {
             checker,
             http: HttpSettings {
                 body_limit: config.body_limit,
+                body_timeout: config.body_timeout,
                 trusted_proxies: config.trusted_proxies.clone(),
                 default_region: config.default_region,
                 grant_ttl: config.grant_ttl,

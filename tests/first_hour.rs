@@ -54,3 +54,66 @@ fn an_empty_hashing_pool_is_refused() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn the_host_can_clear_the_grant_cookie() {
+    let app = TestApp::new();
+    let value = app.otp.clear_grant_cookie();
+    let value = value.to_str().unwrap();
+    assert!(value.starts_with("otp_verification=;"), "{value}");
+    for attribute in ["Max-Age=0", "Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(value.contains(attribute), "{value}");
+    }
+    let outbox = MemoryOutbox::new();
+    let insecure = app::builder(&outbox).insecure_cookie().build().unwrap();
+    assert!(
+        !insecure
+            .clear_grant_cookie()
+            .to_str()
+            .unwrap()
+            .contains("Secure")
+    );
+}
+
+/// A body trickled byte by byte never completes within the deadline: 408
+/// `request_timeout`, answered while the client is still sending.
+#[tokio::test]
+async fn a_trickled_body_gets_408_within_the_deadline() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let base =
+        app::serve(app::builder(&MemoryOutbox::new()).body_timeout(Duration::from_secs(1))).await;
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /send-otp/ HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                content-length: 200\r\n\r\n{\"email\":";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        // One byte every 100 ms: the body would take 20 s.
+        for _ in 0..200 {
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("request_timeout") {
+        let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+            .await
+            .expect("an answer before the body is complete")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    trickle.abort();
+}

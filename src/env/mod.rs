@@ -20,6 +20,7 @@
 //! | `OTP_SEND_QUOTA` | `send_quota` | sends per contact per window | 5 |
 //! | `OTP_SEND_QUOTA_WINDOW_SECONDS` | `send_quota` (window) | seconds | 600 |
 //! | `OTP_GRANT_TTL_SECONDS` | `grant_ttl` | seconds | 1800 |
+//! | `OTP_BODY_TIMEOUT_SECONDS` | `body_timeout` | seconds for the body to arrive | 10 |
 //! | `OTP_COOKIE_SECURE` | `insecure_cookie` | boolean: `Secure` on the grant cookie | true |
 //! | `OTP_ERROR_FORMAT` | `error_format` | `contract` or `problem` (RFC 9457) | `contract` |
 //! | `OTP_IP_SEND_PER_MINUTE` | `ip_limits` (sends) | per client IP per minute, 0 = off | 10 |
@@ -251,6 +252,14 @@ static VARIABLES: &[EnvVar] = &[
         "seconds",
         "1800",
         |b, v, _| { Ok(b.grant_ttl(seconds("OTP_GRANT_TTL_SECONDS", v)?)) }
+    ),
+    var!(
+        "OTP_BODY_TIMEOUT_SECONDS",
+        "body_timeout",
+        "body_timeout",
+        "seconds",
+        "10",
+        |b, v, _| Ok(b.body_timeout(seconds("OTP_BODY_TIMEOUT_SECONDS", v)?))
     ),
     var!(
         "OTP_COOKIE_SECURE",

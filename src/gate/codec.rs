@@ -135,6 +135,13 @@ pub(crate) struct VerifiedToken {
     pub(crate) contact: VerifiedContact,
 }
 
+/// The `Set-Cookie` value that removes the grant cookie from the browser.
+pub(crate) fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let value = format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}");
+    HeaderValue::from_str(&value).expect("cookie name is header-safe")
+}
+
 /// The `Set-Cookie` value carrying a grant.
 pub(crate) fn set_cookie(name: &str, token: &str, max_age: Duration, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };

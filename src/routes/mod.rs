@@ -123,6 +123,7 @@ impl Route {
 #[derive(Debug, Clone)]
 pub(crate) struct HttpSettings {
     pub(crate) body_limit: usize,
+    pub(crate) body_timeout: std::time::Duration,
     pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) default_region: Option<Region>,
     pub(crate) grant_ttl: std::time::Duration,
@@ -151,6 +152,9 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    // The body deadline counts from here: the server calls the service once
+    // the request head is read.
+    let deadline = tokio::time::Instant::now() + ctx.http.body_timeout;
     let shape = ctx.http.error_format.shape_for(request.headers());
     let spec = route.action.spec();
     if request.method() != spec.method {
@@ -185,7 +189,11 @@ where
         let (parts, body) = request.into_parts();
         let served = match spec.body {
             BodyKind::JsonObject => {
-                match body::read_json_object(&parts.headers, body, ctx.http.body_limit).await {
+                let read = body::read_json_object(&parts.headers, body, ctx.http.body_limit);
+                let read = tokio::time::timeout_at(deadline, read)
+                    .await
+                    .unwrap_or(Err(ApiError::RequestTimeout));
+                match read {
                     Ok(object) => match route.action {
                         Action::Send => send::serve(&ctx, route.channel, &object).await,
                         Action::Verify => verify::serve(&ctx, route.channel, &parts, &object).await,
