@@ -648,6 +648,17 @@ impl OtpBuilder {
                 "tower-otp test mode is ON: listed test contacts verify with a fixed code"
             );
         }
+        if self.config.enumeration_safe && matches!(self.sms, Some(SmsChoice::Verifier(_))) {
+            // A refused number's decoy is checked locally (milliseconds, and
+            // only it can answer `overloaded`) while an accepted number's code
+            // is checked by the provider (a round trip): the difference
+            // would tell them apart.
+            return Err(ConfigError::invalid(
+                "enumeration_safe",
+                "cannot hide refusals while a provider checks SMS codes (`sms_verifier`): \
+                 send our own codes with `sms_sender`, or turn enumeration-safe mode off",
+            ));
+        }
         let keys = Arc::new(KeyRing::new(&secret, &self.old_secrets));
         let config = self.config;
         let hasher = HashPool::with_keys(
