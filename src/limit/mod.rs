@@ -160,7 +160,14 @@ impl EdgeLimiter {
         .expect("policy header is ASCII");
         if let Some(shared) = &self.shared {
             let shared_key = format!("{}:{key}", limiter.name);
-            match shared.check(&shared_key, limiter.per_minute).await {
+            match shared
+                .check(
+                    &shared_key,
+                    limiter.per_minute,
+                    std::time::Duration::from_secs(60),
+                )
+                .await
+            {
                 Ok(d) if d.allowed => {
                     return Ok(Some([
                         (RATELIMIT_POLICY, policy),

@@ -27,10 +27,16 @@ pub struct GcraDecision {
     pub reset: Duration,
 }
 
-/// A rate limiter shared by every instance (GCRA: `per_minute` requests a
-/// minute, with a burst of `per_minute`).
+/// A rate limiter shared by every instance (GCRA: `quota` requests per
+/// `period`, with a burst of `quota`).
 #[async_trait]
 pub trait SharedRateLimiter: Send + Sync + fmt::Debug + 'static {
-    /// Checks and counts one request for `key` (e.g. `otp-send:198.51.100.7`).
-    async fn check(&self, key: &str, per_minute: u32) -> Result<GcraDecision, StoreError>;
+    /// Checks and counts one request for `key` (e.g. `otp-send:198.51.100.7`)
+    /// against `quota` requests per `period`.
+    async fn check(
+        &self,
+        key: &str,
+        quota: u32,
+        period: Duration,
+    ) -> Result<GcraDecision, StoreError>;
 }
