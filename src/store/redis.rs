@@ -24,15 +24,43 @@
 //! The prefix defaults to [`DEFAULT_PREFIX`] (`otp:`); use one per
 //! application (or per environment) that shares a Redis.
 //!
+//! # Connections: one round trip per operation
+//!
+//! The store keeps its own pool (deadpool) of redis-rs **multiplexed**
+//! connections (on a cluster: cluster connections, which follow
+//! redirections and slot moves themselves). A connection that answered in
+//! the last 5 s is handed out as is, so a store operation is one `EVALSHA`
+//! round trip; an idler one is checked with one `PING` first.
+//! (deadpool-redis's own pool sends `UNWATCH` + `PING` before every use,
+//! which doubles the cost; it is still accepted through
+//! [`RedisStore::from_pool`].) The most recently used connection is handed
+//! out first, so light traffic keeps one connection warm.
+//!
 //! # Failures and timeouts
 //!
 //! Every operation (waiting for a pooled connection, connecting, the
 //! command itself) is bounded by one timeout, [`DEFAULT_TIMEOUT`] unless set.
 //! A Redis that is down, unreachable or too slow gives
 //! [`StoreError::unavailable`], which the routes answer with 503
-//! `store_unavailable`: the store fails closed and no check is skipped. The
-//! pool drops broken connections and opens new ones, so when Redis comes
-//! back the next request succeeds without restarting the app.
+//! `store_unavailable`: the store fails closed and no check is skipped.
+//! A connection that broke or did not answer in time never goes back to
+//! the pool; one that broke (say Redis restarted) is replaced and the
+//! operation sent once more on another connection, within the same
+//! timeout. (Had the first copy reached Redis before the connection broke,
+//! a send or an attempt may then count twice: the error is on the safe
+//! side.) So when Redis comes back, the next request succeeds without
+//! restarting the app.
+//!
+//! # TLS
+//!
+//! With the `redis-tls` feature, `rediss://` URLs connect over TLS
+//! (rustls), trusting the system's roots, or a CA of your own given with
+//! [`RedisStoreBuilder::tls_root_certificate`]; a Redis that authenticates
+//! clients by certificate gets one from
+//! [`RedisStoreBuilder::tls_client_certificate`]. rustls's `ring` provider
+//! is enabled; if your build also enables `aws-lc-rs`, install one as the
+//! process default (`CryptoProvider::install_default`) before the first
+//! connection.
 //!
 //! # Single node and cluster
 //!
@@ -61,9 +89,13 @@
 //! # }
 //! ```
 //!
-//! A host that already has a deadpool-redis pool passes it in with
-//! [`RedisStore::new`] or [`RedisStore::from_cluster_pool`] (or the
-//! matching `builder_from_*` to set a prefix and timeout).
+//! The constructors above take URLs and plain settings only, so this
+//! crate's users do not depend on the versions of the Redis client or pool
+//! crates it uses. As an escape hatch, a host that already has a
+//! deadpool-redis pool passes it in with [`RedisStore::from_pool`] or
+//! [`RedisStore::from_cluster_pool`] (or the matching `builder_from_*` to
+//! set a prefix and timeout); that ties the host to this crate's
+//! deadpool-redis version, and costs two round trips per operation.
 //!
 //! From the environment, `REDIS_OTP_URL` selects this store in
 //! [`OtpBuilder::from_env`](crate::OtpBuilder::from_env): one URL for a
