@@ -1,9 +1,24 @@
 //! Store latency: `put_code` and `begin_attempt` on `MemoryStore` and on
-//! `RedisStore` (the Redis at `REDIS_URL`, default `redis://127.0.0.1:6379`,
-//! under a random key prefix that is deleted afterwards). The Redis part is
-//! skipped with a note when Redis is unreachable.
+//! `RedisStore`, next to a raw `EVALSHA` of the same script on a bare
+//! redis-rs multiplexed connection in the same runtime (the floor: one
+//! round trip).
 //!
-//! `cargo bench --bench store -- --warm-up-time 1 --measurement-time 3`
+//! - single node: the Redis at `REDIS_URL` (default `redis://127.0.0.1:6379`);
+//! - cluster: the seed nodes in `REDIS_CLUSTER_URLS` (comma-separated), if set.
+//!
+//! Each Redis group runs twice: on a multi-thread runtime with one worker
+//! (`store/redis`, `store/cluster`) and on a current-thread runtime
+//! (`store/redis-1t`, `store/cluster-1t`), which is how
+//! `redis-benchmark -c 1` runs and so the fair floor to compare with. The
+//! single-node groups also run the store on a deadpool-redis pool
+//! (`*-deadpool-redis`: `RedisStore::from_pool`, the store's pool before
+//! this crate kept its own), which checks each connection with `UNWATCH` +
+//! `PING` before every operation.
+//!
+//! Keys go under a random prefix and are deleted afterwards. The Redis parts
+//! are skipped with a note when Redis is unreachable.
+//!
+//! `cargo bench --all-features --bench store -- --warm-up-time 1 --measurement-time 3`
 
 use std::{sync::Arc, time::Duration};
 
@@ -48,44 +63,146 @@ fn bench_store(c: &mut Criterion, rt: &Runtime, name: &str, store: Arc<dyn OtpSt
 }
 
 #[cfg(feature = "redis")]
-fn redis_store(rt: &Runtime) -> Option<Arc<dyn OtpStore>> {
+mod redis_part {
+    use super::*;
+    use redis::{Script, aio::ConnectionLike};
     use tower_otp::store::RedisStore;
-    let url = std::env::var("REDIS_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-    let prefix = format!("otp-bench:{:016x}:", rand::rng().random::<u64>());
-    let store = RedisStore::builder(&url)
-        .prefix(prefix)
-        .build()
-        .expect("redis store");
-    match rt.block_on(store.ping()) {
-        Ok(()) => Some(Arc::new(store)),
-        Err(e) => {
+
+    /// `put_code`'s script, as the store sends it.
+    const PUT_CODE: &str = include_str!("../src/store/lua/put_code.lua");
+
+    fn prefix() -> String {
+        format!("otp-bench:{:016x}:", rand::rng().random::<u64>())
+    }
+
+    /// The floor: `EVALSHA` of `put_code`'s script, same arguments, on a bare
+    /// connection (`conn`), one caller at a time.
+    fn bench_raw<C: ConnectionLike + Clone + Send + 'static>(
+        c: &mut Criterion,
+        rt: &Runtime,
+        name: &str,
+        conn: C,
+        key: String,
+    ) {
+        let script = Script::new(PUT_CODE);
+        let rec = record().to_bytes();
+        let mut group = c.benchmark_group(format!("store/{name}"));
+        group.bench_function("raw_evalsha_put_code", |b| {
+            b.to_async(rt).iter(|| {
+                let mut conn = conn.clone();
+                let (script, key, rec) = (&script, &key, &rec);
+                async move {
+                    let _: i64 = script
+                        .key(key)
+                        .arg(&rec[..])
+                        .arg(300_000)
+                        .invoke_async(&mut conn)
+                        .await
+                        .unwrap();
+                }
+            });
+        });
+        group.finish();
+        rt.block_on(async {
+            let mut conn = conn.clone();
+            let _: () = redis::cmd("DEL")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        });
+    }
+
+    pub(super) fn single(c: &mut Criterion, rt: &Runtime, label: &str) {
+        let url = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
+        let store = RedisStore::builder(&url)
+            .prefix(prefix())
+            .build()
+            .expect("redis store");
+        if let Err(e) = rt.block_on(store.ping()) {
             eprintln!(
                 "NOTE: skipping the RedisStore benchmarks: Redis at {url} is unreachable ({e})"
             );
-            None
+            return;
         }
+        let conn = rt
+            .block_on(
+                redis::Client::open(url.as_str())
+                    .unwrap()
+                    .get_multiplexed_async_connection(),
+            )
+            .expect("raw connection");
+        bench_raw(c, rt, label, conn, format!("{}{{raw}}:code", prefix()));
+        bench_store(c, rt, label, Arc::new(store));
+        // The same store on a deadpool-redis pool (the `from_pool` escape
+        // hatch, and what the store used before): `UNWATCH` + `PING` on
+        // every checkout.
+        let pool = deadpool_redis::Config::from_url(url)
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .expect("deadpool-redis pool");
+        let store = RedisStore::builder_from_pool(pool)
+            .prefix(prefix())
+            .build()
+            .expect("redis store on a deadpool-redis pool");
+        bench_store(c, rt, &format!("{label}-deadpool-redis"), Arc::new(store));
+    }
+
+    pub(super) fn cluster(c: &mut Criterion, rt: &Runtime, label: &str) {
+        let Some(urls) = std::env::var("REDIS_CLUSTER_URLS")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        else {
+            eprintln!("NOTE: skipping the Redis Cluster benchmarks: REDIS_CLUSTER_URLS is not set");
+            return;
+        };
+        let urls: Vec<String> = urls.split(',').map(|u| u.trim().to_owned()).collect();
+        let store = RedisStore::cluster_builder(urls.clone())
+            .prefix(prefix())
+            .build()
+            .expect("redis cluster store");
+        if let Err(e) = rt.block_on(store.ping()) {
+            eprintln!("NOTE: skipping the Redis Cluster benchmarks: unreachable ({e})");
+            return;
+        }
+        let conn = rt
+            .block_on(
+                redis::cluster::ClusterClient::new(urls)
+                    .unwrap()
+                    .get_async_connection(),
+            )
+            .expect("raw cluster connection");
+        bench_raw(c, rt, label, conn, format!("{}{{raw}}:code", prefix()));
+        bench_store(c, rt, label, Arc::new(store));
     }
 }
 
-#[cfg(not(feature = "redis"))]
-fn redis_store(_rt: &Runtime) -> Option<Arc<dyn OtpStore>> {
-    eprintln!("NOTE: skipping the RedisStore benchmarks: built without the `redis` feature");
-    None
-}
-
 fn benches(c: &mut Criterion) {
+    // As a server runs: the caller and the connection's task may be on
+    // different threads (here: criterion's thread and the one worker).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
+    // One thread, like `redis-benchmark -c 1`: the round trip without the
+    // hand-offs between threads (the `-1t` groups).
+    let rt1 = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     bench_store(c, &rt, "memory", Arc::new(MemoryStore::new()));
-    if let Some(store) = redis_store(&rt) {
-        bench_store(c, &rt, "redis", store);
+    #[cfg(feature = "redis")]
+    {
+        redis_part::single(c, &rt, "redis");
+        redis_part::single(c, &rt1, "redis-1t");
+        redis_part::cluster(c, &rt, "cluster");
+        redis_part::cluster(c, &rt1, "cluster-1t");
     }
+    #[cfg(not(feature = "redis"))]
+    eprintln!("NOTE: skipping the RedisStore benchmarks: built without the `redis` feature");
 }
 
 /// criterion's generated group function carries no docs.

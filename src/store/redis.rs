@@ -24,15 +24,43 @@
 //! The prefix defaults to [`DEFAULT_PREFIX`] (`otp:`); use one per
 //! application (or per environment) that shares a Redis.
 //!
+//! # Connections: one round trip per operation
+//!
+//! The store keeps its own pool (deadpool) of redis-rs **multiplexed**
+//! connections (on a cluster: cluster connections, which follow
+//! redirections and slot moves themselves). A connection that answered in
+//! the last 5 s is handed out as is, so a store operation is one `EVALSHA`
+//! round trip; an idler one is checked with one `PING` first.
+//! (deadpool-redis's own pool sends `UNWATCH` + `PING` before every use,
+//! which doubles the cost; it is still accepted through
+//! [`RedisStore::from_pool`].) The most recently used connection is handed
+//! out first, so light traffic keeps one connection warm.
+//!
 //! # Failures and timeouts
 //!
 //! Every operation (waiting for a pooled connection, connecting, the
 //! command itself) is bounded by one timeout, [`DEFAULT_TIMEOUT`] unless set.
 //! A Redis that is down, unreachable or too slow gives
 //! [`StoreError::unavailable`], which the routes answer with 503
-//! `store_unavailable`: the store fails closed and no check is skipped. The
-//! pool drops broken connections and opens new ones, so when Redis comes
-//! back the next request succeeds without restarting the app.
+//! `store_unavailable`: the store fails closed and no check is skipped.
+//! A connection that broke or did not answer in time never goes back to
+//! the pool; one that broke (say Redis restarted) is replaced and the
+//! operation sent once more on another connection, within the same
+//! timeout. (Had the first copy reached Redis before the connection broke,
+//! a send or an attempt may then count twice: the error is on the safe
+//! side.) So when Redis comes back, the next request succeeds without
+//! restarting the app.
+//!
+//! # TLS
+//!
+//! With the `redis-tls` feature, `rediss://` URLs connect over TLS
+//! (rustls), trusting the system's roots, or a CA of your own given with
+//! [`RedisStoreBuilder::tls_root_certificate`]; a Redis that authenticates
+//! clients by certificate gets one from
+//! [`RedisStoreBuilder::tls_client_certificate`]. rustls's `ring` provider
+//! is enabled; if your build also enables `aws-lc-rs`, install one as the
+//! process default (`CryptoProvider::install_default`) before the first
+//! connection.
 //!
 //! # Single node and cluster
 //!
@@ -61,20 +89,32 @@
 //! # }
 //! ```
 //!
-//! A host that already has a deadpool-redis pool passes it in with
-//! [`RedisStore::new`] or [`RedisStore::from_cluster_pool`] (or the
-//! matching `builder_from_*` to set a prefix and timeout).
+//! The constructors above take URLs and plain settings only, so this
+//! crate's users do not depend on the versions of the Redis client or pool
+//! crates it uses. As an escape hatch, a host that already has a
+//! deadpool-redis pool passes it in with [`RedisStore::from_pool`] or
+//! [`RedisStore::from_cluster_pool`] (or the matching `builder_from_*` to
+//! set a prefix and timeout); that ties the host to this crate's
+//! deadpool-redis version, and costs two round trips per operation.
 //!
 //! From the environment, `REDIS_OTP_URL` selects this store in
 //! [`OtpBuilder::from_env`](crate::OtpBuilder::from_env): one URL for a
 //! single node, or a comma-separated list of seed URLs for a cluster.
 
-use std::{fmt, sync::LazyLock, time::Duration};
+use std::{
+    fmt,
+    sync::LazyLock,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
-use deadpool_redis::{
-    PoolConfig, Runtime, Timeouts,
-    redis::{ErrorKind, FromRedisValue, RedisError, Script, ScriptInvocation},
+use deadpool::managed::{self, Metrics, PoolConfig, QueueMode, RecycleResult, Timeouts};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, RedisError, RedisFuture,
+    RedisResult, Script, ScriptInvocation, ServerErrorKind, Value,
+    aio::{ConnectionLike, MultiplexedConnection},
+    cluster::{ClusterClient, ClusterClientBuilder},
+    cluster_async::ClusterConnection,
 };
 
 use super::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey};
@@ -86,6 +126,10 @@ pub const DEFAULT_PREFIX: &str = "otp:";
 /// The default bound on one store operation (pool wait, connect and
 /// command together).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A pooled connection that answered this recently is handed out again
+/// without a `PING` first; an idler one is checked with one `PING`.
+const FRESH: Duration = Duration::from_secs(5);
 
 /// The Lua scripts, hashed once per process.
 struct Scripts {
@@ -106,16 +150,130 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     gcra: Script::new(include_str!("lua/gcra.lua")),
 });
 
-/// The connection pool behind the store.
-#[derive(Clone)]
-enum Backend {
-    Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
+/// How the store's own pool opens connections.
+enum Connector {
+    /// One multiplexed connection per pooled object.
+    Single {
+        client: Client,
+        config: AsyncConnectionConfig,
+    },
+    /// One cluster connection (itself multiplexed per node, following
+    /// redirections and slot moves) per pooled object.
+    Cluster(ClusterClient),
 }
 
-/// An [`OtpStore`] in Redis (single node or cluster), on a deadpool-redis
-/// pool. Cheap to clone: clones share the pool. See the
-/// [module docs](self).
+/// One pooled connection of the store's own pool.
+enum Link {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A connection in the store's pool, with when it last answered.
+struct Pooled {
+    link: Link,
+    answered: Instant,
+}
+
+/// The store's deadpool manager. Unlike deadpool-redis's, which sends
+/// `UNWATCH` + `PING` on every checkout (a second round trip per
+/// operation), it hands out a connection that answered within [`FRESH`]
+/// as is, checks an idler one with one `PING`, and never gets back a
+/// connection the store saw fail: the store takes those out of the pool.
+struct Manager {
+    connector: Connector,
+}
+
+impl managed::Manager for Manager {
+    type Type = Pooled;
+    type Error = RedisError;
+
+    async fn create(&self) -> Result<Pooled, RedisError> {
+        let link = match &self.connector {
+            Connector::Single { client, config } => Link::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(config)
+                    .await?,
+            ),
+            Connector::Cluster(client) => Link::Cluster(client.get_async_connection().await?),
+        };
+        Ok(Pooled {
+            link,
+            answered: Instant::now(),
+        })
+    }
+
+    async fn recycle(&self, conn: &mut Pooled, _: &Metrics) -> RecycleResult<RedisError> {
+        if conn.answered.elapsed() < FRESH {
+            return Ok(());
+        }
+        redis::cmd("PING").query_async::<()>(&mut conn.link).await?;
+        conn.answered = Instant::now();
+        Ok(())
+    }
+}
+
+type OwnPool = managed::Pool<Manager>;
+
+/// The connections behind the store.
+#[derive(Clone)]
+enum Backend {
+    /// The store's own pool (single node or cluster): one round trip per
+    /// operation.
+    Own { pool: OwnPool, cluster: bool },
+    /// A deadpool-redis pool given by the host.
+    HostSingle(deadpool_redis::Pool),
+    /// A deadpool-redis cluster pool given by the host.
+    HostCluster(deadpool_redis::cluster::Pool),
+}
+
+impl Backend {
+    fn mode(&self) -> &'static str {
+        match self {
+            Self::Own { cluster: true, .. } | Self::HostCluster(_) => "cluster",
+            Self::Own { cluster: false, .. } | Self::HostSingle(_) => "single",
+        }
+    }
+
+    fn max_size(&self) -> usize {
+        match self {
+            Self::Own { pool, .. } => pool.status().max_size,
+            Self::HostSingle(pool) => pool.status().max_size,
+            Self::HostCluster(pool) => pool.status().max_size,
+        }
+    }
+}
+
+/// An [`OtpStore`] in Redis (single node or cluster), on a pool of
+/// multiplexed connections: one round trip per operation. Cheap to clone:
+/// clones share the pool. See the [module docs](self).
 #[derive(Clone)]
 pub struct RedisStore {
     backend: Backend,
@@ -126,15 +284,11 @@ pub struct RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // No URLs: they may carry a password.
-        let (mode, status) = match &self.backend {
-            Backend::Single(p) => ("single", p.status()),
-            Backend::Cluster(p) => ("cluster", p.status()),
-        };
         f.debug_struct("RedisStore")
-            .field("mode", &mode)
+            .field("mode", &self.backend.mode())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
-            .field("pool_max_size", &status.max_size)
+            .field("pool_max_size", &self.backend.max_size())
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +301,34 @@ enum Source {
     ClusterPool(deadpool_redis::cluster::Pool),
 }
 
+/// Certificates for `rediss://` connections.
+#[cfg(feature = "redis-tls")]
+#[derive(Default)]
+struct TlsOptions {
+    root_pem: Option<Vec<u8>>,
+    client_pem: Option<(Vec<u8>, zeroize::Zeroizing<Vec<u8>>)>,
+}
+
+#[cfg(feature = "redis-tls")]
+impl TlsOptions {
+    fn is_set(&self) -> bool {
+        self.root_pem.is_some() || self.client_pem.is_some()
+    }
+
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .client_pem
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.to_vec(),
+                }),
+            root_cert: self.root_pem.clone(),
+        }
+    }
+}
+
 /// Builds a [`RedisStore`]. Made by [`RedisStore::builder`],
 /// [`RedisStore::cluster_builder`], [`RedisStore::builder_from_pool`] or
 /// [`RedisStore::builder_from_cluster_pool`].
@@ -156,6 +338,8 @@ pub struct RedisStoreBuilder {
     prefix: String,
     pool_size: Option<usize>,
     timeout: Duration,
+    #[cfg(feature = "redis-tls")]
+    tls: TlsOptions,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -166,12 +350,17 @@ impl fmt::Debug for RedisStoreBuilder {
             Source::Pool(_) => "pool",
             Source::ClusterPool(_) => "cluster pool",
         };
-        f.debug_struct("RedisStoreBuilder")
+        let mut debug = f.debug_struct("RedisStoreBuilder");
+        debug
             .field("source", &source)
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
-            .field("timeout", &self.timeout)
-            .finish()
+            .field("timeout", &self.timeout);
+        #[cfg(feature = "redis-tls")]
+        debug
+            .field("tls_root_certificate", &self.tls.root_pem.is_some())
+            .field("tls_client_certificate", &self.tls.client_pem.is_some());
+        debug.finish()
     }
 }
 
@@ -182,6 +371,8 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             pool_size: None,
             timeout: DEFAULT_TIMEOUT,
+            #[cfg(feature = "redis-tls")]
+            tls: TlsOptions::default(),
         }
     }
 
@@ -192,8 +383,9 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Most pooled connections. Default: deadpool's (4 per CPU). Ignored
-    /// when the pool is given by the host.
+    /// Most pooled connections. Default: 4 per CPU. Each is multiplexed
+    /// (several operations can be in flight on one), so a few are enough.
+    /// Ignored when the pool is given by the host.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = Some(size);
         self
@@ -201,10 +393,38 @@ impl RedisStoreBuilder {
 
     /// Bound on one store operation: waiting for a pooled connection,
     /// connecting and the command together. Default [`DEFAULT_TIMEOUT`].
-    /// It also sets the pool's wait, create and recycle timeouts when the
+    /// It also bounds connecting and the pool's wait and check when the
     /// store builds the pool.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Trusts this certificate authority (PEM, one or more certificates)
+    /// for `rediss://` connections, instead of the system's roots: for a
+    /// Redis whose certificate comes from a private CA. Needs a `rediss://`
+    /// URL (a `redis://` one is refused by [`build`](Self::build)).
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM) on `rediss://`
+    /// connections, for a Redis that authenticates clients by certificate
+    /// (`tls-auth-clients yes`, Redis's default).
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_client_certificate(
+        mut self,
+        certificate_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client_pem = Some((
+            certificate_pem.into(),
+            zeroize::Zeroizing::new(key_pem.into()),
+        ));
         self
     }
 
@@ -227,24 +447,38 @@ impl RedisStoreBuilder {
                 "must be at least 1",
             ));
         }
-        let mut pool_config = PoolConfig::default();
-        if let Some(size) = self.pool_size {
-            pool_config.max_size = size;
-        }
-        pool_config.timeouts = Timeouts {
-            wait: Some(self.timeout),
-            create: Some(self.timeout),
-            recycle: Some(self.timeout),
-        };
-        let backend = match self.source {
+        let connector = match self.source {
+            Source::Pool(pool) => {
+                return Ok(RedisStore::with_backend(
+                    Backend::HostSingle(pool),
+                    self.prefix,
+                    self.timeout,
+                ));
+            }
+            Source::ClusterPool(pool) => {
+                return Ok(RedisStore::with_backend(
+                    Backend::HostCluster(pool),
+                    self.prefix,
+                    self.timeout,
+                ));
+            }
             Source::Url(url) => {
-                let mut config = deadpool_redis::Config::from_url(url);
-                config.pool = Some(pool_config);
-                Backend::Single(
-                    config
-                        .create_pool(Some(Runtime::Tokio1))
-                        .map_err(|e| backend_error(e.into()))?,
-                )
+                #[cfg(feature = "redis-tls")]
+                let client = if self.tls.is_set() {
+                    Client::build_with_tls(url, self.tls.certificates())
+                } else {
+                    Client::open(url)
+                };
+                #[cfg(not(feature = "redis-tls"))]
+                let client = Client::open(url);
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    // The store bounds each operation itself.
+                    .set_response_timeout(None);
+                Connector::Single {
+                    client: client.map_err(|e| backend_error(e.into()))?,
+                    config,
+                }
             }
             Source::ClusterUrls(urls) => {
                 if urls.is_empty() {
@@ -253,22 +487,41 @@ impl RedisStoreBuilder {
                         "at least one seed node URL is needed",
                     ));
                 }
-                let mut config = deadpool_redis::cluster::Config::from_urls(urls);
-                config.pool = Some(pool_config);
-                Backend::Cluster(
-                    config
-                        .create_pool(Some(Runtime::Tokio1))
-                        .map_err(|e| backend_error(e.into()))?,
-                )
+                let builder = ClusterClientBuilder::new(urls)
+                    .connection_timeout(self.timeout)
+                    .response_timeout(self.timeout);
+                #[cfg(feature = "redis-tls")]
+                let builder = if self.tls.is_set() {
+                    builder.certs(self.tls.certificates())
+                } else {
+                    builder
+                };
+                Connector::Cluster(builder.build().map_err(|e| backend_error(e.into()))?)
             }
-            Source::Pool(pool) => Backend::Single(pool),
-            Source::ClusterPool(pool) => Backend::Cluster(pool),
         };
-        Ok(RedisStore {
-            backend,
-            prefix: self.prefix,
-            timeout: self.timeout,
-        })
+        let cluster = matches!(connector, Connector::Cluster(_));
+        let mut config = PoolConfig::default();
+        if let Some(size) = self.pool_size {
+            config.max_size = size;
+        }
+        config.timeouts = Timeouts {
+            wait: Some(self.timeout),
+            create: Some(self.timeout),
+            recycle: Some(self.timeout),
+        };
+        // The most recently used connection first: under light traffic one
+        // connection stays warm (no `PING` needed) and the rest idle.
+        config.queue_mode = QueueMode::Lifo;
+        let pool = managed::Pool::builder(Manager { connector })
+            .config(config)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| backend_error(e.into()))?;
+        Ok(RedisStore::with_backend(
+            Backend::Own { pool, cluster },
+            self.prefix,
+            self.timeout,
+        ))
     }
 }
 
@@ -279,10 +532,34 @@ fn backend_error(source: Box<dyn std::error::Error + Send + Sync>) -> ConfigErro
     }
 }
 
+/// One request to Redis: a script invocation or a plain command.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Script(&'a ScriptInvocation<'a>),
+    Command(&'a Cmd),
+}
+
+impl Request<'_> {
+    async fn send(self, conn: &mut (impl ConnectionLike + Send)) -> RedisResult<Value> {
+        match self {
+            Self::Script(invocation) => invocation.invoke_async(conn).await,
+            Self::Command(cmd) => cmd.query_async(conn).await,
+        }
+    }
+}
+
 impl RedisStore {
+    fn with_backend(backend: Backend, prefix: String, timeout: Duration) -> Self {
+        Self {
+            backend,
+            prefix,
+            timeout,
+        }
+    }
+
     /// A store on a single Redis at `url` (`redis://[:password@]host:port[/db]`,
-    /// or `rediss://` for TLS when the `redis` crate has TLS enabled), with
-    /// the default prefix, pool size and timeout.
+    /// or `rediss://` for TLS with the `redis-tls` feature), with the
+    /// default prefix, pool size and timeout.
     pub fn from_url(url: impl Into<String>) -> Result<Self, ConfigError> {
         Self::builder(url).build()
     }
@@ -304,34 +581,50 @@ impl RedisStore {
         ))
     }
 
-    /// A store on a pool the host already has, with the default prefix and
-    /// timeout. Configure the pool's own timeouts too (its wait timeout
-    /// only applies with a runtime set).
-    pub fn new(pool: deadpool_redis::Pool) -> Self {
-        Self {
-            backend: Backend::Single(pool),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-        }
-    }
-
-    /// A store on a Redis Cluster pool the host already has, with the
+    /// A store on a deadpool-redis pool the host already has, with the
     /// default prefix and timeout.
-    pub fn from_cluster_pool(pool: deadpool_redis::cluster::Pool) -> Self {
-        Self {
-            backend: Backend::Cluster(pool),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-        }
+    #[deprecated(
+        since = "0.1.0",
+        note = "use `RedisStore::from_pool` (same behaviour, clearer name), or `RedisStore::builder(url)`"
+    )]
+    pub fn new(pool: deadpool_redis::Pool) -> Self {
+        Self::from_pool(pool)
     }
 
-    /// A builder on a pool the host already has (to set a prefix and
-    /// timeout; `pool_size` is ignored).
+    /// A store on a deadpool-redis pool the host already has, with the
+    /// default prefix and timeout: an escape hatch that ties the host to
+    /// the deadpool-redis version this crate uses. Prefer
+    /// [`builder`](Self::builder): deadpool-redis checks every connection
+    /// it hands out with `UNWATCH` + `PING`, so each operation costs two
+    /// round trips on such a pool instead of one. Configure the pool's own
+    /// timeouts too (its wait timeout only applies with a runtime set).
+    pub fn from_pool(pool: deadpool_redis::Pool) -> Self {
+        Self::with_backend(
+            Backend::HostSingle(pool),
+            DEFAULT_PREFIX.to_owned(),
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// A store on a deadpool-redis cluster pool the host already has, with
+    /// the default prefix and timeout. See [`from_pool`](Self::from_pool).
+    pub fn from_cluster_pool(pool: deadpool_redis::cluster::Pool) -> Self {
+        Self::with_backend(
+            Backend::HostCluster(pool),
+            DEFAULT_PREFIX.to_owned(),
+            DEFAULT_TIMEOUT,
+        )
+    }
+
+    /// A builder on a deadpool-redis pool the host already has (to set a
+    /// prefix and timeout; `pool_size` is ignored). See
+    /// [`from_pool`](Self::from_pool).
     pub fn builder_from_pool(pool: deadpool_redis::Pool) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::Pool(pool))
     }
 
-    /// A builder on a Redis Cluster pool the host already has.
+    /// A builder on a deadpool-redis cluster pool the host already has. See
+    /// [`from_pool`](Self::from_pool).
     pub fn builder_from_cluster_pool(pool: deadpool_redis::cluster::Pool) -> RedisStoreBuilder {
         RedisStoreBuilder::new(Source::ClusterPool(pool))
     }
@@ -348,7 +641,7 @@ impl RedisStore {
 
     /// Whether this store talks to a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
-        matches!(self.backend, Backend::Cluster(_))
+        self.backend.mode() == "cluster"
     }
 
     /// The Redis key holding `key`'s code (`<prefix>{<digest>}:code`). For
@@ -363,61 +656,98 @@ impl RedisStore {
         format!("{}{{{}}}:send", self.prefix, key.as_str())
     }
 
-    /// Sends `PING` (to every master of a cluster), within the timeout: a
-    /// readiness check for hosts.
+    /// Sends `PING`, within the timeout: a readiness check for hosts.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let cmd = deadpool_redis::redis::cmd("PING");
-        self.bounded(async {
-            match &self.backend {
-                Backend::Single(pool) => {
-                    let mut conn = pool.get().await.map_err(pool_error)?;
-                    cmd.query_async::<()>(&mut conn).await.map_err(redis_error)
-                }
-                Backend::Cluster(pool) => {
-                    let mut conn = pool.get().await.map_err(pool_error)?;
-                    cmd.query_async::<()>(&mut conn).await.map_err(redis_error)
-                }
-            }
-        })
-        .await
+        let cmd = redis::cmd("PING");
+        self.query::<()>(Request::Command(&cmd)).await
     }
 
-    /// Runs one script invocation on a pooled connection, within the
-    /// timeout.
+    /// Runs one script invocation, within the timeout.
     async fn eval<T: FromRedisValue>(
         &self,
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        self.bounded(async {
-            match &self.backend {
-                Backend::Single(pool) => {
-                    let mut conn = pool.get().await.map_err(pool_error)?;
-                    invocation
-                        .invoke_async(&mut conn)
-                        .await
-                        .map_err(redis_error)
-                }
-                Backend::Cluster(pool) => {
-                    let mut conn = pool.get().await.map_err(pool_error)?;
-                    invocation
-                        .invoke_async(&mut conn)
-                        .await
-                        .map_err(redis_error)
-                }
-            }
-        })
-        .await
+        self.query(Request::Script(invocation)).await
     }
 
-    async fn bounded<T>(
-        &self,
-        operation: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, operation).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::unavailable(TimedOut(self.timeout))),
+    async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
+        let value = self.send(request).await?;
+        T::from_redis_value(value).map_err(|e| StoreError::corrupt(RedisError::from(e)))
+    }
+
+    /// Sends one request on a pooled connection; the whole of it (pool
+    /// wait, connecting, the request) within the timeout.
+    async fn send(&self, request: Request<'_>) -> Result<Value, StoreError> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = || StoreError::unavailable(TimedOut(self.timeout));
+        let pool = match &self.backend {
+            Backend::Own { pool, .. } => pool,
+            Backend::HostSingle(pool) => {
+                let operation = async {
+                    let mut conn = pool.get().await.map_err(pool_error)?;
+                    request.send(&mut conn).await.map_err(redis_error)
+                };
+                return tokio::time::timeout_at(deadline, operation)
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()));
+            }
+            Backend::HostCluster(pool) => {
+                let operation = async {
+                    let mut conn = pool.get().await.map_err(pool_error)?;
+                    request.send(&mut conn).await.map_err(redis_error)
+                };
+                return tokio::time::timeout_at(deadline, operation)
+                    .await
+                    .unwrap_or_else(|_| Err(timed_out()));
+            }
+        };
+        // A connection whose server went away (a restart, a failover behind
+        // the same address) fails at once; the request then goes to another
+        // (or a new) connection. At most once per pooled connection, and
+        // always within the deadline.
+        let mut retries = pool.status().max_size;
+        loop {
+            let mut conn = match tokio::time::timeout_at(deadline, pool.get()).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => return Err(pool_error(e)),
+                Err(_) => return Err(timed_out()),
+            };
+            match tokio::time::timeout_at(deadline, request.send(&mut conn.link)).await {
+                Ok(Ok(value)) => {
+                    conn.answered = Instant::now();
+                    return Ok(value);
+                }
+                Ok(Err(e)) if connection_lost(&e) => {
+                    // Never pooled again.
+                    drop(managed::Object::take(conn));
+                    if retries == 0 {
+                        return Err(redis_error(e));
+                    }
+                    retries -= 1;
+                    tracing::debug!(error = %e, "Redis connection lost; retrying on another");
+                }
+                Ok(Err(e)) => {
+                    // The server answered (with an error): the connection
+                    // is fine.
+                    conn.answered = Instant::now();
+                    return Err(redis_error(e));
+                }
+                Err(_) => {
+                    // No answer in time: the connection is suspect (a
+                    // frozen or partitioned server); open a new one next
+                    // time rather than queue behind it.
+                    drop(managed::Object::take(conn));
+                    return Err(timed_out());
+                }
+            }
         }
     }
+}
+
+/// Whether the connection itself failed (closed, reset, broken), as
+/// opposed to the server answering with an error.
+fn connection_lost(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Io && !error.is_timeout()
 }
 
 /// The operation did not finish within the store's timeout.
@@ -444,9 +774,13 @@ impl fmt::Display for Unexpected {
 
 impl std::error::Error for Unexpected {}
 
-fn pool_error(error: deadpool_redis::PoolError) -> StoreError {
+fn pool_error<E>(error: managed::PoolError<E>) -> StoreError
+where
+    E: Into<RedisError> + fmt::Debug + fmt::Display,
+    managed::PoolError<E>: std::error::Error + Send + Sync + 'static,
+{
     match error {
-        deadpool_redis::PoolError::Backend(e) => redis_error(e),
+        managed::PoolError::Backend(e) => redis_error(e.into()),
         other => StoreError::unavailable(other),
     }
 }
@@ -462,14 +796,15 @@ fn redis_error(error: RedisError) -> StoreError {
         .detail()
         .is_some_and(|d| d.contains("max number of clients"));
     match error.kind() {
-        ErrorKind::TypeError
-        | ErrorKind::ResponseError
-        | ErrorKind::ExtensionError
-        | ErrorKind::CrossSlot
-            if !overloaded =>
-        {
-            StoreError::corrupt(error)
-        }
+        ErrorKind::UnexpectedReturnType
+        | ErrorKind::Parse
+        | ErrorKind::Extension
+        | ErrorKind::Server(
+            ServerErrorKind::ResponseError
+            | ServerErrorKind::ExecAbort
+            | ServerErrorKind::NoScript
+            | ServerErrorKind::CrossSlot,
+        ) if !overloaded => StoreError::corrupt(error),
         _ => StoreError::unavailable(error),
     }
 }
@@ -564,9 +899,10 @@ impl super::rate::SharedRateLimiter for RedisStore {
         quota: u32,
         period: Duration,
     ) -> Result<super::rate::GcraDecision, StoreError> {
+        // A zero quota is read as one: a limiter that admits nobody is a
+        // switch, not a rate.
         let quota = quota.max(1);
-        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
-        let interval = (period_ms / u64::from(quota)).max(1);
+        let interval = (millis(period) / u64::from(quota)).max(1);
         let mut invocation = SCRIPTS.gcra.prepare_invoke();
         invocation
             .key(format!("{}{{rl:{key}}}", self.prefix))
