@@ -145,6 +145,9 @@ mod secret;
 pub mod store;
 pub mod template;
 pub mod test_mode;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 
 pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 pub use config::OtpConfig;

@@ -3,11 +3,14 @@
 //! passthrough latency during a verify flood, SMS fraud guard, test mode and
 //! lock-out resistance. (Log discipline: `tests/log_capture.rs`.)
 
-mod app;
+mod common;
 
 use std::time::{Duration, Instant};
 
-use app::{TestApp, builder, serve, wrong_code};
+use common::{
+    app::{TestApp, serve, wrong_code},
+    builder_with,
+};
 use http::StatusCode;
 use serde_json::{Value, json};
 use tower_otp::{
@@ -41,7 +44,7 @@ async fn post(
 #[tokio::test]
 async fn per_ip_send_limit_answers_429_with_retry_after_and_ratelimit_headers() {
     let outbox = MemoryOutbox::new();
-    let base = serve(builder(&outbox).ip_limits(3, 30)).await;
+    let base = serve(builder_with(&outbox).ip_limits(3, 30)).await;
     for i in 0..3 {
         let (status, headers, body) = post(
             &base,
@@ -82,7 +85,7 @@ async fn per_ip_send_limit_answers_429_with_retry_after_and_ratelimit_headers() 
 #[tokio::test]
 async fn a_spoofed_x_forwarded_for_does_not_dodge_the_limit() {
     let outbox = MemoryOutbox::new();
-    let base = serve(builder(&outbox).ip_limits(2, 30)).await;
+    let base = serve(builder_with(&outbox).ip_limits(2, 30)).await;
     let mut statuses = Vec::new();
     for i in 0..6 {
         let fake = format!("203.0.113.{i}");
@@ -105,7 +108,7 @@ async fn a_spoofed_x_forwarded_for_does_not_dodge_the_limit() {
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
     let outbox = MemoryOutbox::new();
     let base = serve(
-        builder(&outbox)
+        builder_with(&outbox)
             .ip_limits(1, 30)
             .trusted_proxies(TrustedProxies::parse("127.0.0.1/32").unwrap()),
     )
@@ -153,7 +156,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
 async fn host_policy_refuses_with_its_own_status_and_message() {
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox).contact_policy(from_fn(|contact| async move {
+        builder_with(&outbox).contact_policy(from_fn(|contact| async move {
             if contact.as_str() == "taken@b.co" {
                 PolicyDecision::reject(StatusCode::CONFLICT, "This email is already registered.")
             } else {
@@ -173,7 +176,7 @@ async fn host_policy_refuses_with_its_own_status_and_message() {
 async fn enumeration_safe_mode_answers_refused_contacts_like_accepted_ones() {
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox)
+        builder_with(&outbox)
             .enumeration_safe()
             .contact_policy(from_fn(|contact| async move {
                 if contact.as_str() == "taken@b.co" {
@@ -220,7 +223,7 @@ async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
     let outbox = MemoryOutbox::new();
     // Real Argon2 parameters: each verify costs milliseconds of CPU.
     let otp_builder = tower_otp::Otp::builder()
-        .secret(app::SECRET)
+        .secret(common::SECRET)
         .email_sender(outbox.clone())
         .ip_limits(0, 0);
     let base = serve(otp_builder).await;
@@ -285,7 +288,7 @@ async fn sms_fraud_guard_refuses_other_countries_and_caps_each_country() {
     use tower_otp::limit::sms_guard::SmsGuard;
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox).sms_guard(SmsGuard::allow([1, 91]).per_country_per_hour(2)),
+        builder_with(&outbox).sms_guard(SmsGuard::allow([1, 91]).per_country_per_hour(2)),
         outbox.clone(),
     );
     let answer = app.send_mobile("+447400123456").await;
@@ -313,7 +316,7 @@ async fn test_mode_serves_fixed_codes_to_listed_contacts_only() {
         .email("review@example.com")
         .unwrap();
     let app = TestApp::with(
-        builder(&outbox).dangerous_test_contacts(reviewers),
+        builder_with(&outbox).dangerous_test_contacts(reviewers),
         outbox.clone(),
     );
     // No cooldown or quota for the listed contact, and nothing is sent.
@@ -345,7 +348,7 @@ fn test_mode_is_refused_unless_enabled_and_never_in_production() {
         }
     };
     let err = OtpBuilder::from_env_with(vars(&[
-        ("OTP_SECRET", app::SECRET),
+        ("OTP_SECRET", common::SECRET),
         ("OTP_TEST_CONTACTS", "review@example.com"),
         ("OTP_TEST_CODE", "424242"),
     ]))
@@ -353,7 +356,7 @@ fn test_mode_is_refused_unless_enabled_and_never_in_production() {
     assert!(err.to_string().contains("OTP_TEST_MODE"), "{err}");
 
     let err = OtpBuilder::from_env_with(vars(&[
-        ("OTP_SECRET", app::SECRET),
+        ("OTP_SECRET", common::SECRET),
         ("OTP_TEST_MODE", "enabled"),
         ("OTP_TEST_CONTACTS", "review@example.com"),
         ("OTP_TEST_CODE", "424242"),
@@ -364,7 +367,7 @@ fn test_mode_is_refused_unless_enabled_and_never_in_production() {
     assert!(err.to_string().contains("OTP_PRODUCTION"), "{err}");
 
     OtpBuilder::from_env_with(vars(&[
-        ("OTP_SECRET", app::SECRET),
+        ("OTP_SECRET", common::SECRET),
         ("OTP_TEST_MODE", "enabled"),
         ("OTP_TEST_CONTACTS", "review@example.com, +14155550100"),
         ("OTP_TEST_CODE", "424242"),
@@ -376,7 +379,7 @@ fn test_mode_is_refused_unless_enabled_and_never_in_production() {
 #[tokio::test(start_paused = true)]
 async fn an_attacker_cannot_lock_a_victim_out_beyond_the_quota_window() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(builder(&outbox), outbox.clone());
+    let app = TestApp::with(builder_with(&outbox), outbox.clone());
     // The attacker burns every send of the window and every attempt of
     // each code with wrong guesses.
     for _ in 0..5 {

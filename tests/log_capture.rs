@@ -1,14 +1,17 @@
 //! Log discipline: a full flow under a capturing subscriber never logs a
 //! code or an unmasked contact, and the audit events carry what they must.
 
-mod app;
+mod common;
 
 use std::{
     io::Write,
     sync::{Arc, Mutex},
 };
 
-use app::{builder, serve, wrong_code};
+use common::{
+    app::{serve, wrong_code},
+    builder_with,
+};
 use http::StatusCode;
 use serde_json::{Value, json};
 use tower_otp::delivery::MemoryOutbox;
@@ -53,7 +56,7 @@ async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let outbox = MemoryOutbox::new();
-    let base = serve(builder(&outbox)).await;
+    let base = serve(builder_with(&outbox)).await;
     post(
         &base,
         "/send-otp/",
@@ -108,7 +111,7 @@ async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
         sms_code.as_str(),
         "secret.person",
         "4155550123",
-        app::SECRET,
+        common::SECRET,
     ] {
         assert!(
             !logs.contains(secret),

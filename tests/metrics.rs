@@ -2,7 +2,7 @@
 //! `tower_otp_events_total{event, channel}`.
 #![cfg(feature = "metrics")]
 
-mod app;
+mod common;
 
 use metrics_util::{
     CompositeKey, MetricKind,
@@ -48,10 +48,11 @@ async fn audit_events_are_counted() {
         .install()
         .expect("the only recorder of this test binary");
 
-    let app = app::TestApp::new();
+    let app = common::app::TestApp::new();
     app.send_email("m@b.co").await.assert_success();
     let code = app.code_for("m@b.co");
-    app.verify_email("m@b.co", &app::wrong_code(&code)).await;
+    app.verify_email("m@b.co", &common::app::wrong_code(&code))
+        .await;
     app.verify_email("m@b.co", &code).await.assert_success();
     app.send_email("m@b.co").await; // cooldown
     app.send_mobile("+14155550123").await.assert_success();

@@ -4,17 +4,14 @@
 //! the cluster, in `store_conformance.rs`.)
 #![cfg(feature = "redis")]
 
-#[macro_use]
 mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::{
-    redis_server::{random_prefix, raw_connection, shared_cluster},
-    store_suite::{Harness, code_for, email, send, verify},
-};
+use common::redis_server::{random_prefix, raw_connection, shared_cluster};
 use http::StatusCode;
 use redis::AsyncCommands;
+use tower_otp::test_util::{Harness, code_for, email, send, verify};
 use tower_otp::{Contact, Email, store::RedisStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,5 @@
 //! Test app for the HTTP-level tests: an axum Router with a passthrough page
 //! and gated handlers, behind the real `OtpLayer`, driven in process.
-#![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
 
@@ -15,19 +14,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_otp::{
     Otp, OtpBuilder, VerifiedContact, VerifiedEmail, VerifiedMobile, delivery::MemoryOutbox,
-    hash::HashParams,
 };
-
-pub const SECRET: &str = "test secret: thirty-two bytes long!";
-
-/// A builder with tiny Argon2 parameters, capturing messages in `outbox`.
-pub fn builder(outbox: &MemoryOutbox) -> OtpBuilder {
-    Otp::builder()
-        .secret(SECRET)
-        .hash_params(HashParams::insecure_fast())
-        .email_sender(outbox.clone())
-        .sms_sender(outbox.clone())
-}
 
 /// A response as the client sees it.
 #[derive(Debug)]
@@ -86,7 +73,7 @@ pub struct TestApp {
 impl TestApp {
     pub fn new() -> Self {
         let outbox = MemoryOutbox::new();
-        Self::with(builder(&outbox), outbox)
+        Self::with(super::builder_with(&outbox), outbox)
     }
 
     pub fn with(builder: OtpBuilder, outbox: MemoryOutbox) -> Self {
