@@ -341,3 +341,12 @@ fn smtp_without_its_feature_names_the_feature() {
     let err = from(&[("EMAIL_SERVER", "SMTP")]).unwrap_err();
     assert!(err.to_string().contains("`smtp` feature"), "{err}");
 }
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn redis_without_its_feature_names_the_feature() {
+    let err = from(&[("REDIS_OTP_URL", "redis://127.0.0.1:6379")]).unwrap_err();
+    assert_eq!(named(err), "REDIS_OTP_URL");
+    let err = from(&[("REDIS_OTP_URL", "redis://127.0.0.1:6379")]).unwrap_err();
+    assert!(err.to_string().contains("`redis` feature"), "{err}");
+}
