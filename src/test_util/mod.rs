@@ -25,3 +25,6 @@ pub use crate::store_conformance;
 pub use store_suite::{
     Harness, code_for, email, post, random_key, random_secret, record, send, verify, wrong,
 };
+
+#[doc(inline)]
+pub use crate::delivery::memory::Failure;
