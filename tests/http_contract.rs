@@ -336,7 +336,10 @@ async fn method_not_allowed_with_allow_header_on_every_otp_path() {
 }
 
 #[tokio::test]
-async fn payload_too_large_by_declared_length_and_while_streaming() {
+// In process no Content-Length is set: both halves go through the streaming
+// limit. The declared length and the early stop are proven over a real
+// socket in `body_limit.rs`.
+async fn payload_too_large_with_a_whole_body_and_with_a_stream() {
     let app = TestApp::new();
     let big = json!({ "email": "a@b.co", "pad": "x".repeat(5000) }).to_string();
     let answer = app
