@@ -276,11 +276,13 @@ async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
         .await;
         start.elapsed()
     };
-    // A passthrough request queued behind even a quarter of one hash on an
-    // async worker would break this bound; the test must be able to see it.
-    let bound = (idle * 10).max(Duration::from_millis(2));
+    // During the flood every passthrough request but one (an outlier on a
+    // loaded machine) stays within 20x idle. A request queued behind one
+    // hash on an async worker would break the bound: the test must be able
+    // to see that.
+    let bound = (idle * 20).max(Duration::from_millis(5));
     assert!(
-        one_hash / 4 > bound,
+        one_hash > bound,
         "a hash ({one_hash:?}) is too cheap against the idle passthrough ({idle:?}) to tell"
     );
 
@@ -314,10 +316,11 @@ async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
     for _ in 0..11 {
         during.push(passthrough(&client, &base).await);
     }
-    // ... and while it still runs.
+    // ... and while it still runs: at least a quarter of it unanswered (a
+    // passthrough request stuck behind the flood would see it end).
     let finished = done.load(Ordering::SeqCst);
     assert!(
-        finished < flood.len(),
+        finished * 4 <= flood.len() * 3,
         "the flood was over before the measurement ended ({finished} of {} answered)",
         flood.len()
     );
@@ -329,12 +332,13 @@ async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
         );
     }
     // Hashing runs on its own threads: the passthrough route is not queued
-    // behind it, so its latency stays within a small multiple of idle.
-    let during = median(during);
+    // behind it, so its latency stays within a multiple of idle.
+    during.sort();
+    let second_worst = during[during.len() - 2];
     assert!(
-        during <= bound,
-        "passthrough took {during:?} (median) during the flood; idle {idle:?}, bound {bound:?}, \
-         one hash {one_hash:?}"
+        second_worst <= bound,
+        "passthrough took up to {during:?} during the flood; idle {idle:?} (median), \
+         bound {bound:?}, one hash {one_hash:?}"
     );
 }
 
