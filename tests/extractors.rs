@@ -201,6 +201,8 @@ async fn rotated_secrets_still_accept_old_grants_and_codes() {
     );
     before.send_email("late@b.co").await.assert_success();
     let code = before.code_for("late@b.co");
+    before.send_email("other@b.co").await.assert_success();
+    let other_code = before.code_for("other@b.co");
 
     let rotated = TestApp::with(
         Otp::builder()
@@ -208,7 +210,7 @@ async fn rotated_secrets_still_accept_old_grants_and_codes() {
             .old_secret(common::SECRET)
             .hash_params(HashParams::insecure_fast())
             .email_sender(outbox.clone())
-            .shared_store(store),
+            .shared_store(store.clone()),
         outbox.clone(),
     );
     let answer = rotated.get_with_token("/email-only", &token).await;
@@ -222,13 +224,25 @@ async fn rotated_secrets_still_accept_old_grants_and_codes() {
     let fresh = TestApp::with(
         Otp::builder()
             .secret("the new secret after rotation!!")
-            .hash_params(HashParams::insecure_fast()),
+            .hash_params(HashParams::insecure_fast())
+            .email_sender(outbox.clone())
+            .shared_store(store),
         outbox,
     );
     fresh
         .get_with_token("/email-only", &token)
         .await
         .assert_error(401, "verification_required");
+    // The code made under the old secret (still live in the shared store)
+    // is refused too.
+    let answer = fresh.verify_email("other@b.co", &other_code).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(
+        matches!(answer.code(), "otp_invalid" | "otp_expired"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.get("token").is_none(), "{}", answer.body);
 }
 
 #[tokio::test]

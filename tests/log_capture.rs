@@ -1,5 +1,6 @@
 //! Log discipline: a full flow under a capturing subscriber never logs a
-//! code or an unmasked contact, and the audit events carry what they must.
+//! code or an unmasked contact. (The audit events' target, level, channel and
+//! route: `audit_events.rs`.)
 
 mod common;
 

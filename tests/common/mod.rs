@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod app;
+pub mod audit;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod skip;
