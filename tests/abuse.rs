@@ -363,8 +363,17 @@ async fn sms_fraud_guard_refuses_other_countries_and_caps_each_country() {
     assert!(answer.body["retry_after"].as_u64().unwrap() > 60);
     // The budget is per country: India still has its own.
     app.send_mobile("+919812345678").await.assert_success();
-    // The refused send released the contact's cooldown.
     assert!(outbox.last_code_for("+14155550125").is_none());
+    // The refused send released the contact's cooldown: asking again at
+    // once meets the country budget again (an hour away), not a 30 s
+    // cooldown started by a send that never happened.
+    let again = app.send_mobile("+14155550125").await;
+    again.assert_error(429, "rate_limited");
+    assert!(
+        again.body["retry_after"].as_u64().unwrap() > 60,
+        "the cooldown was not released: {}",
+        again.body
+    );
 }
 
 #[tokio::test]
