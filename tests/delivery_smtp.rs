@@ -273,3 +273,62 @@ async fn smtp_4xx_is_retried_and_5xx_is_not() {
     refused("451 4.3.0 <ada@example.com> try again later", 3).await;
     refused("554 5.7.1 <ada@example.com> message rejected", 1).await;
 }
+
+/// An `Otp` configured only from these environment variables (plus a
+/// secret and fast hashing).
+fn from_env(vars: &[(&str, String)]) -> tower_otp::Otp {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .chain([("OTP_SECRET".to_owned(), common::SECRET.to_owned())])
+        .collect();
+    tower_otp::OtpBuilder::from_env_with(move |k| {
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+    .hash_params(tower_otp::hash::HashParams::insecure_fast())
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn email_use_tls_from_the_environment_decides_plain_or_starttls_on_the_wire() {
+    let Some(server) = SmtpServer::start(Mode::Plain, &[]) else {
+        return;
+    };
+    let base = [
+        ("EMAIL_SERVER", "SMTP".to_owned()),
+        ("EMAIL_HOST", "127.0.0.1".to_owned()),
+        ("EMAIL_PORT", server.port.to_string()),
+    ];
+
+    // EMAIL_USE_TLS=false: plain SMTP to this port; the code arrives.
+    let mut plain = base.to_vec();
+    plain.push(("EMAIL_USE_TLS", "false".to_owned()));
+    let otp = from_env(&plain);
+    let (status, body) =
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (raw, _) = server.message(1);
+    let mail = read(&raw);
+    let code = common::code_in(&mail.plain[0]).expect("the code");
+    let (status, body) = common::post(
+        &otp,
+        "/verify-otp/",
+        json!({"email": "ada@example.com", "otp": code}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Without EMAIL_USE_TLS (STARTTLS by default) the same server, which
+    // offers no STARTTLS, gets nothing: the code is never sent in the clear.
+    let otp = from_env(&base);
+    let (status, body) =
+        common::post(&otp, "/send-otp/", json!({"email": "bob@example.com"})).await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (502, Some("delivery_failed")),
+        "{body}"
+    );
+    assert_eq!(server.received(), 1, "nothing more reached the server");
+}
