@@ -137,16 +137,12 @@ fn digit_runs(text: &str) -> Vec<String> {
         }
         let glued = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
         let before = start.checked_sub(1).and_then(|j| bytes.get(j));
-        let decimal = |b: Option<&u8>, next: Option<&u8>| {
-            b == Some(&b'.') && next.is_some_and(u8::is_ascii_digit)
-        };
+        // Part of a decimal number such as `1.5` or `2024.11`.
+        let fraction = start >= 2 && bytes[start - 1] == b'.' && bytes[start - 2].is_ascii_digit();
+        let integer_part =
+            bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
         let len = i - start;
-        let standalone = !glued(before)
-            && !glued(bytes.get(i))
-            && !decimal(bytes.get(i), bytes.get(i + 1))
-            && !(start >= 2
-                && decimal(before, Some(&bytes[start]))
-                && bytes[start - 2].is_ascii_digit());
+        let standalone = !glued(before) && !glued(bytes.get(i)) && !fraction && !integer_part;
         if standalone
             && (usize::from(MIN_CODE_LENGTH)..=usize::from(MAX_CODE_LENGTH)).contains(&len)
         {
