@@ -8,45 +8,23 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    app::{TestApp, serve, wrong_code},
+    app::{TestApp, post_http, serve, wrong_code},
     builder_with,
 };
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tower_otp::{
     OtpBuilder, TrustedProxies,
     delivery::MemoryOutbox,
     policy::{PolicyDecision, from_fn},
 };
 
-async fn post(
-    base: &str,
-    path: &str,
-    body: Value,
-    headers: &[(&str, &str)],
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut request = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = request.send().await.unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
 #[tokio::test]
 async fn per_ip_send_limit_answers_429_with_retry_after_and_ratelimit_headers() {
     let outbox = MemoryOutbox::new();
     let base = serve(builder_with(&outbox).ip_limits(3, 30)).await;
     for i in 0..3 {
-        let (status, headers, body) = post(
+        let (status, headers, body) = post_http(
             &base,
             "/send-otp/",
             json!({"email": format!("u{i}@b.co")}),
@@ -58,7 +36,8 @@ async fn per_ip_send_limit_answers_429_with_retry_after_and_ratelimit_headers() 
         let expected = format!("\"otp-send\";r={};t={}", 2 - i, (i + 1) * 20);
         assert_eq!(headers["ratelimit"], expected.as_str());
     }
-    let (status, headers, body) = post(&base, "/send-otp/", json!({"email": "u9@b.co"}), &[]).await;
+    let (status, headers, body) =
+        post_http(&base, "/send-otp/", json!({"email": "u9@b.co"}), &[]).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(body["code"], "rate_limited");
     let retry_after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
@@ -71,7 +50,7 @@ async fn per_ip_send_limit_answers_429_with_retry_after_and_ratelimit_headers() 
     // Refused at the edge: nothing was sent for the 4th address.
     assert!(outbox.last_code_for("u9@b.co").is_none());
     // The verify budget is separate.
-    let (status, headers, _) = post(
+    let (status, headers, _) = post_http(
         &base,
         "/verify-otp/",
         json!({"email": "u0@b.co", "otp": "000000"}),
@@ -89,7 +68,7 @@ async fn a_spoofed_x_forwarded_for_does_not_dodge_the_limit() {
     let mut statuses = Vec::new();
     for i in 0..6 {
         let fake = format!("203.0.113.{i}");
-        let (status, _, _) = post(
+        let (status, _, _) = post_http(
             &base,
             "/send-otp/",
             json!({"email": format!("s{i}@b.co")}),
@@ -118,7 +97,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
     let send = |email: &'static str, xff: &'static str| {
         let base = base.clone();
         async move {
-            post(
+            post_http(
                 &base,
                 "/send-otp/",
                 json!({ "email": email }),
@@ -137,7 +116,7 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
     // slipped through is not read, so it buys no fresh budget.
     let mut statuses = Vec::new();
     for i in 0..3 {
-        let (status, _, _) = post(
+        let (status, _, _) = post_http(
             &base,
             "/send-otp/",
             json!({ "email": format!("q{i}@b.co") }),
@@ -248,7 +227,7 @@ async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
     let client = reqwest::Client::new();
     // Ten live codes, four wrong guesses each: 40 guesses that all get hashed.
     for i in 0..10 {
-        post(
+        post_http(
             &base,
             "/send-otp/",
             json!({"email": format!("flood{i}@b.co")}),
@@ -267,7 +246,7 @@ async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
     let one_hash = {
         let start = Instant::now();
         let code = wrong_code(&outbox.last_code_for("flood0@b.co").unwrap());
-        post(
+        post_http(
             &base,
             "/verify-otp/",
             json!({"email": "flood0@b.co", "otp": code}),
@@ -294,7 +273,7 @@ async fn passthrough_stays_fast_while_verify_requests_saturate_hashing() {
             let email = format!("flood{}@b.co", i % 10);
             let wrong = wrong_code(&outbox.last_code_for(&email).unwrap());
             tokio::spawn(async move {
-                let answer = post(
+                let answer = post_http(
                     &base,
                     "/verify-otp/",
                     json!({"email": email, "otp": wrong}),

@@ -7,31 +7,13 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-/// A writer that keeps everything the log subscriber prints.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn every_audit_event_has_its_target_level_channel_route_and_masked_contact() {
-    let captured = Captured::default();
+    let captured = common::logs::Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
@@ -44,7 +26,7 @@ async fn every_audit_event_has_its_target_level_channel_route_and_masked_contact
 
     let expected = common::audit::every_event().await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let mut recorded = BTreeMap::<(String, String, String), u64>::new();
     for line in logs.lines() {
         let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));

@@ -8,29 +8,10 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-
 use base64::{Engine, engine::general_purpose::STANDARD};
 use common::smtp_server::{Mode, SmtpServer};
 use serde_json::json;
 use tower_otp::delivery::SmtpSender;
-
-/// A writer that keeps everything the log subscriber prints.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const USER: &str = "mailer-login";
 const PASSWORD: &str = "smtp-Pa55word-never-logged";
@@ -38,7 +19,7 @@ const RECIPIENT: &str = "hidden.recipient@example.com";
 
 #[tokio::test]
 async fn an_smtp_send_with_login_logs_no_code_password_auth_string_or_address() {
-    let captured = Captured::default();
+    let captured = common::logs::Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -75,7 +56,7 @@ async fn an_smtp_send_with_login_logs_no_code_password_auth_string_or_address() 
         .filter(|c| c.len() == 6)
         .unwrap_or_else(|| panic!("no code in the message:\n{raw}"));
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("h***@example.com"),
         "the send was logged (masked):\n{logs}"

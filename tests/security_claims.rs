@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use common::{
     MOBILE, SECRET,
-    app::{TestApp, serve},
+    app::{TestApp, post_http, serve},
     builder_with,
 };
 use http::{Request, StatusCode, header};
@@ -21,27 +21,6 @@ use tower_otp::{
     hash::HashParams,
     policy::{PolicyDecision, from_fn},
 };
-
-/// A JSON POST over HTTP: status, headers, body.
-async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    body: Value,
-    headers: &[(&str, &str)],
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let mut request = client.post(url).json(&body);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    (
-        status,
-        headers,
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
 
 // --- SMS pumping: number types -------------------------------------------
 
@@ -74,22 +53,20 @@ async fn premium_rate_shared_cost_and_fixed_line_numbers_are_refused() {
 async fn the_default_per_ip_verify_limit_of_30_a_minute_is_reached() {
     // Default limits (no `.ip_limits`), a real socket so the IP is known.
     let base = serve(builder_with(&MemoryOutbox::new())).await;
-    let client = reqwest::Client::new();
-    let url = format!("{base}/verify-otp/");
     for i in 0..30 {
         // A different contact each time: only the IP budget is shared.
         let body = json!({"email": format!("v{i}@b.co"), "otp": "123456"});
-        let (status, _, body) = post(&client, &url, body, &[]).await;
+        let (status, _, body) = post_http(&base, "/verify-otp/", body, &[]).await;
         assert_eq!(
-            (status, body["code"].as_str()),
+            (status.as_u16(), body["code"].as_str()),
             (400, Some("otp_expired")),
             "{i}: {body}"
         );
     }
     let body = json!({"email": "v30@b.co", "otp": "123456"});
-    let (status, headers, body) = post(&client, &url, body, &[]).await;
+    let (status, headers, body) = post_http(&base, "/verify-otp/", body, &[]).await;
     assert_eq!(
-        (status, body["code"].as_str()),
+        (status.as_u16(), body["code"].as_str()),
         (429, Some("rate_limited")),
         "{body}"
     );
@@ -310,18 +287,14 @@ async fn the_sms_guard_comes_from_the_environment() {
 
 #[tokio::test]
 async fn ip_limits_trusted_proxies_and_the_forwarded_header_come_from_the_environment() {
-    let client = reqwest::Client::new();
     let send = |base: &str, n: usize, headers: &'static [(&'static str, &'static str)]| {
-        let (client, url) = (client.clone(), format!("{base}/send-otp/"));
+        let base = base.to_owned();
         async move {
-            let (status, _, _) = post(
-                &client,
-                &url,
-                json!({"email": format!("e{n}@b.co")}),
-                headers,
-            )
-            .await;
-            status
+            let body = json!({"email": format!("e{n}@b.co")});
+            post_http(&base, "/send-otp/", body, headers)
+                .await
+                .0
+                .as_u16()
         }
     };
     const XFF_A: &[(&str, &str)] = &[("x-forwarded-for", "203.0.113.1")];
@@ -383,13 +356,12 @@ async fn ip_limits_trusted_proxies_and_the_forwarded_header_come_from_the_enviro
 
     // OTP_IP_VERIFY_PER_MINUTE=2: the third verify from one address is refused.
     let base = serve(from_env(&[("OTP_IP_VERIFY_PER_MINUTE", "2")], &outbox)).await;
-    let url = format!("{base}/verify-otp/");
     for n in 0..2 {
         let body = json!({"email": format!("w{n}@b.co"), "otp": "123456"});
-        assert_eq!(post(&client, &url, body, &[]).await.0, 400);
+        assert_eq!(post_http(&base, "/verify-otp/", body, &[]).await.0, 400);
     }
     let body = json!({"email": "w2@b.co", "otp": "123456"});
-    assert_eq!(post(&client, &url, body, &[]).await.0, 429);
+    assert_eq!(post_http(&base, "/verify-otp/", body, &[]).await.0, 429);
 }
 
 #[tokio::test]

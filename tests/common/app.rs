@@ -241,3 +241,27 @@ pub async fn serve(builder: OtpBuilder) -> String {
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
+
+/// A JSON POST over a real socket to `base` + `path` with extra `headers`:
+/// the status, the headers and the JSON body (`Null` when not JSON).
+pub async fn post_http(
+    base: &str,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}

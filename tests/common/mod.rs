@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod logs;
 #[cfg(feature = "redis")]
 pub mod redis_server;
 pub mod skip;
