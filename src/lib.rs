@@ -148,6 +148,9 @@ pub mod policy;
 pub mod store;
 pub mod template;
 pub mod test_mode;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod test_util;
 // Primitives.
 mod argon;
 mod code;

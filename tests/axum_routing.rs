@@ -2,7 +2,9 @@
 //! merged), with `otp.gate_layer()` for the extractors; and the one-line
 //! `otp.layer()` with `.prefix()` on the outermost router.
 
-mod app;
+mod common;
+
+use common::app;
 
 use axum::{Router, body::Body, routing::get};
 use http::Request;
@@ -46,7 +48,7 @@ fn with_router(router: Router, outbox: MemoryOutbox, otp: tower_otp::Otp) -> app
 #[tokio::test]
 async fn router_nested_under_a_prefix_with_the_gate_layer() {
     let outbox = MemoryOutbox::new();
-    let otp = app::builder(&outbox).build().unwrap();
+    let otp = common::builder_with(&outbox).build().unwrap();
     let router = Router::new()
         .nest("/api", otp.router())
         .merge(me())
@@ -77,7 +79,7 @@ async fn router_nested_under_a_prefix_with_the_gate_layer() {
 #[tokio::test]
 async fn router_merged_keeps_the_configured_prefix() {
     let outbox = MemoryOutbox::new();
-    let otp = app::builder(&outbox).prefix("/v1").build().unwrap();
+    let otp = common::builder_with(&outbox).prefix("/v1").build().unwrap();
     let router = me().merge(otp.router()).layer(otp.gate_layer());
     let app = with_router(router, outbox, otp);
     let token = prove(&app, "/v1").await;
@@ -87,7 +89,10 @@ async fn router_merged_keeps_the_configured_prefix() {
 #[tokio::test]
 async fn the_layer_with_a_prefix_on_the_outermost_router() {
     let outbox = MemoryOutbox::new();
-    let otp = app::builder(&outbox).prefix("/api").build().unwrap();
+    let otp = common::builder_with(&outbox)
+        .prefix("/api")
+        .build()
+        .unwrap();
     let router = me().layer(otp.layer());
     let app = with_router(router, outbox, otp);
     let token = prove(&app, "/api").await;

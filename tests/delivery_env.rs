@@ -1,7 +1,7 @@
 //! Delivery wiring from environment variables (`OtpBuilder::from_env_with`,
 //! never the process environment), and secrets kept out of `Debug`.
 
-mod support;
+mod common;
 
 use tower_otp::{ConfigError, OtpBuilder};
 
@@ -232,7 +232,7 @@ mod sendgrid {
             .build()
             .unwrap();
         let (status, body) =
-            support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+            common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
         assert_eq!(status, 200, "{body}");
         let sent: serde_json::Value =
             serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
@@ -314,12 +314,8 @@ mod twilio {
                 .hash_params(tower_otp::hash::HashParams::insecure_fast())
                 .build()
                 .unwrap();
-            let (status, body) = support::post(
-                &otp,
-                "/send-mobile-otp/",
-                json!({"mobile": support::MOBILE}),
-            )
-            .await;
+            let (status, body) =
+                common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
             assert_eq!(status, 200, "{body}");
         }
     }
@@ -344,4 +340,13 @@ fn twilio_without_its_feature_names_the_feature() {
 fn smtp_without_its_feature_names_the_feature() {
     let err = from(&[("EMAIL_SERVER", "SMTP")]).unwrap_err();
     assert!(err.to_string().contains("`smtp` feature"), "{err}");
+}
+
+#[cfg(not(feature = "redis"))]
+#[test]
+fn redis_without_its_feature_names_the_feature() {
+    let err = from(&[("REDIS_OTP_URL", "redis://127.0.0.1:6379")]).unwrap_err();
+    assert_eq!(named(err), "REDIS_OTP_URL");
+    let err = from(&[("REDIS_OTP_URL", "redis://127.0.0.1:6379")]).unwrap_err();
+    assert!(err.to_string().contains("`redis` feature"), "{err}");
 }

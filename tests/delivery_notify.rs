@@ -1,7 +1,7 @@
 //! `Notifier`: templated and raw emails (to, cc, bcc, attachments) and SMS,
 //! through the senders the `Otp` handle was built with.
 
-mod support;
+mod common;
 
 use serde_json::json;
 use tower_otp::{
@@ -23,7 +23,7 @@ fn emails(outbox: &MemoryOutbox) -> Vec<EmailMessage> {
 #[tokio::test]
 async fn a_templated_email_carries_recipients_attachments_and_the_context() {
     let outbox = MemoryOutbox::new();
-    let otp = support::builder()
+    let otp = common::builder()
         .app_name("Shop")
         .email_sender(outbox.clone())
         .build()
@@ -75,7 +75,7 @@ async fn a_templated_email_carries_recipients_attachments_and_the_context() {
 #[tokio::test]
 async fn the_caller_may_override_app_name_and_raw_emails_get_a_text_part() {
     let outbox = MemoryOutbox::new();
-    let otp = support::builder()
+    let otp = common::builder()
         .app_name("Shop")
         .email_sender(outbox.clone())
         .build()
@@ -114,7 +114,7 @@ async fn the_caller_may_override_app_name_and_raw_emails_get_a_text_part() {
 #[tokio::test]
 async fn errors_are_reported_and_nothing_is_sent() {
     let outbox = MemoryOutbox::new();
-    let otp = support::builder()
+    let otp = common::builder()
         .email_sender(outbox.clone())
         .build()
         .unwrap();
@@ -131,7 +131,7 @@ async fn errors_are_reported_and_nothing_is_sent() {
     assert!(outbox.messages().is_empty());
 
     let failing = MemoryOutbox::failing();
-    let otp = support::builder().email_sender(failing).build().unwrap();
+    let otp = common::builder().email_sender(failing).build().unwrap();
     let err = otp
         .notifier()
         .email("welcome")
@@ -145,18 +145,18 @@ async fn errors_are_reported_and_nothing_is_sent() {
 #[tokio::test]
 async fn sms_goes_through_the_sms_sender() {
     let outbox = MemoryOutbox::new();
-    let otp = support::builder()
+    let otp = common::builder()
         .sms_sender(outbox.clone())
         .build()
         .unwrap();
-    let mobile = Mobile::parse(support::MOBILE, None).unwrap();
+    let mobile = Mobile::parse(common::MOBILE, None).unwrap();
     otp.notifier()
         .sms(&mobile, "Your order shipped")
         .await
         .unwrap();
     match &outbox.messages()[..] {
         [OutboxMessage::Sms(sms)] => {
-            assert_eq!(sms.to, support::MOBILE);
+            assert_eq!(sms.to, common::MOBILE);
             assert_eq!(sms.body, "Your order shipped");
         }
         other => panic!("{other:?}"),
@@ -166,14 +166,14 @@ async fn sms_goes_through_the_sms_sender() {
 #[cfg(feature = "twilio")]
 #[tokio::test]
 async fn sms_through_a_verifier_only_provider_is_refused() {
-    let otp = support::builder()
+    let otp = common::builder()
         .sms_verifier(
             tower_otp::delivery::TwilioVerify::new("AC1", "t", "VA1")
                 .base_url("http://127.0.0.1:9"),
         )
         .build()
         .unwrap();
-    let mobile = Mobile::parse(support::MOBILE, None).unwrap();
+    let mobile = Mobile::parse(common::MOBILE, None).unwrap();
     let err = otp.notifier().sms(&mobile, "hi").await.unwrap_err();
     assert!(matches!(err, NotifyError::SmsUnsupported), "{err}");
 }
@@ -181,7 +181,7 @@ async fn sms_through_a_verifier_only_provider_is_refused() {
 #[test]
 fn render_email_previews_without_sending() {
     let outbox = MemoryOutbox::new();
-    let otp = support::builder()
+    let otp = common::builder()
         .app_name("Shop")
         .email_sender(outbox.clone())
         .build()

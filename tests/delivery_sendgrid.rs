@@ -2,7 +2,7 @@
 //! SendGrid's v3 Mail Send API expects and answers as SendGrid does.
 #![cfg(feature = "sendgrid")]
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -197,12 +197,12 @@ async fn a_code_sent_through_sendgrid_verifies() {
         .expect(1)
         .mount(&server)
         .await;
-    let otp = support::builder()
+    let otp = common::builder()
         .email_sender(sender(&server))
         .build()
         .unwrap();
     let (status, body) =
-        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(status, 200, "{body}");
 
     let sent = received_bodies(&server).await.remove(0);
@@ -212,10 +212,10 @@ async fn a_code_sent_through_sendgrid_verifies() {
     );
     let text = sent["content"][0]["value"].as_str().unwrap();
     let html = sent["content"][1]["value"].as_str().unwrap();
-    let code = support::code_in(text).expect("code in the text part");
+    let code = common::code_in(text).expect("code in the text part");
     assert!(html.contains(&code), "code in the HTML part");
 
-    let (status, body) = support::post(
+    let (status, body) = common::post(
         &otp,
         "/verify-otp/",
         json!({"email": "ada@example.com", "otp": code}),
@@ -231,13 +231,13 @@ async fn a_code_sent_through_sendgrid_verifies() {
 async fn failed_send_releases_the_cooldown(failure: ResponseTemplate, expected_tries: usize) {
     let server = MockServer::start().await;
     mail_send().respond_with(failure).mount(&server).await;
-    let otp = support::builder()
+    let otp = common::builder()
         .email_sender(sender(&server))
         .build()
         .unwrap();
 
     let (status, body) =
-        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["status"], "error");
     assert_eq!(body["code"], "delivery_failed");
@@ -250,8 +250,8 @@ async fn failed_send_releases_the_cooldown(failure: ResponseTemplate, expected_t
     assert_eq!(tried.len(), expected_tries);
 
     // The undelivered code was deleted: its value is refused as expired.
-    let code = support::code_in(tried[0]["content"][0]["value"].as_str().unwrap()).unwrap();
-    let (status, body) = support::post(
+    let code = common::code_in(tried[0]["content"][0]["value"].as_str().unwrap()).unwrap();
+    let (status, body) = common::post(
         &otp,
         "/verify-otp/",
         json!({"email": "ada@example.com", "otp": code}),
@@ -271,7 +271,7 @@ async fn failed_send_releases_the_cooldown(failure: ResponseTemplate, expected_t
         .mount(&server)
         .await;
     let (status, body) =
-        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(
         status, 200,
         "retry at once must not be rate limited: {body}"
@@ -323,7 +323,7 @@ async fn provider_error_text_goes_to_the_log_masked_and_never_to_the_client() {
         })))
         .mount(&server)
         .await;
-    let otp = support::builder()
+    let otp = common::builder()
         .email_sender(sender(&server))
         .build()
         .unwrap();
@@ -335,7 +335,7 @@ async fn provider_error_text_goes_to_the_log_masked_and_never_to_the_client() {
         .finish();
     let (status, body) = {
         let _guard = tracing::subscriber::set_default(subscriber);
-        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await
     };
     assert_eq!(status, 502, "{body}");
     assert!(!body.to_string().contains("Sender Identity"), "{body}");
@@ -348,7 +348,7 @@ async fn provider_error_text_goes_to_the_log_masked_and_never_to_the_client() {
         "contact unmasked in the log: {logged}"
     );
     let sent = received_bodies(&server).await;
-    let code = support::code_in(sent[0]["content"][0]["value"].as_str().unwrap()).unwrap();
+    let code = common::code_in(sent[0]["content"][0]["value"].as_str().unwrap()).unwrap();
     assert!(!logged.contains(&code), "the code was logged: {logged}");
 }
 
@@ -366,12 +366,12 @@ async fn a_recipient_sendgrid_refuses_is_invalid_email_not_a_5xx() {
         .expect(1)
         .mount(&server)
         .await;
-    let otp = support::builder()
+    let otp = common::builder()
         .email_sender(sender(&server))
         .build()
         .unwrap();
     let (status, body) =
-        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(
         (status.as_u16(), body["code"].as_str()),
         (400, Some("invalid_email")),

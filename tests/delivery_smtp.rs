@@ -2,184 +2,17 @@
 //! by `tests/support/smtp_server.py`) that saves what it receives as .eml
 //! files; the tests read the mailbox and check what arrived.
 //!
-//! Needs `python3` with `aiosmtpd` (`pip install aiosmtpd`). Without it the
-//! tests print why and pass, unless `CI=true`, where they fail.
+//! Needs `python3` with `aiosmtpd` (`pip install -r tests/support/requirements.txt`).
+//! Without it each test prints a visible `SKIPPED` line (tests/common/skip.rs),
+//! and under CI (`CI=true` or `1`) fails.
 #![cfg(feature = "smtp")]
 
-mod support;
+mod common;
 
-use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
-
+use common::smtp_server::{Mode, SmtpServer};
 use mail_parser::{MessageParser, MimeHeaders, PartType};
-use serde_json::{Value, json};
+use serde_json::json;
 use tower_otp::delivery::{EmailMessage, EmailSender, SmtpSender};
-
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_server.py");
-const FROM: &str = "Shop <no-reply@shop.example>";
-
-/// Whether the SMTP server can run here; `false` means skip (never under CI).
-fn smtp_server_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        let reason = "python3 with aiosmtpd is not available (pip install aiosmtpd)";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{reason}; CI must provide it");
-        }
-        eprintln!("SKIPPED: {reason}");
-    }
-    ok
-}
-
-/// A unique scratch folder.
-fn scratch(tag: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("tower-otp-smtp-{}-{tag}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A self-signed certificate for `localhost`, made now: (cert PEM, key PEM).
-fn self_signed() -> (String, String) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    (certified.cert.pem(), certified.key_pair.serialize_pem())
-}
-
-enum Mode {
-    Plain,
-    StartTls,
-    Implicit,
-}
-
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    cert_pem: String,
-}
-
-impl SmtpServer {
-    /// Starts the server; `None` (test skipped) when it cannot run here.
-    fn start(mode: Mode, extra: &[&str]) -> Option<Self> {
-        if !smtp_server_available() {
-            return None;
-        }
-        let dir = scratch("server");
-        let maildir = dir.join("mail");
-        std::fs::create_dir_all(&maildir).unwrap();
-        let (cert_pem, key_pem) = self_signed();
-        std::fs::write(dir.join("cert.pem"), &cert_pem).unwrap();
-        std::fs::write(dir.join("key.pem"), key_pem).unwrap();
-        let mode = match mode {
-            Mode::Plain => "plain",
-            Mode::StartTls => "starttls",
-            Mode::Implicit => "implicit",
-        };
-        let mut child = Command::new("python3")
-            .arg(SCRIPT)
-            .arg("--maildir")
-            .arg(&maildir)
-            .args(["--mode", mode, "--cert"])
-            .arg(dir.join("cert.pem"))
-            .arg("--key")
-            .arg(dir.join("key.pem"))
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            // The server's own log (handshakes we refuse on purpose, …).
-            .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
-            .spawn()
-            .expect("python3 starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .strip_prefix("PORT ")
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-                panic!("the SMTP server did not start: {line:?}\n{log}")
-            });
-        Some(Self {
-            child,
-            port,
-            dir,
-            cert_pem,
-        })
-    }
-
-    fn maildir(&self) -> PathBuf {
-        self.dir.join("mail")
-    }
-
-    /// A STARTTLS/TLS sender builder that trusts this server's certificate.
-    fn trusting(&self, builder: tower_otp::delivery::SmtpSenderBuilder) -> SmtpSender {
-        builder
-            .port(self.port)
-            .tls_server_name("localhost")
-            .add_root_certificate_pem(self.cert_pem.clone())
-            .from(FROM)
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap()
-    }
-
-    /// Waits for message number `n` (1-based): its raw bytes and envelope.
-    fn message(&self, n: usize) -> (Vec<u8>, Value) {
-        let eml = self.maildir().join(format!("{n}.eml"));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !eml.exists() {
-            assert!(Instant::now() < deadline, "message {n} never arrived");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let envelope = std::fs::read(self.maildir().join(format!("{n}.json"))).unwrap();
-        (
-            std::fs::read(eml).unwrap(),
-            serde_json::from_slice(&envelope).unwrap(),
-        )
-    }
-
-    fn received(&self) -> usize {
-        count_files(&self.maildir(), "eml")
-    }
-
-    /// DATA commands refused (with `--reply`).
-    fn refused_attempts(&self) -> usize {
-        std::fs::read_to_string(self.maildir().join("attempts.txt"))
-            .map(|s| s.trim().parse().unwrap())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn count_files(dir: &Path, ext: &str) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == ext))
-        })
-        .count()
-}
 
 /// What a test checks in a received message.
 #[derive(Debug, Default)]
@@ -251,14 +84,14 @@ async fn starttls_with_login_delivers_a_code_that_verifies() {
     let sender =
         server.trusting(SmtpSender::starttls("127.0.0.1").credentials("mailer", "smtp-secret"));
     assert!(!format!("{sender:?}").contains("smtp-secret"));
-    let otp = support::builder()
+    let otp = common::builder()
         .app_name("Shop")
         .email_sender(sender)
         .build()
         .unwrap();
 
     let (status, body) =
-        support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
     assert_eq!(status, 200, "{body}");
 
     let (raw, envelope) = server.message(1);
@@ -270,11 +103,11 @@ async fn starttls_with_login_delivers_a_code_that_verifies() {
     assert_eq!(mail.subject, "Your Shop verification code");
     assert_eq!(mail.root_type, "multipart/alternative");
     assert_eq!((mail.plain.len(), mail.html.len()), (1, 1), "{mail:?}");
-    let code = support::code_in(&mail.plain[0]).expect("the code in the text part");
+    let code = common::code_in(&mail.plain[0]).expect("the code in the text part");
     assert!(mail.html[0].contains(&code), "the code in the HTML part");
     assert!(mail.html[0].contains("<!DOCTYPE html>"));
 
-    let (status, body) = support::post(
+    let (status, body) = common::post(
         &otp,
         "/verify-otp/",
         json!({"email": "ada@example.com", "otp": code}),
@@ -288,7 +121,7 @@ async fn implicit_tls_delivers_cc_bcc_and_attachments() {
     let Some(server) = SmtpServer::start(Mode::Implicit, &[]) else {
         return;
     };
-    let otp = support::builder()
+    let otp = common::builder()
         .app_name("Shop")
         .email_sender(server.trusting(SmtpSender::implicit_tls("127.0.0.1")))
         .build()
@@ -407,10 +240,10 @@ async fn refused(reply: &str, expected_tries: usize) {
     let sender = SmtpSender::unencrypted_localhost(server.port)
         .build()
         .unwrap();
-    let otp = support::builder().email_sender(sender).build().unwrap();
+    let otp = common::builder().email_sender(sender).build().unwrap();
     for _ in 0..2 {
         let (status, body) =
-            support::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+            common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
         assert_eq!(
             (status.as_u16(), body["code"].as_str()),
             (502, Some("delivery_failed")),
@@ -439,4 +272,63 @@ async fn refused(reply: &str, expected_tries: usize) {
 async fn smtp_4xx_is_retried_and_5xx_is_not() {
     refused("451 4.3.0 <ada@example.com> try again later", 3).await;
     refused("554 5.7.1 <ada@example.com> message rejected", 1).await;
+}
+
+/// An `Otp` configured only from these environment variables (plus a
+/// secret and fast hashing).
+fn from_env(vars: &[(&str, String)]) -> tower_otp::Otp {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .chain([("OTP_SECRET".to_owned(), common::SECRET.to_owned())])
+        .collect();
+    tower_otp::OtpBuilder::from_env_with(move |k| {
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+    .hash_params(tower_otp::hash::HashParams::insecure_fast())
+    .build()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn email_use_tls_from_the_environment_decides_plain_or_starttls_on_the_wire() {
+    let Some(server) = SmtpServer::start(Mode::Plain, &[]) else {
+        return;
+    };
+    let base = [
+        ("EMAIL_SERVER", "SMTP".to_owned()),
+        ("EMAIL_HOST", "127.0.0.1".to_owned()),
+        ("EMAIL_PORT", server.port.to_string()),
+    ];
+
+    // EMAIL_USE_TLS=false: plain SMTP to this port; the code arrives.
+    let mut plain = base.to_vec();
+    plain.push(("EMAIL_USE_TLS", "false".to_owned()));
+    let otp = from_env(&plain);
+    let (status, body) =
+        common::post(&otp, "/send-otp/", json!({"email": "ada@example.com"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (raw, _) = server.message(1);
+    let mail = read(&raw);
+    let code = common::code_in(&mail.plain[0]).expect("the code");
+    let (status, body) = common::post(
+        &otp,
+        "/verify-otp/",
+        json!({"email": "ada@example.com", "otp": code}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Without EMAIL_USE_TLS (STARTTLS by default) the same server, which
+    // offers no STARTTLS, gets nothing: the code is never sent in the clear.
+    let otp = from_env(&base);
+    let (status, body) =
+        common::post(&otp, "/send-otp/", json!({"email": "bob@example.com"})).await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (502, Some("delivery_failed")),
+        "{body}"
+    );
+    assert_eq!(server.received(), 1, "nothing more reached the server");
 }

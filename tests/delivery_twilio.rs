@@ -3,7 +3,7 @@
 //! and answer with Twilio's bodies.
 #![cfg(feature = "twilio")]
 
-mod support;
+mod common;
 
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ fn verification(status: &str) -> serde_json::Value {
         "sid": "VEcccccccccccccccccccccccccccccccc",
         "service_sid": SERVICE,
         "account_sid": SID,
-        "to": support::MOBILE,
+        "to": common::MOBILE,
         "channel": "sms",
         "status": status,
         "valid": status == "approved",
@@ -103,26 +103,26 @@ fn messaging(server: &MockServer) -> TwilioMessaging {
 }
 
 fn mobile() -> Mobile {
-    Mobile::parse(support::MOBILE, None).unwrap()
+    Mobile::parse(common::MOBILE, None).unwrap()
 }
 
 #[tokio::test]
 async fn verify_start_and_check_send_the_exact_requests() {
     let server = MockServer::start().await;
     verifications()
-        .and(form(&[("To", support::MOBILE), ("Channel", "sms")]))
+        .and(form(&[("To", common::MOBILE), ("Channel", "sms")]))
         .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending")))
         .expect(1)
         .mount(&server)
         .await;
     verification_check()
-        .and(form(&[("To", support::MOBILE), ("Code", "123456")]))
+        .and(form(&[("To", common::MOBILE), ("Code", "123456")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(verification("approved")))
         .expect(1)
         .mount(&server)
         .await;
     verification_check()
-        .and(form(&[("To", support::MOBILE), ("Code", "000000")]))
+        .and(form(&[("To", common::MOBILE), ("Code", "000000")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(verification("pending")))
         .expect(1)
         .mount(&server)
@@ -215,14 +215,14 @@ async fn messaging_sends_the_exact_request() {
     let server = MockServer::start().await;
     messages()
         .and(form(&[
-            ("To", support::MOBILE),
+            ("To", common::MOBILE),
             ("From", FROM),
             ("Body", "Hello & bye"),
         ]))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({
             "sid": "SMdddddddddddddddddddddddddddddddd",
             "account_sid": SID,
-            "to": support::MOBILE,
+            "to": common::MOBILE,
             "from": FROM,
             "body": "Hello & bye",
             "status": "queued",
@@ -234,7 +234,7 @@ async fn messaging_sends_the_exact_request() {
         .mount(&server)
         .await;
     let message = SmsMessage {
-        to: support::MOBILE.into(),
+        to: common::MOBILE.into(),
         body: "Hello & bye".into(),
     };
     messaging(&server).send_sms(&message).await.unwrap();
@@ -242,7 +242,7 @@ async fn messaging_sends_the_exact_request() {
     server.reset().await;
     messages()
         .and(form(&[
-            ("To", support::MOBILE),
+            ("To", common::MOBILE),
             ("MessagingServiceSid", "MGeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"),
             ("Body", "Hello & bye"),
         ]))
@@ -261,7 +261,7 @@ async fn messaging_sends_the_exact_request() {
 async fn messaging_errors_are_classified() {
     let server = MockServer::start().await;
     let message = SmsMessage {
-        to: support::MOBILE.into(),
+        to: common::MOBILE.into(),
         body: "x".into(),
     };
     for (answer, transient, invalid) in [
@@ -313,36 +313,32 @@ async fn messaging_errors_are_classified() {
 async fn verify_mode_end_to_end_and_twilio_answers_become_contract_errors() {
     let server = MockServer::start().await;
     verifications()
-        .and(form(&[("To", support::MOBILE), ("Channel", "sms")]))
+        .and(form(&[("To", common::MOBILE), ("Channel", "sms")]))
         .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending")))
         .mount(&server)
         .await;
     verification_check()
-        .and(form(&[("To", support::MOBILE), ("Code", "111111")]))
+        .and(form(&[("To", common::MOBILE), ("Code", "111111")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(verification("pending")))
         .mount(&server)
         .await;
     verification_check()
-        .and(form(&[("To", support::MOBILE), ("Code", "222222")]))
+        .and(form(&[("To", common::MOBILE), ("Code", "222222")]))
         .respond_with(ResponseTemplate::new(200).set_body_json(verification("approved")))
         .mount(&server)
         .await;
-    let otp = support::builder()
+    let otp = common::builder()
         .sms_verifier(verify(&server))
         .build()
         .unwrap();
 
-    let (status, body) = support::post(
-        &otp,
-        "/send-mobile-otp/",
-        json!({"mobile": support::MOBILE}),
-    )
-    .await;
+    let (status, body) =
+        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = support::post(
+    let (status, body) = common::post(
         &otp,
         "/verify-mobile-otp/",
-        json!({"mobile": support::MOBILE, "otp": "111111"}),
+        json!({"mobile": common::MOBILE, "otp": "111111"}),
     )
     .await;
     assert_eq!(
@@ -350,14 +346,14 @@ async fn verify_mode_end_to_end_and_twilio_answers_become_contract_errors() {
         (400, &json!("otp_invalid"), &json!(4)),
         "{body}"
     );
-    let (status, body) = support::post(
+    let (status, body) = common::post(
         &otp,
         "/verify-mobile-otp/",
-        json!({"mobile": support::MOBILE, "otp": "222222"}),
+        json!({"mobile": common::MOBILE, "otp": "222222"}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["verified"]["mobile"], support::MOBILE);
+    assert_eq!(body["verified"]["mobile"], common::MOBILE);
 }
 
 #[tokio::test]
@@ -375,22 +371,18 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         ))
         .mount(&server)
         .await;
-    let otp = support::builder()
+    let otp = common::builder()
         .sms_verifier(verify(&server))
         .resend_cooldown(Duration::from_secs(1))
         .build()
         .unwrap();
-    let (status, _) = support::post(
-        &otp,
-        "/send-mobile-otp/",
-        json!({"mobile": support::MOBILE}),
-    )
-    .await;
+    let (status, _) =
+        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
     assert_eq!(status, 200);
-    let (status, body) = support::post(
+    let (status, body) = common::post(
         &otp,
         "/verify-mobile-otp/",
-        json!({"mobile": support::MOBILE, "otp": "123456"}),
+        json!({"mobile": common::MOBILE, "otp": "123456"}),
     )
     .await;
     assert_eq!(
@@ -409,17 +401,13 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         .mount(&server)
         .await;
     tokio::time::sleep(Duration::from_millis(1100)).await; // the cooldown
-    let (status, body) = support::post(
-        &otp,
-        "/send-mobile-otp/",
-        json!({"mobile": support::MOBILE}),
-    )
-    .await;
+    let (status, body) =
+        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = support::post(
+    let (status, body) = common::post(
         &otp,
         "/verify-mobile-otp/",
-        json!({"mobile": support::MOBILE, "otp": "123456"}),
+        json!({"mobile": common::MOBILE, "otp": "123456"}),
     )
     .await;
     assert_eq!(
@@ -449,21 +437,17 @@ async fn twilio_21211_is_invalid_mobile_in_both_modes() {
         .await;
 
     for otp in [
-        support::builder()
+        common::builder()
             .sms_verifier(verify(&server))
             .build()
             .unwrap(),
-        support::builder()
+        common::builder()
             .sms_sender(messaging(&server))
             .build()
             .unwrap(),
     ] {
-        let (status, body) = support::post(
-            &otp,
-            "/send-mobile-otp/",
-            json!({"mobile": support::MOBILE}),
-        )
-        .await;
+        let (status, body) =
+            common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
         assert_eq!(
             (status.as_u16(), body["code"].as_str()),
             (400, Some("invalid_mobile")),
@@ -484,17 +468,13 @@ async fn messaging_mode_sends_our_code_with_the_webotp_line() {
         .expect(1)
         .mount(&server)
         .await;
-    let otp = support::builder()
+    let otp = common::builder()
         .sms_sender(messaging(&server))
         .webotp_host("shop.example")
         .build()
         .unwrap();
-    let (status, body) = support::post(
-        &otp,
-        "/send-mobile-otp/",
-        json!({"mobile": support::MOBILE}),
-    )
-    .await;
+    let (status, body) =
+        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
     assert_eq!(status, 200, "{body}");
 
     let request = server.received_requests().await.unwrap().remove(0);
@@ -502,19 +482,19 @@ async fn messaging_mode_sends_our_code_with_the_webotp_line() {
         url::form_urlencoded::parse(&request.body)
             .into_owned()
             .collect();
-    assert_eq!(fields["To"], support::MOBILE);
+    assert_eq!(fields["To"], common::MOBILE);
     assert_eq!(fields["From"], FROM);
-    let code = support::code_in(&fields["Body"]).expect("a code in the SMS");
+    let code = common::code_in(&fields["Body"]).expect("a code in the SMS");
     assert!(
         fields["Body"].ends_with(&format!("@shop.example #{code}")),
         "{}",
         fields["Body"]
     );
 
-    let (status, body) = support::post(
+    let (status, body) = common::post(
         &otp,
         "/verify-mobile-otp/",
-        json!({"mobile": support::MOBILE, "otp": code}),
+        json!({"mobile": common::MOBILE, "otp": code}),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -527,16 +507,12 @@ async fn messaging_5xx_is_tried_three_times_then_502_and_retry_is_not_rate_limit
         .respond_with(twilio_error(500, 20500, "Internal Server Error"))
         .mount(&server)
         .await;
-    let otp = support::builder()
+    let otp = common::builder()
         .sms_sender(messaging(&server))
         .build()
         .unwrap();
-    let (status, body) = support::post(
-        &otp,
-        "/send-mobile-otp/",
-        json!({"mobile": support::MOBILE}),
-    )
-    .await;
+    let (status, body) =
+        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
     assert_eq!(
         (status.as_u16(), body["code"].as_str()),
         (502, Some("delivery_failed")),
@@ -550,11 +526,7 @@ async fn messaging_5xx_is_tried_three_times_then_502_and_retry_is_not_rate_limit
         .expect(1)
         .mount(&server)
         .await;
-    let (status, body) = support::post(
-        &otp,
-        "/send-mobile-otp/",
-        json!({"mobile": support::MOBILE}),
-    )
-    .await;
+    let (status, body) =
+        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
     assert_eq!(status, 200, "{body}");
 }

@@ -1,13 +1,13 @@
 //! Gating handlers with `VerifiedContact`, `VerifiedEmail`, `VerifiedMobile`
 //! and their `Option<…>` forms.
 
-mod app;
+mod common;
 
 use std::time::Duration;
 
-use app::{TestApp, builder};
 use axum::{Router, body::Body, routing::get};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use common::{app::TestApp, builder_with};
 use http::{Request, StatusCode};
 use serde_json::json;
 use tower::ServiceExt;
@@ -79,7 +79,10 @@ async fn a_tampered_token_is_refused() {
 #[tokio::test]
 async fn an_expired_token_is_refused() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(builder(&outbox).grant_ttl(Duration::from_secs(1)), outbox);
+    let app = TestApp::with(
+        builder_with(&outbox).grant_ttl(Duration::from_secs(1)),
+        outbox,
+    );
     let token = app.prove_email("a@b.co").await;
     assert_eq!(
         app.get_with_token("/email-only", &token).await.status,
@@ -188,21 +191,26 @@ async fn a_tampered_held_grant_adds_nothing() {
 #[tokio::test]
 async fn rotated_secrets_still_accept_old_grants_and_codes() {
     let outbox = MemoryOutbox::new();
-    let old = TestApp::with(builder(&outbox), outbox.clone());
+    let old = TestApp::with(builder_with(&outbox), outbox.clone());
     let token = old.prove_email("a@b.co").await;
     // A code sent before the rotation, shared store as two deploys would have.
     let store = std::sync::Arc::new(tower_otp::MemoryStore::new());
-    let before = TestApp::with(builder(&outbox).shared_store(store.clone()), outbox.clone());
+    let before = TestApp::with(
+        builder_with(&outbox).shared_store(store.clone()),
+        outbox.clone(),
+    );
     before.send_email("late@b.co").await.assert_success();
     let code = before.code_for("late@b.co");
+    before.send_email("other@b.co").await.assert_success();
+    let other_code = before.code_for("other@b.co");
 
     let rotated = TestApp::with(
         Otp::builder()
             .secret("the new secret after rotation!!")
-            .old_secret(app::SECRET)
+            .old_secret(common::SECRET)
             .hash_params(HashParams::insecure_fast())
             .email_sender(outbox.clone())
-            .shared_store(store),
+            .shared_store(store.clone()),
         outbox.clone(),
     );
     let answer = rotated.get_with_token("/email-only", &token).await;
@@ -216,20 +224,32 @@ async fn rotated_secrets_still_accept_old_grants_and_codes() {
     let fresh = TestApp::with(
         Otp::builder()
             .secret("the new secret after rotation!!")
-            .hash_params(HashParams::insecure_fast()),
+            .hash_params(HashParams::insecure_fast())
+            .email_sender(outbox.clone())
+            .shared_store(store),
         outbox,
     );
     fresh
         .get_with_token("/email-only", &token)
         .await
         .assert_error(401, "verification_required");
+    // The code made under the old secret (still live in the shared store)
+    // is refused too.
+    let answer = fresh.verify_email("other@b.co", &other_code).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(
+        matches!(answer.code(), "otp_invalid" | "otp_expired"),
+        "{}",
+        answer.body
+    );
+    assert!(answer.body.get("token").is_none(), "{}", answer.body);
 }
 
 #[tokio::test]
 async fn with_a_custom_token_header_the_default_header_is_just_an_invalid_grant() {
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox).token_header(http::HeaderName::from_static("x-otp-token")),
+        builder_with(&outbox).token_header(http::HeaderName::from_static("x-otp-token")),
         outbox,
     );
     let token = app.prove_email("a@b.co").await;

@@ -1,7 +1,9 @@
 //! Small things a new user trips over: a landline is told it cannot
 //! receive SMS, an empty hashing pool is refused at start-up.
 
-mod app;
+mod common;
+
+use common::app;
 
 use app::TestApp;
 use tower_otp::{ConfigError, delivery::MemoryOutbox};
@@ -32,7 +34,7 @@ async fn a_landline_is_told_it_cannot_receive_text_messages() {
 #[test]
 fn an_empty_hashing_pool_is_refused() {
     for (workers, queue) in [(0, 0), (0, 4), (2, 0)] {
-        let err = app::builder(&MemoryOutbox::new())
+        let err = common::builder_with(&MemoryOutbox::new())
             .hash_pool_size(workers, queue)
             .build()
             .unwrap_err();
@@ -48,7 +50,7 @@ fn an_empty_hashing_pool_is_refused() {
         );
     }
     assert!(
-        app::builder(&MemoryOutbox::new())
+        common::builder_with(&MemoryOutbox::new())
             .hash_pool_size(1, 1)
             .build()
             .is_ok()
@@ -65,7 +67,10 @@ async fn the_host_can_clear_the_grant_cookie() {
         assert!(value.contains(attribute), "{value}");
     }
     let outbox = MemoryOutbox::new();
-    let insecure = app::builder(&outbox).insecure_cookie().build().unwrap();
+    let insecure = common::builder_with(&outbox)
+        .insecure_cookie()
+        .build()
+        .unwrap();
     assert!(
         !insecure
             .clear_grant_cookie()
@@ -83,7 +88,8 @@ async fn a_trickled_body_gets_408_within_the_deadline() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let base =
-        app::serve(app::builder(&MemoryOutbox::new()).body_timeout(Duration::from_secs(1))).await;
+        app::serve(common::builder_with(&MemoryOutbox::new()).body_timeout(Duration::from_secs(1)))
+            .await;
     let addr = base.trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = "POST /send-otp/ HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\

@@ -1,7 +1,7 @@
 //! Whole flows: concurrency properties through the layer, real HTTP with
 //! axum and with a plain hyper `service_fn`.
 
-mod app;
+mod common;
 
 use std::{
     convert::Infallible,
@@ -12,9 +12,12 @@ use std::{
     time::Duration,
 };
 
-use app::{TestApp, builder, wrong_code};
 use async_trait::async_trait;
 use bytes::Bytes;
+use common::{
+    app::{TestApp, wrong_code},
+    builder_with,
+};
 use futures_util::future::join_all;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -65,7 +68,7 @@ fn counting_app() -> (TestApp, Arc<CountingStore>) {
     let store = Arc::new(CountingStore::default());
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox)
+        builder_with(&outbox)
             .shared_store(store.clone())
             .hash_pool_size(2, 256),
         outbox,
@@ -140,7 +143,7 @@ async fn body_json(response: reqwest::Response) -> (StatusCode, Value) {
 #[tokio::test]
 async fn full_registration_over_real_http_with_axum() {
     let outbox = MemoryOutbox::new();
-    let base = app::serve(builder(&outbox).insecure_cookie()).await;
+    let base = common::app::serve(builder_with(&outbox).insecure_cookie()).await;
     // A browser-like client that keeps cookies: the grant travels as a cookie.
     let client = reqwest::Client::builder()
         .cookie_store(true)
@@ -220,7 +223,7 @@ async fn plain_app(
 async fn the_layer_wraps_a_plain_hyper_service_fn() {
     use hyper_util::{rt::TokioIo, service::TowerToHyperService};
     let outbox = MemoryOutbox::new();
-    let otp = builder(&outbox).build().unwrap();
+    let otp = builder_with(&outbox).build().unwrap();
     let service = ServiceBuilder::new()
         .layer(otp.layer())
         .service_fn(plain_app);

@@ -1,8 +1,9 @@
 //! Security hardening: attempts under concurrency answer as the contract
 //! says, and enumeration-safe mode is refused where it cannot hide timing.
 
-mod app;
 mod common;
+
+use common::app;
 
 use std::sync::Arc;
 
@@ -62,7 +63,7 @@ async fn only_the_last_attempt_answers_attempts_exceeded(app: Arc<TestApp>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_guesses_on_the_memory_store() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(app::builder(&outbox).ip_limits(0, 0), outbox);
+    let app = TestApp::with(common::builder_with(&outbox).ip_limits(0, 0), outbox);
     only_the_last_attempt_answers_attempts_exceeded(Arc::new(app)).await;
 }
 
@@ -82,7 +83,9 @@ async fn parallel_guesses_on_redis() {
     );
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        app::builder(&outbox).ip_limits(0, 0).shared_store(store),
+        common::builder_with(&outbox)
+            .ip_limits(0, 0)
+            .shared_store(store),
         outbox,
     );
     only_the_last_attempt_answers_attempts_exceeded(Arc::new(app)).await;
@@ -90,7 +93,7 @@ async fn parallel_guesses_on_redis() {
 
 #[test]
 fn enumeration_safe_mode_is_refused_with_a_provider_that_checks_codes() {
-    let err = app::builder(&MemoryOutbox::new())
+    let err = common::builder_with(&MemoryOutbox::new())
         .enumeration_safe()
         .sms_verifier(TwilioVerify::new("AC1", "token", "VA1"))
         .build()
@@ -107,7 +110,7 @@ fn enumeration_safe_mode_is_refused_with_a_provider_that_checks_codes() {
     );
     // With our own SMS codes it stays available.
     assert!(
-        app::builder(&MemoryOutbox::new())
+        common::builder_with(&MemoryOutbox::new())
             .enumeration_safe()
             .build()
             .is_ok()

@@ -1,13 +1,14 @@
 //! The hashing pool: its hashes are the standard keyed Argon2id (the same
 //! bytes as RustCrypto's `argon2` crate, whichever implementation the
 //! `simd-argon2` feature picks), pinned by a known answer so that stored
-//! codes keep verifying across upgrades; and its threads run at the
-//! configured OS priority.
+//! codes keep verifying across upgrades; and the Argon2id it is built on
+//! gives RFC 9106's own test vector. (The threads' OS priority is checked in
+//! `hash_priority.rs`, a binary of its own.)
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use tower_otp::{
-    Otp, Secret,
-    hash::{HashParams, HashPool, HashThreadPriority},
+    Secret,
+    hash::{HashParams, HashPool},
 };
 
 const SECRET: &str = "benchmark secret, 32 bytes long!";
@@ -104,62 +105,87 @@ fn parameters_the_implementation_refuses_are_a_configuration_error() {
     assert!(error.to_string().contains("hash_params"), "{error}");
 }
 
-/// Nice value (field 19 of `/proc/self/task/<tid>/stat`) of every hashing
-/// thread of this process.
-#[cfg(target_os = "linux")]
-fn hashing_thread_nice_values() -> Vec<i32> {
-    let mut values = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap() {
-        let path = task.unwrap().path();
-        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
-            continue; // the thread ended meanwhile
-        };
-        // "tower-otp-hash-N", cut to the kernel's 15 characters.
-        if !comm.starts_with("tower-otp-hash") {
-            continue;
-        }
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        // after_name starts at field 3 (state); nice is field 19.
-        let nice = after_name.split(' ').nth(19 - 3).unwrap();
-        values.push(nice.parse().unwrap());
-    }
-    values
-}
+// RFC 9106, section 5.3: Argon2id with a secret and associated data.
+const RFC_PASSWORD: [u8; 32] = [0x01; 32];
+const RFC_SALT: [u8; 16] = [0x02; 16];
+const RFC_SECRET: [u8; 8] = [0x03; 8];
+const RFC_AD: [u8; 12] = [0x04; 12];
+const RFC_TAG: [u8; 32] = [
+    0x0d, 0x64, 0x0d, 0xf5, 0x8d, 0x78, 0x76, 0x6c, 0x08, 0xc0, 0x37, 0xa3, 0x4a, 0x8b, 0x53, 0xc9,
+    0xd0, 0x1e, 0xf0, 0x45, 0x2d, 0x75, 0xb6, 0x5e, 0xb5, 0x25, 0x20, 0xe9, 0x6b, 0x01, 0xe6, 0x59,
+];
+/// m = 32 KiB, t = 3, p = 4, 32-byte tag.
+const RFC_PARAMS: HashParams = HashParams {
+    m_cost: 32,
+    t_cost: 3,
+    p_cost: 4,
+};
 
-#[cfg(target_os = "linux")]
-#[tokio::test]
-async fn hashing_threads_run_at_nice_19_by_default_and_normal_on_request() {
-    // One test owns both pools: tests in this file run on parallel threads,
-    // and the scan sees every hashing thread of the process.
-    let low = Otp::builder()
-        .secret(SECRET)
-        .hash_params(HashParams::insecure_fast())
-        .hash_pool_size(2, 4)
+// The pool's public API takes no associated data (the crate never uses
+// any), so the vector is checked on the backend calls `src/argon.rs` makes,
+// with the RFC's associated data added; the pool itself is then checked to
+// equal the same backend at the same parameters with the RFC's password,
+// salt and secret.
+
+#[test]
+fn rustcrypto_argon2id_as_the_crate_keys_it_gives_the_rfc_9106_vector() {
+    // The calls `argon.rs` makes without `simd-argon2`: `new_with_secret`,
+    // Argon2id v0x13, the parameters, `hash_password_into_with_memory`.
+    let params = argon2::ParamsBuilder::new()
+        .m_cost(RFC_PARAMS.m_cost)
+        .t_cost(RFC_PARAMS.t_cost)
+        .p_cost(RFC_PARAMS.p_cost)
+        .output_len(32)
+        .data(argon2::AssociatedData::new(&RFC_AD).unwrap())
         .build()
         .unwrap();
-    // The threads have set their priority by the time `build` returns.
-    let normal = HashPool::new_with_priority(
-        HashParams::insecure_fast(),
-        Secret::new(SECRET),
-        &[],
-        1,
-        4,
-        HashThreadPriority::Normal,
-    )
-    .unwrap();
-    let nice = hashing_thread_nice_values();
-    // Other tests of this binary may have pools of their own (all default).
-    let process_nice = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let process_nice: i32 = process_nice[process_nice.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .nth(19 - 3)
-        .unwrap()
-        .parse()
+    let mut memory = vec![argon2::Block::default(); params.block_count()];
+    let argon =
+        Argon2::new_with_secret(&RFC_SECRET, Algorithm::Argon2id, Version::V0x13, params).unwrap();
+    let mut out = [0u8; 32];
+    argon
+        .hash_password_into_with_memory(&RFC_PASSWORD, &RFC_SALT, &mut out, &mut memory)
         .unwrap();
-    assert!(nice.contains(&process_nice), "{nice:?}");
-    assert!(nice.iter().filter(|n| **n == 19).count() >= 2, "{nice:?}");
-    // The pools still hash at either priority.
-    low.hash_pool().hash("1", &[0; 16]).await.unwrap();
-    normal.hash("2", &[0; 16]).await.unwrap();
+    assert_eq!(out, RFC_TAG);
+}
+
+#[cfg(feature = "simd-argon2")]
+#[test]
+fn argon2_rust_as_the_crate_configures_it_gives_the_rfc_9106_vector() {
+    // The calls `argon.rs` makes with `simd-argon2`: one thread, the lanes
+    // one after the other, `hash_into_with_ad` (the crate passes no AD).
+    use argon2_rust::{
+        Algorithm, Argon2, Params, Version,
+        params::{Memory, TagLen},
+    };
+    let params = Params::builder()
+        .memory(Memory::kib(u64::from(RFC_PARAMS.m_cost)))
+        .passes(RFC_PARAMS.t_cost)
+        .lanes(RFC_PARAMS.p_cost)
+        .threads(1)
+        .tag_len(TagLen::bytes(32))
+        .build()
+        .unwrap();
+    let mut hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params).hasher();
+    let mut out = [0u8; 32];
+    hasher
+        .hash_into_with_ad(&RFC_PASSWORD, &RFC_SALT, &RFC_SECRET, &RFC_AD, &mut out)
+        .unwrap();
+    assert_eq!(out, RFC_TAG);
+}
+
+#[tokio::test]
+async fn the_pool_at_the_rfc_parameters_equals_the_backend_without_associated_data() {
+    // The pool takes its code as a string: the RFC password (32 bytes of
+    // 0x01) is a valid one.
+    let password = std::str::from_utf8(&RFC_PASSWORD).unwrap();
+    let secret = Secret::new(std::str::from_utf8(&RFC_SECRET).unwrap());
+    let pool = HashPool::new(RFC_PARAMS, secret, &[], 1, 1).unwrap();
+    let ours = pool.hash(password, &RFC_SALT).await.unwrap();
+    let reference = reference_hash(RFC_PARAMS, &RFC_SECRET, &RFC_PASSWORD, &RFC_SALT);
+    assert_eq!(*ours, reference);
+    assert_ne!(
+        reference, RFC_TAG,
+        "without the associated data the tag differs"
+    );
 }

@@ -1,13 +1,16 @@
 //! One test per row of DESIGN.md's HTTP contract, through the real layer.
 
-mod app;
+mod common;
 
 use std::time::Duration;
 
-use app::{Answer, TestApp, builder, wrong_code};
 use async_trait::async_trait;
 use axum::body::Body;
 use bytes::Bytes;
+use common::{
+    app::{Answer, TestApp, wrong_code},
+    builder_with,
+};
 use futures_util::stream;
 use http::{Method, Request, StatusCode};
 use serde_json::json;
@@ -76,7 +79,7 @@ async fn every_path_is_served_with_and_without_trailing_slash() {
 #[tokio::test]
 async fn configurable_prefix_moves_the_routes() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(builder(&outbox).prefix("/api"), outbox);
+    let app = TestApp::with(builder_with(&outbox).prefix("/api"), outbox);
     app.post("/api/send-otp", json!({"email": "a@b.co"}))
         .await
         .assert_success();
@@ -196,7 +199,7 @@ async fn invalid_mobile_without_region_and_for_bad_numbers() {
 #[tokio::test]
 async fn default_region_reads_numbers_without_plus_and_normalizes_to_e164() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(builder(&outbox).default_region(Region::IN), outbox);
+    let app = TestApp::with(builder_with(&outbox).default_region(Region::IN), outbox);
     app.send_mobile("98123 45678").await.assert_success();
     let code = app.code_for("+919812345678");
     let answer = app.verify_mobile("+91-98123-45678", &code).await;
@@ -277,7 +280,10 @@ async fn otp_expired_when_never_sent_or_already_used() {
 #[tokio::test(start_paused = true)]
 async fn otp_expired_after_the_ttl() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(builder(&outbox).code_ttl(Duration::from_secs(60)), outbox);
+    let app = TestApp::with(
+        builder_with(&outbox).code_ttl(Duration::from_secs(60)),
+        outbox,
+    );
     app.send_email("a@b.co").await.assert_success();
     let code = app.code_for("a@b.co");
     tokio::time::advance(Duration::from_secs(61)).await;
@@ -289,7 +295,10 @@ async fn otp_expired_after_the_ttl() {
 #[tokio::test]
 async fn a_resend_replaces_the_code_and_the_old_one_is_simply_wrong() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(builder(&outbox).resend_cooldown(Duration::ZERO), outbox);
+    let app = TestApp::with(
+        builder_with(&outbox).resend_cooldown(Duration::ZERO),
+        outbox,
+    );
     app.send_email("a@b.co").await.assert_success();
     let first = app.code_for("a@b.co");
     let second = loop {
@@ -327,7 +336,10 @@ async fn method_not_allowed_with_allow_header_on_every_otp_path() {
 }
 
 #[tokio::test]
-async fn payload_too_large_by_declared_length_and_while_streaming() {
+// In process no Content-Length is set: both halves go through the streaming
+// limit. The declared length and the early stop are proven over a real
+// socket in `body_limit.rs`.
+async fn payload_too_large_with_a_whole_body_and_with_a_stream() {
     let app = TestApp::new();
     let big = json!({ "email": "a@b.co", "pad": "x".repeat(5000) }).to_string();
     let answer = app
@@ -393,7 +405,7 @@ async fn rate_limited_by_the_resend_cooldown_with_retry_after() {
 async fn rate_limited_by_the_send_quota_until_the_window_ends() {
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox).resend_cooldown(Duration::from_secs(1)),
+        builder_with(&outbox).resend_cooldown(Duration::from_secs(1)),
         outbox,
     );
     for _ in 0..5 {
@@ -414,7 +426,7 @@ async fn rate_limited_by_the_send_quota_until_the_window_ends() {
 #[tokio::test]
 async fn delivery_failed_deletes_the_code_and_releases_the_cooldown() {
     let outbox = MemoryOutbox::failing();
-    let app = TestApp::with(builder(&outbox), outbox.clone());
+    let app = TestApp::with(builder_with(&outbox), outbox.clone());
     let answer = app.send_email("a@b.co").await;
     answer.assert_error(502, "delivery_failed");
     assert!(
@@ -488,7 +500,7 @@ fn assert_no_internals(answer: &Answer) {
 async fn store_unavailable_fails_closed_without_leaking_internals() {
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox).store(BrokenStore { unavailable: true }),
+        builder_with(&outbox).store(BrokenStore { unavailable: true }),
         outbox.clone(),
     );
     let answer = app.send_email("a@b.co").await;
@@ -504,7 +516,7 @@ async fn store_unavailable_fails_closed_without_leaking_internals() {
 async fn internal_for_unexpected_store_answers() {
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder(&outbox).store(BrokenStore { unavailable: false }),
+        builder_with(&outbox).store(BrokenStore { unavailable: false }),
         outbox,
     );
     let answer = app.send_email("a@b.co").await;
@@ -515,7 +527,7 @@ async fn internal_for_unexpected_store_answers() {
 #[tokio::test]
 async fn overloaded_when_the_hashing_pool_is_full() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(builder(&outbox).hash_pool_size(1, 0), outbox);
+    let app = TestApp::with(builder_with(&outbox).hash_pool_size(1, 0), outbox);
     // Hold the pool's only place, as a long-running hash would.
     let permit = app.otp.hash_pool().reserve().unwrap();
     let answer = app.send_email("a@b.co").await;

@@ -2,8 +2,9 @@
 //! channel, per country; and the SMS country budget held across two
 //! instances sharing one Redis.
 
-mod app;
 mod common;
+
+use common::app;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -24,7 +25,7 @@ async fn a_per_contact_rule_counts_verifies_across_codes_before_any_hash() {
         .unwrap()
         .scope(RuleScope::Verifies);
     assert_eq!(rule.stage(), Stage::AfterParse);
-    let app = TestApp::with(app::builder(&outbox).limit(rule), outbox);
+    let app = TestApp::with(common::builder_with(&outbox).limit(rule), outbox);
     app.send_email("ada@example.com").await.assert_success();
     let code = app.code_for("ada@example.com");
     for _ in 0..2 {
@@ -52,7 +53,7 @@ async fn a_per_ip_rule_can_be_narrowed_to_a_channel() {
         .scope(RuleScope::Sends)
         .channel(Channel::Mobile);
     assert_eq!(rule.stage(), Stage::BeforeBody);
-    let app = TestApp::with(app::builder(&outbox).limit(rule), outbox);
+    let app = TestApp::with(common::builder_with(&outbox).limit(rule), outbox);
     let from = |path: &str, body: serde_json::Value| {
         let mut request = Request::post(path)
             .header("content-type", "application/json")
@@ -111,7 +112,7 @@ async fn the_sms_country_budget_holds_across_instances_sharing_redis() {
     let instance = || {
         let limiter: Arc<dyn SharedRateLimiter> = store.clone();
         TestApp::with(
-            app::builder(&outbox)
+            common::builder_with(&outbox)
                 .shared_store(store.clone())
                 .sms_guard(SmsGuard::none().per_country_per_hour(2))
                 .shared_limits(limiter),
@@ -152,7 +153,7 @@ async fn shared_limit_keys_never_hold_a_raw_client_address() {
     let outbox = MemoryOutbox::new();
     let limiter: Arc<dyn SharedRateLimiter> = store.clone();
     let app = TestApp::with(
-        app::builder(&outbox)
+        common::builder_with(&outbox)
             .shared_store(store.clone())
             .shared_limits(limiter),
         outbox,

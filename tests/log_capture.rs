@@ -1,46 +1,20 @@
 //! Log discipline: a full flow under a capturing subscriber never logs a
-//! code or an unmasked contact, and the audit events carry what they must.
+//! code or an unmasked contact. (The audit events' target, level, channel and
+//! route: `audit_events.rs`.)
 
-mod app;
+mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
+use common::{
+    app::{post_http, serve, wrong_code},
+    builder_with,
 };
-
-use app::{builder, serve, wrong_code};
 use http::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use tower_otp::delivery::MemoryOutbox;
-
-async fn post(base: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// A writer that keeps everything the log subscriber prints.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
-    let captured = Captured::default();
+    let captured = common::logs::Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -53,36 +27,40 @@ async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let outbox = MemoryOutbox::new();
-    let base = serve(builder(&outbox)).await;
-    post(
+    let base = serve(builder_with(&outbox)).await;
+    post_http(
         &base,
         "/send-otp/",
         json!({"email": "secret.person@example.com"}),
+        &[],
     )
     .await;
     let code = outbox.last_code_for("secret.person@example.com").unwrap();
-    post(
+    post_http(
         &base,
         "/verify-otp/",
         json!({"email": "secret.person@example.com", "otp": wrong_code(&code)}),
+        &[],
     )
     .await;
-    let (status, _) = post(
+    let (status, _, _) = post_http(
         &base,
         "/verify-otp/",
         json!({"email": "secret.person@example.com", "otp": code}),
+        &[],
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    post(
+    post_http(
         &base,
         "/send-mobile-otp/",
         json!({"mobile": "+14155550123"}),
+        &[],
     )
     .await;
     let sms_code = outbox.last_code_for("+14155550123").unwrap();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for event in [
         "event=\"sent\"",
         "event=\"delivered\"",
@@ -108,7 +86,7 @@ async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
         sms_code.as_str(),
         "secret.person",
         "4155550123",
-        app::SECRET,
+        common::SECRET,
     ] {
         assert!(
             !logs.contains(secret),

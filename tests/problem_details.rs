@@ -3,7 +3,9 @@
 //! (`OTP_ERROR_FORMAT=problem`). Routes, limit refusals and extractor
 //! rejections all take the same shape; success bodies do not change.
 
-mod app;
+mod common;
+
+use common::app;
 
 use app::TestApp;
 use serde_json::json;
@@ -95,7 +97,7 @@ async fn the_default_body_unless_the_client_prefers_problem_details() {
 #[tokio::test]
 async fn extractor_rejections_and_edge_limits_take_the_same_shape() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(app::builder(&outbox).ip_limits(1, 30), outbox);
+    let app = TestApp::with(common::builder_with(&outbox).ip_limits(1, 30), outbox);
     let answer = app
         .request(
             http::Request::get("/email-only")
@@ -108,7 +110,7 @@ async fn extractor_rejections_and_edge_limits_take_the_same_shape() {
     assert_problem(&answer, 401, "verification_required");
 
     // The per-IP limit, refused before the body is read.
-    let serve = app::serve(app::builder(&MemoryOutbox::new()).ip_limits(1, 30)).await;
+    let serve = app::serve(common::builder_with(&MemoryOutbox::new()).ip_limits(1, 30)).await;
     let client = reqwest::Client::new();
     let send = || {
         client
@@ -133,7 +135,7 @@ async fn extractor_rejections_and_edge_limits_take_the_same_shape() {
 async fn problem_format_always_when_configured_from_the_environment() {
     let outbox = MemoryOutbox::new();
     let builder = OtpBuilder::from_env_with(|k| match k {
-        "OTP_SECRET" => Some(app::SECRET.into()),
+        "OTP_SECRET" => Some(common::SECRET.into()),
         "OTP_ERROR_FORMAT" => Some("problem".into()),
         _ => None,
     })

@@ -1,7 +1,6 @@
 //! `Otp::readiness`: each configured dependency is checked, with a short
 //! deadline, and the answer says which one failed.
 
-mod app;
 mod common;
 
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use wiremock::{
 };
 
 fn base() -> tower_otp::OtpBuilder {
-    app::builder(&MemoryOutbox::new())
+    common::builder_with(&MemoryOutbox::new())
 }
 
 /// A loopback port with nothing listening.
@@ -28,7 +27,7 @@ fn closed_port() -> u16 {
 
 #[tokio::test]
 async fn memory_store_and_console_senders_are_ready() {
-    let otp = Otp::builder().secret(app::SECRET).build().unwrap();
+    let otp = Otp::builder().secret(common::SECRET).build().unwrap();
     let readiness = otp.readiness().await;
     assert!(readiness.is_ready(), "{readiness:?}");
     assert_eq!(readiness.failed().count(), 0);

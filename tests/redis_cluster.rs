@@ -4,17 +4,14 @@
 //! the cluster, in `store_conformance.rs`.)
 #![cfg(feature = "redis")]
 
-#[macro_use]
 mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::{
-    redis_server::{random_prefix, raw_connection, shared_cluster},
-    store_suite::{Harness, code_for, email, send, verify},
-};
+use common::redis_server::{random_prefix, raw_connection, shared_cluster};
 use http::StatusCode;
 use redis::AsyncCommands;
+use tower_otp::test_util::{Harness, code_for, email, send, verify};
 use tower_otp::{Contact, Email, store::RedisStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,4 +59,47 @@ async fn a_contacts_keys_live_in_one_slot_and_contacts_spread_over_masters() {
     let mut conn = cluster.raw_connection().await;
     let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
     assert_eq!(pong, "PONG");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_urls_in_redis_otp_url_make_a_working_cluster_store() {
+    let Some(cluster) = shared_cluster().await else {
+        return;
+    };
+    // The environment's form: a comma-separated list (with spaces).
+    let urls = cluster.urls().join(", ");
+    let vars = [
+        (
+            "OTP_SECRET".to_owned(),
+            tower_otp::test_util::random_secret(),
+        ),
+        ("REDIS_OTP_URL".to_owned(), urls),
+    ];
+    let outbox = tower_otp::delivery::MemoryOutbox::new();
+    let otp = tower_otp::OtpBuilder::from_env_with(move |k| {
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })
+    .unwrap()
+    .email_sender(outbox.clone())
+    .hash_params(tower_otp::hash::HashParams::insecure_fast())
+    .build()
+    .unwrap();
+    // Contacts spread over the three masters: a client of one node would
+    // meet MOVED for most of them. Each send lands in the cluster and its
+    // code verifies.
+    let mut conn = cluster.raw_connection().await;
+    let mut masters = BTreeSet::new();
+    for _ in 0..12 {
+        let user = email();
+        let (status, _, body) = send(&otp, &user).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let key = otp.store_key(&Contact::Email(Email::parse(&user).unwrap()));
+        let code_key = format!("otp:{{{key}}}:code");
+        let exists: bool = conn.exists(&code_key).await.unwrap();
+        assert!(exists, "{code_key} is in the cluster");
+        masters.insert(cluster.node_for_key(&code_key).await);
+        let (status, _, body) = verify(&otp, &user, &code_for(&outbox, &user)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    assert!(masters.len() > 1, "{masters:?}");
 }

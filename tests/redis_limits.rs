@@ -3,7 +3,6 @@
 //! gone, each instance falls back to its own in-process limiter.
 #![cfg(feature = "redis")]
 
-mod app;
 mod common;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -26,10 +25,10 @@ fn send_from(peer: &str, email: &str) -> Request<Body> {
     request
 }
 
-fn instance(store: &Arc<RedisStore>, outbox: &MemoryOutbox) -> app::TestApp {
+fn instance(store: &Arc<RedisStore>, outbox: &MemoryOutbox) -> common::app::TestApp {
     let limiter: Arc<dyn SharedRateLimiter> = store.clone();
-    app::TestApp::with(
-        app::builder(outbox)
+    common::app::TestApp::with(
+        common::builder_with(outbox)
             .shared_store(store.clone())
             .ip_limits(3, 30)
             .shared_ip_limits(limiter),
@@ -91,8 +90,8 @@ async fn without_its_redis_the_limit_falls_back_to_the_instance() {
     let limiter: Arc<dyn SharedRateLimiter> = store.clone();
     let outbox = MemoryOutbox::new();
     // Codes in memory; only the limiter lives in the Redis that goes away.
-    let app = app::TestApp::with(
-        app::builder(&outbox)
+    let app = common::app::TestApp::with(
+        common::builder_with(&outbox)
             .ip_limits(2, 30)
             .shared_ip_limits(limiter),
         outbox.clone(),

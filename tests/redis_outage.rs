@@ -4,16 +4,13 @@
 //! check), and succeed again once Redis is back, without rebuilding the app.
 #![cfg(feature = "redis")]
 
-#[macro_use]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    redis_server::{RedisServer, binaries_available, random_prefix},
-    store_suite::{Harness, code_for, email, send, verify},
-};
+use common::redis_server::{RedisServer, binaries_available, random_prefix};
 use http::StatusCode;
+use tower_otp::test_util::{Harness, code_for, email, send, verify};
 use tower_otp::{Otp, store::RedisStore};
 
 const TIMEOUT: Duration = Duration::from_millis(300);

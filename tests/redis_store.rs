@@ -4,19 +4,18 @@
 //! in `OtpBuilder::from_env_with`.
 #![cfg(feature = "redis")]
 
-#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use common::{
-    redis_server::{RedisServer, binaries_available, random_prefix, raw_connection, shared_redis},
-    store_suite::{
-        Harness, code_for, email, random_key, random_secret, record, send, verify, wrong,
-    },
+use common::redis_server::{
+    RedisServer, binaries_available, random_prefix, raw_connection, shared_redis,
 };
 use http::StatusCode;
 use redis::AsyncCommands;
+use tower_otp::test_util::{
+    Harness, code_for, email, random_key, random_secret, record, send, verify, wrong,
+};
 use tower_otp::{
     Contact, Email, Otp, OtpBuilder,
     delivery::MemoryOutbox,
@@ -351,7 +350,7 @@ async fn redis_otp_url_selects_the_redis_store() {
         .build()
         .unwrap();
     assert!(format!("{otp:?}").contains("MemoryStore"));
-    let email2 = common::store_suite::email();
+    let email2 = tower_otp::test_util::email();
     assert_eq!(send(&otp, &email2).await.0, StatusCode::OK);
     let key = otp.store_key(&contact(&email2));
     let exists: bool = conn.exists(format!("otp:{{{key}}}:code")).await.unwrap();

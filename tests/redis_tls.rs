@@ -18,10 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    redis_server::{binaries_available, random_prefix, unavailable},
-    store_suite::{Harness, code_for, email, random_key, record, send, verify},
-};
+use common::redis_server::{binaries_available, random_prefix, unavailable};
 use http::StatusCode;
 use rand::Rng;
 use rcgen::{
@@ -29,6 +26,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use tower_otp::store::{Attempt, OtpStore, RedisStore};
+use tower_otp::test_util::{Harness, code_for, email, random_key, record, send, verify};
 
 /// A test CA and what it signed, all PEM.
 struct Pki {

@@ -364,7 +364,7 @@ mod redis {
         });
         let strategy = (redis_params(), prop::collection::vec(op(false), 1..40));
         let result = runner.run(&strategy, |(params, ops)| {
-            let key = common::store_suite::random_key();
+            let key = tower_otp::test_util::random_key();
             rt.block_on(run(&*store, &key, params, &ops, Clock::Real))
         });
         if let Err(e) = result {

@@ -2,8 +2,9 @@
 //! prefix per test), and private `redis-server` processes (single node or a
 //! 3-master cluster) on free loopback ports, always stopped by a Drop guard.
 //!
-//! Rules: when Redis (or the `redis-server` binary) is missing, a test fails
-//! loudly if `CI` is set, and otherwise skips with a printed reason.
+//! Rules: when Redis (or the `redis-server` binary) is missing, a test goes
+//! through [`super::skip`]: a failure under CI, a visible `SKIPPED` line
+//! otherwise.
 
 use std::{
     net::TcpListener,
@@ -24,19 +25,7 @@ pub fn redis_url() -> String {
         .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// Whether this is a CI run (missing services are then failures).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-/// Fails in CI, prints a skip note otherwise. Returns `None` for `?`-style use.
-pub fn unavailable<T>(what: &str) -> Option<T> {
-    if in_ci() {
-        panic!("{what} (CI is set, so this is a failure, not a skip)");
-    }
-    eprintln!("SKIPPED: {what} (set CI=true to make this a failure)");
-    None
-}
+pub use super::skip::skip as unavailable;
 
 /// A fresh random key prefix, so tests sharing one Redis never collide.
 pub fn random_prefix() -> String {

@@ -2,9 +2,11 @@
 //! directly on the store and through the real layer (HTTP requests through
 //! `otp.layer()`, codes read from a `MemoryOutbox`).
 //!
-//! `store_conformance!(name, factory)` expands to a module with one
-//! `#[tokio::test]` per property; `factory` is a closure returning a future
-//! of `Option<Harness>` (`None` = skipped, with the reason printed).
+//! [`store_conformance!`](crate::store_conformance) expands to a module with
+//! one `#[test]` per property (each on a 4-thread tokio runtime); its
+//! factory is a closure returning a future of `Option<Harness>`. `None`
+//! means "skip": the factory reports why (and decides whether a missing
+//! service is a failure).
 
 use std::{
     any::Any,
@@ -14,24 +16,31 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use rand::Rng;
-use serde_json::{Value, json};
-use tower::{ServiceBuilder, ServiceExt, service_fn};
-use tower_otp::{
+use crate::{
     Otp, OtpBuilder,
     delivery::MemoryOutbox,
     hash::HashParams,
     store::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreKey},
 };
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use rand::Rng;
+use serde_json::{Value, json};
+use tower_layer::Layer;
+use tower_service::Service;
 
 /// A store under test, and whatever must stay alive with it (a cluster).
 pub struct Harness {
     /// The store.
     pub store: Arc<dyn OtpStore>,
     _guard: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Harness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness").finish_non_exhaustive()
+    }
 }
 
 impl Harness {
@@ -91,16 +100,15 @@ pub fn email() -> String {
 /// that answers 200 "inner") and returns the status, the `Retry-After`
 /// header and the JSON body.
 pub async fn post(otp: &Otp, path: &str, body: Value) -> (StatusCode, Option<String>, Value) {
-    let app = ServiceBuilder::new().layer(otp.layer()).service(service_fn(
-        |_req: Request<Full<Bytes>>| async {
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
-        },
-    ));
+    let mut app = otp.layer().layer(Inner);
     let request = Request::post(path)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = app.oneshot(request).await.unwrap();
+        .expect("a valid request");
+    std::future::poll_fn(|cx| app.poll_ready(cx))
+        .await
+        .expect("the layer is ready");
+    let response = app.call(request).await.expect("the layer answers");
     let status = response.status();
     let retry_after = response
         .headers()
@@ -110,6 +118,27 @@ pub async fn post(otp: &Otp, path: &str, body: Value) -> (StatusCode, Option<Str
     let body: Value = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)));
     (status, retry_after, body)
+}
+
+/// The host app behind the layer in [`post`]: answers 200 "inner".
+#[derive(Debug, Clone, Copy)]
+struct Inner;
+
+impl Service<Request<Full<Bytes>>> for Inner {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _request: Request<Full<Bytes>>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"inner")))))
+    }
 }
 
 /// POST /send-otp/ for `email`.
@@ -422,7 +451,6 @@ pub async fn concurrent_wrong_guesses_bounded(h: Harness) {
             Attempt::Granted { attempts_used, .. } => assert!(granted.insert(attempts_used)),
             Attempt::Exhausted => exhausted += 1,
             Attempt::NoCode => panic!("the code vanished"),
-            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(granted, (1..=5).collect());
@@ -486,9 +514,7 @@ pub async fn layer_attempts_exceeded_destroys_code(h: Harness) {
     let (status, _, body) = verify(&otp, &email, &code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "otp_expired");
-    let key = otp.store_key(&tower_otp::Contact::Email(
-        tower_otp::Email::parse(&email).unwrap(),
-    ));
+    let key = otp.store_key(&crate::Contact::Email(crate::Email::parse(&email).unwrap()));
     assert_eq!(
         h.store.begin_attempt(&key, 5).await.unwrap(),
         Attempt::NoCode
@@ -615,17 +641,37 @@ pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
     (out, start.elapsed())
 }
 
-/// Expands to one `#[tokio::test]` per property for the store made by
-/// `$factory` (a closure returning a future of `Option<Harness>`).
-#[allow(unused_macros)]
+/// Runs `future` to completion on a fresh 4-thread tokio runtime (what
+/// each test of [`store_conformance!`](crate::store_conformance) does).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}
+
+/// Expands to a module `$name` with one `#[test]` per property of the store
+/// conformance suite, for the store made by `$factory`: a closure returning
+/// a future of `Option<Harness>` (`None`: the test returns at once, skipped;
+/// the factory says why).
+///
+/// ```ignore
+/// use crate::test_util::Harness;
+///
+/// crate::store_conformance!(my_store, || async {
+///     Some(Harness::new(MyStore::connect().await, ()))
+/// });
+/// ```
+#[macro_export]
 macro_rules! store_conformance {
     ($name:ident, $factory:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            use $crate::common::store_suite as suite;
 
-            store_conformance!(@tests $factory;
+            $crate::store_conformance!(@tests $factory;
                 expiry,
                 replace_on_resend,
                 attempts,
@@ -648,12 +694,14 @@ macro_rules! store_conformance {
     };
     (@tests $factory:expr; $($test:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $test() {
-                let Some(harness) = ($factory)().await else {
-                    return;
-                };
-                suite::$test(harness).await;
+            #[test]
+            fn $test() {
+                $crate::test_util::store_suite::block_on(async {
+                    let Some(harness) = ($factory)().await else {
+                        return;
+                    };
+                    $crate::test_util::store_suite::$test(harness).await;
+                });
             }
         )*
     };

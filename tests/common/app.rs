@@ -1,6 +1,5 @@
 //! Test app for the HTTP-level tests: an axum Router with a passthrough page
 //! and gated handlers, behind the real `OtpLayer`, driven in process.
-#![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
 
@@ -15,19 +14,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use tower_otp::{
     Otp, OtpBuilder, VerifiedContact, VerifiedEmail, VerifiedMobile, delivery::MemoryOutbox,
-    hash::HashParams,
 };
-
-pub const SECRET: &str = "test secret: thirty-two bytes long!";
-
-/// A builder with tiny Argon2 parameters, capturing messages in `outbox`.
-pub fn builder(outbox: &MemoryOutbox) -> OtpBuilder {
-    Otp::builder()
-        .secret(SECRET)
-        .hash_params(HashParams::insecure_fast())
-        .email_sender(outbox.clone())
-        .sms_sender(outbox.clone())
-}
 
 /// A response as the client sees it.
 #[derive(Debug)]
@@ -86,7 +73,7 @@ pub struct TestApp {
 impl TestApp {
     pub fn new() -> Self {
         let outbox = MemoryOutbox::new();
-        Self::with(builder(&outbox), outbox)
+        Self::with(super::builder_with(&outbox), outbox)
     }
 
     pub fn with(builder: OtpBuilder, outbox: MemoryOutbox) -> Self {
@@ -253,4 +240,28 @@ pub async fn serve(builder: OtpBuilder) -> String {
 
 pub fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
+}
+
+/// A JSON POST over a real socket to `base` + `path` with extra `headers`:
+/// the status, the headers and the JSON body (`Null` when not JSON).
+pub async fn post_http(
+    base: &str,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .json(&body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }

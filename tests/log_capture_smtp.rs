@@ -1,0 +1,81 @@
+//! Log discipline over a real SMTP send with a login: under a capturing
+//! subscriber at TRACE (every target, lettre's included), a code sent by
+//! STARTTLS with AUTH to the aiosmtpd server leaves no trace in any event
+//! of the code, the SMTP password, the base64 AUTH strings or the unmasked
+//! address. (lettre built with its `tracing` feature logs every SMTP line
+//! at DEBUG: this test fails then.)
+#![cfg(feature = "smtp")]
+
+mod common;
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use common::smtp_server::{Mode, SmtpServer};
+use serde_json::json;
+use tower_otp::delivery::SmtpSender;
+
+const USER: &str = "mailer-login";
+const PASSWORD: &str = "smtp-Pa55word-never-logged";
+const RECIPIENT: &str = "hidden.recipient@example.com";
+
+#[tokio::test]
+async fn an_smtp_send_with_login_logs_no_code_password_auth_string_or_address() {
+    let captured = common::logs::Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    // Global, in a binary of its own: every callsite, every thread.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let Some(server) = SmtpServer::start(Mode::StartTls, &["--user", USER, "--password", PASSWORD])
+    else {
+        return;
+    };
+    let sender = server.trusting(SmtpSender::starttls("127.0.0.1").credentials(USER, PASSWORD));
+    let otp = common::builder().email_sender(sender).build().unwrap();
+    let (status, body) = common::post(&otp, "/send-otp/", json!({ "email": RECIPIENT })).await;
+    assert_eq!(status, 200, "{body}");
+
+    // The code as it arrived in the mailbox.
+    let (raw, envelope) = server.message(1);
+    assert_eq!(envelope["rcpt_tos"], json!([RECIPIENT]));
+    let raw = String::from_utf8_lossy(&raw);
+    let code = raw
+        .lines()
+        .find_map(|line| line.strip_prefix("Your Shop verification code is: "))
+        .or_else(|| raw.lines().find_map(|l| l.split("code is: ").nth(1)))
+        .map(|c| {
+            c.trim()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|c| c.len() == 6)
+        .unwrap_or_else(|| panic!("no code in the message:\n{raw}"));
+
+    let logs = captured.text();
+    assert!(
+        logs.contains("h***@example.com"),
+        "the send was logged (masked):\n{logs}"
+    );
+    let plain = STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
+    let login_user = STANDARD.encode(USER);
+    let login_password = STANDARD.encode(PASSWORD);
+    for secret in [
+        code.as_str(),
+        PASSWORD,
+        plain.as_str(),
+        login_user.as_str(),
+        login_password.as_str(),
+        RECIPIENT,
+        "hidden.recipient",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret:?} leaked into the logs:\n{logs}"
+        );
+    }
+}
