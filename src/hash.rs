@@ -12,9 +12,11 @@
 //!   at once (503 `overloaded`) instead of queueing without bound.
 //! - **Memory reused**: each worker owns its Argon2 memory blocks and reuses
 //!   them for every hash instead of allocating ~19 MiB per hash.
-//! - **SIMD**: with the default `simd-argon2` feature the compression runs
-//!   on the widest vector unit the CPU has (AVX-512, AVX2, SSE2 or NEON,
-//!   chosen at run time); the hashes are the same either way.
+//! - **Two backends, one answer**: RustCrypto's `argon2` by default (feature
+//!   `rustcrypto-argon2`), or with the opt-in `simd-argon2` feature
+//!   `argon2-rust`, whose compression runs on the widest vector unit the CPU
+//!   has (AVX-512, AVX2, SSE2 or NEON, chosen at run time). The hashes are
+//!   the same either way; each wipes its memory blocks after every hash.
 //! - **Low priority** (Linux, by default): the workers run at nice 19, so a
 //!   flood of verifications barely delays the requests that do not hash;
 //!   see [`HashThreadPriority`].
@@ -33,6 +35,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 use zeroize::Zeroizing;
 
 use crate::{argon::ThreadHasher, error::ConfigError, secret::KeyRing};
+
+#[doc(hidden)]
+pub use crate::argon::backend;
 
 /// Length of a code hash in bytes.
 pub const HASH_LEN: usize = 32;
