@@ -5,7 +5,8 @@
 //!   cannot be brute-forced offline (a 6-digit code has only a million
 //!   values; without the secret, the hashes are useless).
 //! - **Off the async runtime**: hashing takes milliseconds of CPU at the
-//!   default parameters (about 7 ms on the benchmark machine); it runs on
+//!   default parameters (on the quiet benchmark machine about 17 ms with
+//!   RustCrypto's `argon2`, 7 ms with `argon2-rust`); it runs on
 //!   the pool's own threads, never on a tokio worker.
 //! - **Bounded**: at most `workers` hashes run at once and at most `queue`
 //!   wait; past that, [`HashPool::hash`] answers [`HashError::Overloaded`]
@@ -359,7 +360,7 @@ fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHas
 
 /// The OS scheduling priority of the hashing threads.
 ///
-/// A verification costs milliseconds of CPU (about 7 ms at the default
+/// A verification costs milliseconds of CPU (7–17 ms at the default
 /// parameters on the benchmark machine); a flood of them keeps every core
 /// busy. At [`Low`](Self::Low) the scheduler favours any other thread that
 /// wakes up (the async workers serving the routes that do not hash, the
