@@ -13,9 +13,11 @@
 //! - feature `simd-argon2` (opt-in, and the one used when both are on): the
 //!   `argon2-rust` crate, a port of the reference C implementation with
 //!   runtime-selected AVX-512 / AVX2 / SSE2 / NEON compression, its arena
-//!   parked between hashes and wiped when each hash returns. Faster per hash
-//!   (BENCHMARKS.md), but young, with one maintainer, no independent audit
-//!   and about 600 lines of `unsafe`.
+//!   parked between hashes and wiped when each hash returns. 2.3× the
+//!   RustCrypto pool's hashes per second on the quiet 2-core benchmark
+//!   machine, 3.2–4.0× under load (BENCHMARKS.md); but young, with one
+//!   maintainer, no independent audit, about 600 lines mentioning `unsafe`
+//!   and hand-declared `mmap`/`madvise`.
 //!
 //! With neither feature the crate does not compile (a `compile_error!` below
 //! names the two features).
