@@ -3,8 +3,14 @@
 //! crate's hashing pool (dedicated threads reusing their memory blocks), with
 //! one caller and with two concurrent callers (what a 2-core server gets).
 //!
+//! The pool runs the backend the features select; run the bench once per
+//! backend (groups are named after it, so the two runs do not overwrite each
+//! other). `naive_single` is RustCrypto's `argon2` in both runs: the same-run
+//! reference.
+//!
 //! ```text
-//! cargo bench --bench hashing
+//! cargo bench --bench hashing                                              # rustcrypto-argon2
+//! cargo bench --no-default-features --features simd-argon2 --bench hashing # argon2-rust
 //! ```
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -14,7 +20,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tower_otp::{
     Secret,
-    hash::{HashParams, HashPool},
+    hash::{HashParams, HashPool, backend},
 };
 
 const SECRET: &str = "benchmark secret, 32 bytes long!";
@@ -41,7 +47,7 @@ fn hashing(c: &mut Criterion) {
             p_cost: p,
         };
         let pool = HashPool::new(params, Secret::new(SECRET), &[], 2, 64).expect("pool");
-        let mut group = c.benchmark_group(format!("hash/{}", label(set)));
+        let mut group = c.benchmark_group(format!("hash/{}/{}", backend::NAME, label(set)));
         group.sample_size(10);
         group.measurement_time(Duration::from_secs(if m > 20_000 { 20 } else { 8 }));
 

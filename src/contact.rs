@@ -250,6 +250,104 @@ impl fmt::Debug for Mobile {
     }
 }
 
+// Conversions. Neither type implements `Display`: a raw address or number
+// must not slip into a log line through `{}`; log `masked()` instead, and
+// call `as_str()` where the raw value is really needed.
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Mobile {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// [`Email::parse`].
+///
+/// ```
+/// use tower_otp::Email;
+///
+/// let email: Email = " ada@Example.com".parse().unwrap();
+/// assert_eq!(email.as_ref(), "ada@example.com");
+/// ```
+impl std::str::FromStr for Email {
+    type Err = InvalidContact;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// [`Mobile::parse`] with no default region: the number needs its leading
+/// `+`. Use [`Mobile::parse`] to read national numbers in a region.
+///
+/// ```
+/// use tower_otp::Mobile;
+///
+/// let m: Mobile = "+91 98123 45678".parse().unwrap();
+/// assert_eq!(m.as_ref(), "+919812345678");
+/// assert!("98123 45678".parse::<Mobile>().is_err());
+/// ```
+impl std::str::FromStr for Mobile {
+    type Err = InvalidContact;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s, None)
+    }
+}
+
+/// The normalized address, as a string.
+impl serde::Serialize for Email {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A string, normalized and validated as [`Email::parse`] does; an invalid
+/// address is a deserialization error.
+///
+/// ```
+/// use tower_otp::Email;
+///
+/// let email: Email = serde_json::from_str(r#""Ada@Example.COM""#).unwrap();
+/// assert_eq!(serde_json::to_string(&email).unwrap(), r#""Ada@example.com""#);
+/// assert!(serde_json::from_str::<Email>(r#""not an address""#).is_err());
+/// ```
+impl<'de> serde::Deserialize<'de> for Email {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The number in E.164, as a string.
+impl serde::Serialize for Mobile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// A string, normalized and validated as [`Mobile::parse`] does with no
+/// default region (the number needs its `+`); an invalid number is a
+/// deserialization error.
+///
+/// ```
+/// use tower_otp::Mobile;
+///
+/// let m: Mobile = serde_json::from_str(r#""+91 98123-45678""#).unwrap();
+/// assert_eq!(serde_json::to_string(&m).unwrap(), r#""+919812345678""#);
+/// ```
+impl<'de> serde::Deserialize<'de> for Mobile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Self::parse(&raw, None).map_err(serde::de::Error::custom)
+    }
+}
+
 /// An email address or a mobile number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Contact {

@@ -5,16 +5,19 @@
 //!   cannot be brute-forced offline (a 6-digit code has only a million
 //!   values; without the secret, the hashes are useless).
 //! - **Off the async runtime**: hashing takes milliseconds of CPU at the
-//!   default parameters (about 7 ms on the benchmark machine); it runs on
+//!   default parameters (on the quiet benchmark machine about 17 ms with
+//!   RustCrypto's `argon2`, 7 ms with `argon2-rust`); it runs on
 //!   the pool's own threads, never on a tokio worker.
 //! - **Bounded**: at most `workers` hashes run at once and at most `queue`
 //!   wait; past that, [`HashPool::hash`] answers [`HashError::Overloaded`]
 //!   at once (503 `overloaded`) instead of queueing without bound.
 //! - **Memory reused**: each worker owns its Argon2 memory blocks and reuses
 //!   them for every hash instead of allocating ~19 MiB per hash.
-//! - **SIMD**: with the default `simd-argon2` feature the compression runs
-//!   on the widest vector unit the CPU has (AVX-512, AVX2, SSE2 or NEON,
-//!   chosen at run time); the hashes are the same either way.
+//! - **Two backends, one answer**: RustCrypto's `argon2` by default (feature
+//!   `rustcrypto-argon2`), or with the opt-in `simd-argon2` feature
+//!   `argon2-rust`, whose compression runs on the widest vector unit the CPU
+//!   has (AVX-512, AVX2, SSE2 or NEON, chosen at run time). The hashes are
+//!   the same either way; each wipes its memory blocks after every hash.
 //! - **Low priority** (Linux, by default): the workers run at nice 19, so a
 //!   flood of verifications barely delays the requests that do not hash;
 //!   see [`HashThreadPriority`].
@@ -33,6 +36,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 use zeroize::Zeroizing;
 
 use crate::{argon::ThreadHasher, error::ConfigError, secret::KeyRing};
+
+#[doc(hidden)]
+pub use crate::argon::backend;
 
 /// Length of a code hash in bytes.
 pub const HASH_LEN: usize = 32;
@@ -354,7 +360,7 @@ fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHas
 
 /// The OS scheduling priority of the hashing threads.
 ///
-/// A verification costs milliseconds of CPU (about 7 ms at the default
+/// A verification costs milliseconds of CPU (7–17 ms at the default
 /// parameters on the benchmark machine); a flood of them keeps every core
 /// busy. At [`Low`](Self::Low) the scheduler favours any other thread that
 /// wakes up (the async workers serving the routes that do not hash, the

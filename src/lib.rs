@@ -115,13 +115,16 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `axum` | yes | `FromRequestParts` extractors, `ConnectInfo` client-IP lookup |
-//! | `redis` | yes | `RedisStore` (deadpool-redis, cluster-ready) |
+//! | `rustcrypto-argon2` | yes | the hashing backend: RustCrypto's `argon2` (one backend is required) |
+//! | `simd-argon2` | no | the other backend: `argon2-rust`, Argon2id on the CPU's vector unit; faster, young and unaudited (see the README); same hashes |
+//! | `axum` | yes | `FromRequestParts` extractors, `Otp::router`, `ConnectInfo` client-IP lookup |
+//! | `redis` | yes | `RedisStore` (pooled multiplexed connections, cluster-ready) |
+//! | `redis-tls` | no | `rediss://` for `RedisStore` |
 //! | `smtp` | yes | `SmtpSender` (lettre, rustls) |
 //! | `sendgrid` | yes | `SendGridSender` (reqwest, rustls) |
 //! | `twilio` | yes | `TwilioVerify`, `TwilioMessaging` (reqwest, rustls) |
-//! | `simd-argon2` | yes | Argon2id on the CPU's vector unit through `argon2-rust` (RustCrypto's `argon2` without it; same hashes) |
 //! | `metrics` | no | counters through the `metrics` facade |
+//! | `test-util` | no | `Otp::grant_for_tests`, the store conformance suite, `MemoryOutbox` failures |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -16,7 +16,12 @@ use zeroize::Zeroizing;
 /// assert_eq!(format!("{key:?}"), "***");
 /// assert_eq!(key.expose(), "SG.very-secret");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+///
+/// `Secret` has no `PartialEq`: an `==` on secret bytes would be a
+/// variable-time comparison. Where two secrets must be compared, use
+/// [`Secret::ct_eq`], which takes the same time whatever the content (for
+/// equal lengths).
+#[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
 
 impl Secret {
@@ -28,6 +33,20 @@ impl Secret {
     /// The secret value. Call this only where the value is used, never to log it.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    /// Whether both secrets hold the same value, compared in constant time
+    /// (the time depends on the lengths only).
+    ///
+    /// ```
+    /// use tower_otp::Secret;
+    ///
+    /// assert!(Secret::new("a").ct_eq(&Secret::new("a")));
+    /// assert!(!Secret::new("a").ct_eq(&Secret::new("b")));
+    /// ```
+    pub fn ct_eq(&self, other: &Secret) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 
     /// Whether the secret is the empty string.
