@@ -122,6 +122,7 @@ struct Job {
 /// assert!(!pool.verify("654321", &salt, id, &hash[..]).await.unwrap());
 /// # });
 /// ```
+#[doc(hidden)] // the crate's benches and tests use it; not part of the stable API
 pub struct HashPool {
     sender: Sender<Job>,
     slots: Arc<Semaphore>,
@@ -271,6 +272,7 @@ impl HashPool {
 /// A reserved place in the [`HashPool`]: the hash it runs cannot be refused
 /// for overload.
 #[derive(Debug)]
+#[doc(hidden)]
 pub struct HashPermit<'a> {
     pool: &'a HashPool,
     slot: OwnedSemaphorePermit,

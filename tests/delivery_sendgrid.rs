@@ -42,20 +42,19 @@ fn sendgrid_400() -> ResponseTemplate {
 }
 
 fn message() -> EmailMessage {
-    EmailMessage {
-        to: vec!["ada@example.com".into()],
-        cc: vec!["Boss <boss@example.com>".into()],
-        bcc: vec!["audit@example.com".into()],
-        subject: "Your invoice".into(),
-        html: "<p>Total: 42</p>".into(),
-        text: "Total: 42".into(),
-        attachments: vec![Attachment {
-            filename: "invoice.pdf".into(),
-            content_type: "application/pdf".into(),
-            data: b"%PDF-1.4 fake".to_vec().into(),
-        }],
-        ..EmailMessage::default()
-    }
+    EmailMessage::new(
+        "ada@example.com",
+        "Your invoice",
+        "<p>Total: 42</p>",
+        "Total: 42",
+    )
+    .with_cc("Boss <boss@example.com>")
+    .with_bcc("audit@example.com")
+    .with_attachment(Attachment::new(
+        "invoice.pdf",
+        "application/pdf",
+        b"%PDF-1.4 fake".to_vec(),
+    ))
 }
 
 #[tokio::test]
@@ -106,14 +105,8 @@ async fn empty_cc_bcc_and_attachments_are_left_out_and_a_message_from_wins() {
         .expect(1)
         .mount(&server)
         .await;
-    let message = EmailMessage {
-        from: Some("other@shop.example".into()),
-        to: vec!["ada@example.com".into()],
-        subject: "Hi".into(),
-        html: "<p>h</p>".into(),
-        text: "t".into(),
-        ..EmailMessage::default()
-    };
+    let message =
+        EmailMessage::new("ada@example.com", "Hi", "<p>h</p>", "t").with_from("other@shop.example");
     sender(&server).send_email(&message).await.unwrap();
 }
 

@@ -170,13 +170,12 @@ async fn plain_smtp_to_localhost_delivers() {
     let sender = SmtpSender::unencrypted_localhost(server.port)
         .build()
         .unwrap();
-    let message = EmailMessage {
-        to: vec!["ada@example.com".into()],
-        subject: "Plain".into(),
-        html: "<p>Hello 123456</p>".into(),
-        text: "Hello 123456".into(),
-        ..EmailMessage::default()
-    };
+    let message = EmailMessage::new(
+        "ada@example.com",
+        "Plain",
+        "<p>Hello 123456</p>",
+        "Hello 123456",
+    );
     sender.send_email(&message).await.unwrap();
     let mail = read(&server.message(1).0);
     assert_eq!(mail.from, "webmaster@localhost", "the default From");
@@ -193,13 +192,7 @@ async fn an_untrusted_certificate_or_a_wrong_password_fails_permanently() {
     ) else {
         return;
     };
-    let message = EmailMessage {
-        to: vec!["ada@example.com".into()],
-        subject: "x".into(),
-        text: "x".into(),
-        html: "x".into(),
-        ..EmailMessage::default()
-    };
+    let message = EmailMessage::new("ada@example.com", "x", "x", "x");
     // The self-signed certificate is not trusted without the extra root.
     let untrusting = SmtpSender::starttls("127.0.0.1")
         .port(server.port)
@@ -216,10 +209,8 @@ async fn an_untrusted_certificate_or_a_wrong_password_fails_permanently() {
     assert_eq!(server.received(), 0);
 
     // An address lettre cannot parse is the recipient's fault.
-    let bad = EmailMessage {
-        to: vec!["not an address".into()],
-        ..message
-    };
+    let mut bad = message.clone();
+    bad.to = vec!["not an address".into()];
     let sender =
         server.trusting(SmtpSender::starttls("127.0.0.1").credentials("mailer", "smtp-secret"));
     assert!(
@@ -257,11 +248,7 @@ async fn refused(reply: &str, expected_tries: usize) {
     let sender = SmtpSender::unencrypted_localhost(server.port)
         .build()
         .unwrap();
-    let message = EmailMessage {
-        to: vec!["ada@example.com".into()],
-        subject: "x".into(),
-        ..EmailMessage::default()
-    };
+    let message = EmailMessage::new("ada@example.com", "x", "", "");
     let err = sender.send_email(&message).await.unwrap_err();
     let logged = err.to_string();
     assert!(logged.contains(&reply[..3]), "{logged}");

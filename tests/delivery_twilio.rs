@@ -233,10 +233,7 @@ async fn messaging_sends_the_exact_request() {
         .expect(1)
         .mount(&server)
         .await;
-    let message = SmsMessage {
-        to: common::MOBILE.into(),
-        body: "Hello & bye".into(),
-    };
+    let message = SmsMessage::new(common::MOBILE, "Hello & bye");
     messaging(&server).send_sms(&message).await.unwrap();
 
     server.reset().await;
@@ -260,10 +257,7 @@ async fn messaging_sends_the_exact_request() {
 #[tokio::test]
 async fn messaging_errors_are_classified() {
     let server = MockServer::start().await;
-    let message = SmsMessage {
-        to: common::MOBILE.into(),
-        body: "x".into(),
-    };
+    let message = SmsMessage::new(common::MOBILE, "x");
     for (answer, transient, invalid) in [
         (
             twilio_error(

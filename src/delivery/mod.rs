@@ -91,6 +91,7 @@ pub use twilio::{TwilioMessaging, TwilioVerify};
 
 /// A file attached to an email.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Attachment {
     /// The file name shown to the recipient.
     pub filename: String,
@@ -98,6 +99,21 @@ pub struct Attachment {
     pub content_type: String,
     /// The content.
     pub data: Bytes,
+}
+
+impl Attachment {
+    /// A file named `filename` of MIME type `content_type`.
+    pub fn new(
+        filename: impl Into<String>,
+        content_type: impl Into<String>,
+        data: impl Into<Bytes>,
+    ) -> Self {
+        Self {
+            filename: filename.into(),
+            content_type: content_type.into(),
+            data: data.into(),
+        }
+    }
 }
 
 impl fmt::Debug for Attachment {
@@ -110,8 +126,20 @@ impl fmt::Debug for Attachment {
     }
 }
 
-/// An email ready to send: both an HTML and a plain-text part.
+/// An email ready to send: both an HTML and a plain-text part. Senders read
+/// its fields; build one with [`EmailMessage::new`] and the `with_*`
+/// methods (it will grow, e.g. with headers, so it is `non_exhaustive`).
+///
+/// ```
+/// use tower_otp::delivery::EmailMessage;
+///
+/// let message = EmailMessage::new("ada@example.com", "Hi", "<p>Hello</p>", "Hello")
+///     .with_cc("boss@example.com")
+///     .with_from("no-reply@shop.example");
+/// assert_eq!(message.cc, ["boss@example.com"]);
+/// ```
 #[derive(Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct EmailMessage {
     /// The sender; `None` uses the sender's configured default From.
     pub from: Option<String>,
@@ -131,6 +159,54 @@ pub struct EmailMessage {
     pub attachments: Vec<Attachment>,
 }
 
+impl EmailMessage {
+    /// A message to `to` with this subject, HTML part and plain-text part.
+    pub fn new(
+        to: impl Into<String>,
+        subject: impl Into<String>,
+        html: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        Self {
+            to: vec![to.into()],
+            subject: subject.into(),
+            html: html.into(),
+            text: text.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Adds a recipient.
+    pub fn with_to(mut self, address: impl Into<String>) -> Self {
+        self.to.push(address.into());
+        self
+    }
+
+    /// Adds a carbon-copy recipient.
+    pub fn with_cc(mut self, address: impl Into<String>) -> Self {
+        self.cc.push(address.into());
+        self
+    }
+
+    /// Adds a blind carbon-copy recipient.
+    pub fn with_bcc(mut self, address: impl Into<String>) -> Self {
+        self.bcc.push(address.into());
+        self
+    }
+
+    /// Sends from `address` instead of the sender's default From.
+    pub fn with_from(mut self, address: impl Into<String>) -> Self {
+        self.from = Some(address.into());
+        self
+    }
+
+    /// Adds an attachment.
+    pub fn with_attachment(mut self, attachment: Attachment) -> Self {
+        self.attachments.push(attachment);
+        self
+    }
+}
+
 impl fmt::Debug for EmailMessage {
     // The body may hold a one-time code: keep it out of Debug output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -143,13 +219,25 @@ impl fmt::Debug for EmailMessage {
     }
 }
 
-/// An SMS ready to send.
+/// An SMS ready to send (it will grow, e.g. with a channel, so it is
+/// `non_exhaustive`: build one with [`SmsMessage::new`]).
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SmsMessage {
     /// The recipient in E.164.
     pub to: String,
     /// The text.
     pub body: String,
+}
+
+impl SmsMessage {
+    /// A text `body` to `to` (E.164).
+    pub fn new(to: impl Into<String>, body: impl Into<String>) -> Self {
+        Self {
+            to: to.into(),
+            body: body.into(),
+        }
+    }
 }
 
 impl fmt::Debug for SmsMessage {
@@ -293,8 +381,11 @@ impl std::error::Error for DeliveryError {
     }
 }
 
-/// Bounded retries with exponential backoff, for transient failures only.
+/// Bounded retries with exponential backoff, for transient failures only
+/// (it will grow, e.g. with an overall deadline, so it is `non_exhaustive`:
+/// build one with [`RetryPolicy::new`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Total tries, the first included (default 3).
     pub max_tries: u32,
@@ -312,6 +403,15 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// `max_tries` tries in all (the first included), waiting
+    /// `initial_backoff` before the second and doubling after each.
+    pub fn new(max_tries: u32, initial_backoff: Duration) -> Self {
+        Self {
+            max_tries,
+            initial_backoff,
+        }
+    }
+
     /// No retries: one try only.
     pub fn none() -> Self {
         Self {

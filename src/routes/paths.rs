@@ -2,7 +2,16 @@
 
 /// The four route paths, relative to [`prefix`](Self::prefix). Each is
 /// served with and without a trailing slash.
+/// It will grow (more routes), so it is `non_exhaustive`: start from
+/// [`RoutePaths::default`] and set fields.
+///
+/// ```
+/// let mut paths = tower_otp::RoutePaths::default();
+/// paths.prefix = "/api".into();
+/// paths.send_email = "/email/send/".into();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RoutePaths {
     /// Prepended to every path, e.g. `/api`. Empty by default.
     pub prefix: String,

@@ -36,10 +36,7 @@ pub fn builder() -> OtpBuilder {
     Otp::builder()
         .secret(SECRET)
         .hash_params(HashParams::insecure_fast())
-        .retry_policy(RetryPolicy {
-            max_tries: 3,
-            initial_backoff: Duration::from_millis(10),
-        })
+        .retry_policy(RetryPolicy::new(3, Duration::from_millis(10)))
 }
 
 /// [`builder`] delivering emails and SMS into `outbox`.
