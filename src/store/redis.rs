@@ -383,7 +383,7 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Most pooled connections. Default: 4 per CPU. Each is multiplexed
+    /// Most pooled connections. Default: 2 per CPU. Each is multiplexed
     /// (several operations can be in flight on one), so a few are enough.
     /// Ignored when the pool is given by the host.
     pub fn pool_size(mut self, size: usize) -> Self {
