@@ -19,6 +19,9 @@
 //! are skipped with a note when Redis is unreachable.
 //!
 //! `cargo bench --all-features --bench store -- --warm-up-time 1 --measurement-time 3`
+//!
+//! `STORE_FOOTPRINT=100000 cargo bench --all-features --bench store` instead
+//! prints the `MemoryStore`'s resident memory per pending code.
 
 use std::{sync::Arc, time::Duration};
 
@@ -68,15 +71,16 @@ mod redis_part {
     use redis::{Script, aio::ConnectionLike};
     use tower_otp::store::RedisStore;
 
-    /// `put_code`'s script, as the store sends it.
+    /// `put_code`'s and `begin_attempt`'s scripts, as the store sends them.
     const PUT_CODE: &str = include_str!("../src/store/lua/put_code.lua");
+    const BEGIN_ATTEMPT: &str = include_str!("../src/store/lua/begin_attempt.lua");
 
     fn prefix() -> String {
         format!("otp-bench:{:016x}:", rand::rng().random::<u64>())
     }
 
-    /// The floor: `EVALSHA` of `put_code`'s script, same arguments, on a bare
-    /// connection (`conn`), one caller at a time.
+    /// The floor: `EVALSHA` of `put_code`'s and `begin_attempt`'s scripts,
+    /// same arguments, on a bare connection (`conn`), one caller at a time.
     fn bench_raw<C: ConnectionLike + Clone + Send + 'static>(
         c: &mut Criterion,
         rt: &Runtime,
@@ -96,6 +100,21 @@ mod redis_part {
                         .key(key)
                         .arg(&rec[..])
                         .arg(300_000)
+                        .invoke_async(&mut conn)
+                        .await
+                        .unwrap();
+                }
+            });
+        });
+        let begin = Script::new(BEGIN_ATTEMPT);
+        group.bench_function("raw_evalsha_begin_attempt", |b| {
+            b.to_async(rt).iter(|| {
+                let mut conn = conn.clone();
+                let (begin, key) = (&begin, &key);
+                async move {
+                    let _: (i64, Vec<u8>, u32) = begin
+                        .key(key)
+                        .arg(u32::MAX)
                         .invoke_async(&mut conn)
                         .await
                         .unwrap();
@@ -179,6 +198,51 @@ mod redis_part {
     }
 }
 
+/// Resident memory of this process, in bytes (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// With `STORE_FOOTPRINT=<n>`: fills a `MemoryStore` with `n` pending codes
+/// (32-hex-digit keys, 32-byte hashes, as the engine makes them), then
+/// with their `n` send records, and prints the resident memory per entry.
+fn footprint(rt: &Runtime, n: usize) {
+    let store = MemoryStore::with_max_entries(n);
+    let keys: Vec<StoreKey> = (0..n).map(|_| key()).collect();
+    let records: Vec<CodeRecord> = (0..n).map(|_| record()).collect();
+    let limits = tower_otp::store::SendLimits {
+        cooldown: Duration::from_secs(30),
+        quota: 5,
+        window: Duration::from_secs(600),
+    };
+    let before = resident_bytes().unwrap_or(0);
+    rt.block_on(async {
+        for (k, r) in keys.iter().zip(&records) {
+            store
+                .put_code(k, r, Duration::from_secs(300))
+                .await
+                .unwrap();
+        }
+    });
+    let codes = resident_bytes().unwrap_or(0);
+    rt.block_on(async {
+        for k in &keys {
+            store.reserve_send(k, &limits).await.unwrap();
+        }
+    });
+    let sends = resident_bytes().unwrap_or(0);
+    let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / n as f64;
+    eprintln!(
+        "MemoryStore footprint, {n} entries: {:.0} B per code, {:.0} B per send record, {:.0} B per pending code with its send record (resident memory delta)",
+        per(before, codes),
+        per(codes, sends),
+        per(before, sends)
+    );
+    drop(store);
+}
+
 fn benches(c: &mut Criterion) {
     // As a server runs: the caller and the connection's task may be on
     // different threads (here: criterion's thread and the one worker).
@@ -193,6 +257,13 @@ fn benches(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
+    if let Some(n) = std::env::var("STORE_FOOTPRINT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        footprint(&rt, n);
+        return;
+    }
     bench_store(c, &rt, "memory", Arc::new(MemoryStore::new()));
     #[cfg(feature = "redis")]
     {

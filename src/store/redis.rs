@@ -383,7 +383,7 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Most pooled connections. Default: 4 per CPU. Each is multiplexed
+    /// Most pooled connections. Default: 2 per CPU. Each is multiplexed
     /// (several operations can be in flight on one), so a few are enough.
     /// Ignored when the pool is given by the host.
     pub fn pool_size(mut self, size: usize) -> Self {
@@ -945,5 +945,106 @@ mod tests {
     #[test]
     fn bad_url_is_a_config_error() {
         assert!(RedisStore::from_url("not a url").is_err());
+    }
+
+    /// A private `redis-server` on a free port, killed on drop.
+    struct Server {
+        child: Option<std::process::Child>,
+        port: u16,
+        dir: std::path::PathBuf,
+    }
+
+    impl Server {
+        fn start() -> Option<Self> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .ok()?
+                .local_addr()
+                .ok()?
+                .port();
+            let dir = std::env::temp_dir().join(format!("tower-otp-unit-redis-{port}"));
+            std::fs::create_dir_all(&dir).ok()?;
+            let mut server = Self {
+                child: None,
+                port,
+                dir,
+            };
+            server.spawn().then_some(server)
+        }
+
+        fn spawn(&mut self) -> bool {
+            let Ok(child) = std::process::Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&self.dir)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+            else {
+                return false;
+            };
+            self.child = Some(child);
+            let client = Client::open(self.url()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(mut conn) = client.get_connection()
+                    && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+                {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        }
+
+        fn kill(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+
+        fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.kill();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// Every pooled connection answered a moment ago, so none is checked
+    /// when handed out; Redis restarts; the next operations still succeed
+    /// (each lost connection is dropped and the operation sent again).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_behind_warm_connections_fails_no_operation() {
+        let Some(mut server) = Server::start() else {
+            eprintln!("SKIPPED: `redis-server` cannot be started here");
+            return;
+        };
+        let store = RedisStore::builder(server.url())
+            .pool_size(4)
+            .timeout(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        let (a, b, c, d) = tokio::join!(store.ping(), store.ping(), store.ping(), store.ping());
+        for result in [a, b, c, d] {
+            result.unwrap();
+        }
+        assert!(store.backend.max_size() == 4);
+
+        server.kill();
+        assert!(server.spawn(), "restart redis-server");
+        for _ in 0..4 {
+            store.ping().await.unwrap();
+        }
+        // While it is down: unavailable, within the timeout.
+        server.kill();
+        let start = Instant::now();
+        assert!(store.ping().await.unwrap_err().is_unavailable());
+        assert!(start.elapsed() < Duration::from_secs(3));
     }
 }
