@@ -31,11 +31,7 @@ use tokio::runtime::Runtime;
 use tower_otp::store::{CodeRecord, MemoryStore, OtpStore, StoreKey};
 
 fn record() -> CodeRecord {
-    CodeRecord {
-        salt: rand::rng().random(),
-        hash: vec![7; 32],
-        secret_id: 1,
-    }
+    CodeRecord::new(rand::rng().random(), vec![7; 32], 1)
 }
 
 fn key() -> StoreKey {
@@ -212,11 +208,8 @@ fn footprint(rt: &Runtime, n: usize) {
     let store = MemoryStore::with_max_entries(n);
     let keys: Vec<StoreKey> = (0..n).map(|_| key()).collect();
     let records: Vec<CodeRecord> = (0..n).map(|_| record()).collect();
-    let limits = tower_otp::store::SendLimits {
-        cooldown: Duration::from_secs(30),
-        quota: 5,
-        window: Duration::from_secs(600),
-    };
+    let limits =
+        tower_otp::store::SendLimits::new(Duration::from_secs(30), 5, Duration::from_secs(600));
     let before = resident_bytes().unwrap_or(0);
     rt.block_on(async {
         for (k, r) in keys.iter().zip(&records) {

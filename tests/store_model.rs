@@ -180,11 +180,11 @@ fn check_reservation(
 fn new_record(n: usize) -> CodeRecord {
     let mut salt = [0xa5; 16];
     salt[..8].copy_from_slice(&(n as u64).to_be_bytes());
-    CodeRecord {
+    CodeRecord::new(
         salt,
-        hash: vec![u8::try_from(n % 251).unwrap(); 32],
-        secret_id: u32::try_from(n % 65_536).unwrap(),
-    }
+        vec![u8::try_from(n % 251).unwrap(); 32],
+        u32::try_from(n % 65_536).unwrap(),
+    )
 }
 
 /// Runs `ops` on `store` (a fresh `key`) and on the model; every answer
@@ -288,11 +288,7 @@ fn memory_params() -> impl Strategy<Value = Params> {
         1u32..4,
     )
         .prop_map(|(cooldown, quota, window, ttl, max_attempts)| Params {
-            limits: SendLimits {
-                cooldown: ms(cooldown),
-                quota: quota.max(1),
-                window: ms(window),
-            },
+            limits: SendLimits::new(ms(cooldown), quota.max(1), ms(window)),
             ttl: ms(ttl),
             max_attempts,
         })
@@ -301,11 +297,11 @@ fn memory_params() -> impl Strategy<Value = Params> {
 /// Settings for Redis: nothing time-based passes during a case.
 fn redis_params() -> impl Strategy<Value = Params> {
     (prop::bool::ANY, 1u32..4, 1u32..4).prop_map(|(cooldown, quota, max_attempts)| Params {
-        limits: SendLimits {
-            cooldown: if cooldown { ms(60_000) } else { Duration::ZERO },
+        limits: SendLimits::new(
+            if cooldown { ms(60_000) } else { Duration::ZERO },
             quota,
-            window: ms(600_000),
-        },
+            ms(600_000),
+        ),
         ttl: ms(600_000),
         max_attempts,
     })

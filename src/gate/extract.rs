@@ -262,6 +262,7 @@ mod axum_impls {
         required,
     };
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
     impl IntoResponse for VerificationRejection {
         fn into_response(self) -> Response {
             self.to_response().map(axum_core::body::Body::new)
@@ -270,6 +271,7 @@ mod axum_impls {
 
     macro_rules! extractor {
         ($ty:ty) => {
+            #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
             impl<S: Send + Sync> FromRequestParts<S> for $ty {
                 type Rejection = VerificationRejection;
 
@@ -281,6 +283,7 @@ mod axum_impls {
                 }
             }
 
+            #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
             impl<S: Send + Sync> OptionalFromRequestParts<S> for $ty {
                 type Rejection = VerificationRejection;
 

@@ -124,8 +124,10 @@ impl fmt::Display for StoreKey {
     }
 }
 
-/// What is stored for one live code. Never the code itself.
+/// What is stored for one live code. Never the code itself. It will grow
+/// (so it is `non_exhaustive`: build one with [`CodeRecord::new`]).
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CodeRecord {
     /// The random Argon2 salt; also identifies this code (see
     /// [`OtpStore::remove_code`]).
@@ -147,6 +149,15 @@ impl fmt::Debug for CodeRecord {
 }
 
 impl CodeRecord {
+    /// A record of a code hashed with `salt` under the secret `secret_id`.
+    pub fn new(salt: [u8; 16], hash: Vec<u8>, secret_id: u32) -> Self {
+        Self {
+            salt,
+            hash,
+            secret_id,
+        }
+    }
+
     /// Serializes the record to bytes (salt, secret id, hash) for stores that
     /// keep blobs.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -172,8 +183,10 @@ impl CodeRecord {
     }
 }
 
-/// The cooldown and quota applied by [`OtpStore::reserve_send`].
+/// The cooldown and quota applied by [`OtpStore::reserve_send`]
+/// (`non_exhaustive`: build one with [`SendLimits::new`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SendLimits {
     /// Time before the same contact may be sent another code.
     pub cooldown: Duration,
@@ -181,6 +194,17 @@ pub struct SendLimits {
     pub quota: u32,
     /// The quota window (fixed, starting at the first send).
     pub window: Duration,
+}
+
+impl SendLimits {
+    /// A `cooldown` between sends and `quota` sends per `window`.
+    pub fn new(cooldown: Duration, quota: u32, window: Duration) -> Self {
+        Self {
+            cooldown,
+            quota,
+            window,
+        }
+    }
 }
 
 /// The answer of [`OtpStore::reserve_send`].
