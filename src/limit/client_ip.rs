@@ -288,8 +288,16 @@ mod tests {
     }
 
     #[test]
-    fn bad_proxy_lists_name_the_variable() {
+    fn bad_proxy_lists_name_the_setting_and_the_item() {
+        // The builder method here; `OTP_TRUSTED_PROXIES` from the
+        // environment (renamed by the environment table).
         let err = TrustedProxies::parse("10.0.0.0/8, banana").unwrap_err();
-        assert!(err.to_string().contains("OTP_TRUSTED_PROXIES"));
+        assert!(err.to_string().contains("`trusted_proxies`"), "{err}");
+        assert!(err.to_string().contains("banana"), "{err}");
+        let err = crate::OtpBuilder::from_env_with(|k| {
+            (k == "OTP_TRUSTED_PROXIES").then(|| "10.0.0.0/8, banana".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("OTP_TRUSTED_PROXIES"), "{err}");
     }
 }
