@@ -199,10 +199,12 @@ impl OtpConfig {
                 return Err(ConfigError::invalid(name, "must be at most one year"));
             }
         }
-        if self.hash_workers == 0 || self.hash_queue == 0 {
+        if self.hash_workers == 0 {
+            // (A queue of 0 is valid: no hash waits, a busy pool answers
+            // `overloaded` at once.)
             return Err(ConfigError::invalid(
                 "hash_pool_size",
-                "needs at least one hashing thread and one waiting place",
+                "needs at least one hashing thread",
             ));
         }
         if self.max_attempts == 0 {
