@@ -125,6 +125,12 @@ fn errors_found_at_build_name_the_variable_that_set_the_setting() {
         .build()
         .unwrap_err();
     assert!(err.to_string().contains("`OTP_SECRET`"), "{err}");
+    // A parse error of a value read by a type's own parser, too.
+    let err = tower_otp::OtpBuilder::from_env_with(|k| {
+        (k == "OTP_TRUSTED_PROXIES").then(|| "10.0.0.0/8, banana".into())
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("OTP_TRUSTED_PROXIES"), "{err}");
     // ... and from code, the builder method.
     let err = tower_otp::Otp::builder()
         .secret("short")

@@ -6,12 +6,7 @@
 //!
 //! # tokio_test_block_on(async {
 //! let outbox = MemoryOutbox::new();
-//! let message = EmailMessage {
-//!     to: vec!["ada@example.com".into()],
-//!     subject: "Your code".into(),
-//!     text: "Your code is 123456.".into(),
-//!     ..Default::default()
-//! };
+//! let message = EmailMessage::new("ada@example.com", "Your code", "", "Your code is 123456.");
 //! outbox.send_email(&message).await.unwrap();
 //! assert_eq!(outbox.messages().len(), 1);
 //! assert_eq!(outbox.last_code_for("ada@example.com").as_deref(), Some("123456"));

@@ -46,7 +46,7 @@
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let mut tries = 0;
-//! let policy = RetryPolicy { max_tries: 3, initial_backoff: std::time::Duration::ZERO };
+//! let policy = RetryPolicy::new(3, std::time::Duration::ZERO);
 //! let result: Result<(), _> = policy
 //!     .run(|| {
 //!         tries += 1;
