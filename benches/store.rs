@@ -26,7 +26,7 @@
 use std::{sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_main};
-use rand::Rng;
+use rand::RngExt;
 use tokio::runtime::Runtime;
 use tower_otp::store::{CodeRecord, MemoryStore, OtpStore, StoreKey};
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use rand::{TryRngCore, rngs::OsRng};
+use rand::{TryRng, rngs::SysRng};
 use zeroize::Zeroizing;
 
 /// The shortest allowed code length.
@@ -24,7 +24,7 @@ impl Code {
         let mut digits = Zeroizing::new(String::with_capacity(length));
         let mut pool = Zeroizing::new([0u8; 32]);
         while digits.len() < length {
-            OsRng
+            SysRng
                 .try_fill_bytes(&mut pool[..])
                 .expect("the OS random number generator failed");
             for &byte in pool.iter().filter(|&&b| b < 250) {

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 /// A phone number region (ISO 3166-1 alpha-2, e.g. `IN`, `US`), used to read
@@ -385,7 +385,8 @@ impl Contact {
     /// The keyed digest of the contact (HMAC-SHA256, 128 bits in hex), used
     /// in store keys so that a leaked store reveals no address or number.
     pub(crate) fn digest(&self, key: &[u8]) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key size");
+        let mut mac =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key size");
         mac.update(self.channel().as_str().as_bytes());
         mac.update(b":");
         mac.update(self.as_str().as_bytes());

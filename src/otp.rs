@@ -768,9 +768,9 @@ impl OtpBuilder {
 
 fn random_secret() -> Secret {
     use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-    use rand::{TryRngCore, rngs::OsRng};
+    use rand::{TryRng, rngs::SysRng};
     let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    OsRng
+    SysRng
         .try_fill_bytes(&mut bytes[..])
         .expect("the OS random number generator failed");
     Secret::new(URL_SAFE_NO_PAD.encode(&bytes[..]))

@@ -153,9 +153,9 @@ impl KeyEntry {
 
 /// HMAC-SHA256(secret, label): one independent key per purpose.
 fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     let mut mac =
-        <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key size");
+        <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key size");
     mac.update(label);
     mac.finalize().into_bytes().into()
 }

@@ -20,7 +20,7 @@ use std::{
 
 use common::redis_server::{binaries_available, random_prefix, unavailable};
 use http::StatusCode;
-use rand::Rng;
+use rand::RngExt;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,

@@ -10,7 +10,7 @@ mod owner;
 
 use std::{sync::Arc, time::Duration};
 
-use rand::{TryRngCore, rngs::OsRng};
+use rand::{TryRng, rngs::SysRng};
 
 pub(crate) use owner::CodeOwners;
 use owner::Owner;
@@ -471,7 +471,7 @@ fn delivery_failure(contact: &Contact, error: &DeliveryError) -> ApiError {
 
 fn random_salt() -> [u8; 16] {
     let mut salt = [0u8; 16];
-    OsRng
+    SysRng
         .try_fill_bytes(&mut salt)
         .expect("the OS random number generator failed");
     salt

@@ -15,7 +15,7 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD as B64};
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -88,7 +88,7 @@ impl GrantCodec {
         let (body, tag) = token.split_once('.')?;
         let tag = B64.decode(tag).ok()?;
         let signed = self.keys.all().iter().any(|entry| {
-            let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&entry.grant_key[..])
+            let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&entry.grant_key[..])
                 .expect("HMAC takes any key size");
             m.update(body.as_bytes());
             m.verify_slice(&tag).is_ok()
@@ -153,7 +153,7 @@ pub(crate) fn set_cookie(name: &str, token: &str, max_age: Duration, secure: boo
 }
 
 fn mac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key size");
+    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key size");
     m.update(data);
     m.finalize().into_bytes().into()
 }

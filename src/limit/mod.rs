@@ -413,8 +413,8 @@ fn remaining(name: &str, left: u32, reset_secs: u64) -> HeaderValue {
 
 /// A keyed digest of a client address (HMAC-SHA256, 128 bits in hex).
 fn ip_digest(key: &[u8; 32], ip: IpAddr) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key");
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key");
     match ip {
         IpAddr::V4(v4) => mac.update(&v4.octets()),
         IpAddr::V6(v6) => mac.update(&v6.octets()),

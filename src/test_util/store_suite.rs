@@ -25,7 +25,7 @@ use crate::{
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use rand::Rng;
+use rand::{TryRng, rngs::SysRng};
 use serde_json::{Value, json};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -74,18 +74,18 @@ impl Harness {
 
 /// A random 32-character secret.
 pub fn random_secret() -> String {
-    format!("{:032x}", rand::rng().random::<u128>())
+    format!("{:032x}", random_u128())
 }
 
 /// A random store key (hex, like the engine's digests).
 pub fn random_key() -> StoreKey {
-    StoreKey::new(format!("{:032x}", rand::rng().random::<u128>()))
+    StoreKey::new(format!("{:032x}", random_u128()))
 }
 
 /// A record with a random salt.
 pub fn record() -> CodeRecord {
     CodeRecord {
-        salt: rand::rng().random(),
+        salt: random_u128().to_le_bytes(),
         hash: vec![7; 32],
         secret_id: 42,
     }
@@ -93,7 +93,7 @@ pub fn record() -> CodeRecord {
 
 /// A random email address.
 pub fn email() -> String {
-    format!("user{:012x}@Example.COM", rand::rng().random::<u64>() >> 16)
+    format!("user{:012x}@Example.COM", (random_u128() as u64) >> 16)
 }
 
 /// Sends one JSON POST through `otp`'s layer (in front of an inner service
@@ -705,4 +705,13 @@ macro_rules! store_conformance {
             }
         )*
     };
+}
+
+/// Random bits from the OS generator.
+fn random_u128() -> u128 {
+    let mut bytes = [0u8; 16];
+    SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS random number generator failed");
+    u128::from_le_bytes(bytes)
 }

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rand::Rng;
+use rand::RngExt;
 use tower_otp::store::RedisStore;
 
 /// The shared Redis of the test run, read at run time.
