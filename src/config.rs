@@ -15,7 +15,7 @@ use crate::{
     },
 };
 pub use crate::{
-    gate::location::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE},
+    gate::location::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE, SECURE_GRANT_COOKIE},
     routes::paths::RoutePaths,
 };
 

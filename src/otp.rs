@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use http::HeaderName;
 
 use crate::{
-    config::{GRANT_COOKIE, OtpConfig, RoutePaths},
+    config::{OtpConfig, RoutePaths},
     contact::{Contact, Region},
     delivery::{
         ConsoleSender, EmailSender, RetryPolicy, SmsSender, SmsVerifier, dispatch::Dispatcher,
@@ -127,7 +127,7 @@ impl Otp {
     /// Checks every configured dependency at once, each within
     /// [`READINESS_DEADLINE`](crate::readiness::READINESS_DEADLINE): the
     /// store, the email sender and the SMS sender or verifier. For a
-    /// readiness probe: answer 503 unless [`Readiness::is_ready`], and log
+    /// readiness probe: answer 503 unless [`Readiness::is_ready`](crate::readiness::Readiness::is_ready), and log
     /// the reasons (they may hold a server's error text; do not send them
     /// to clients).
     ///
@@ -190,7 +190,8 @@ impl Otp {
     /// }
     /// ```
     pub fn clear_grant_cookie(&self) -> http::HeaderValue {
-        crate::gate::codec::clear_cookie(GRANT_COOKIE, self.inner.config.cookie_secure)
+        let secure = self.inner.config.cookie_secure;
+        crate::gate::codec::clear_cookie(crate::gate::location::grant_cookie(secure), secure)
     }
 
     /// The configuration in force.
@@ -730,7 +731,11 @@ impl OtpBuilder {
         });
         let checker = GrantChecker::new(
             grants,
-            GrantLocation::new(&config.token_header, GRANT_COOKIE),
+            // In Secure mode only the `__Host-` cookie is read.
+            GrantLocation::new(
+                &config.token_header,
+                crate::gate::location::grant_cookie(config.cookie_secure),
+            ),
             config.error_format,
         );
         let ctx = Arc::new(RouteContext {

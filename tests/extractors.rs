@@ -35,7 +35,10 @@ async fn the_grant_works_from_the_header_and_from_the_cookie() {
     let answer = app
         .request(
             Request::get("/email-only")
-                .header("cookie", format!("theme=dark; otp_verification={token}"))
+                .header(
+                    "cookie",
+                    format!("theme=dark; __Host-otp_verification={token}"),
+                )
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -159,7 +162,7 @@ async fn verifying_the_second_channel_adds_to_the_grant() {
     let answer = app
         .request(
             Request::post("/register")
-                .header("cookie", format!("otp_verification={both}"))
+                .header("cookie", format!("__Host-otp_verification={both}"))
                 .header("content-type", "application/json")
                 .body(Body::from("{}"))
                 .unwrap(),

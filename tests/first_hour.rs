@@ -63,7 +63,7 @@ async fn the_host_can_clear_the_grant_cookie() {
     let app = TestApp::new();
     let value = app.otp.clear_grant_cookie();
     let value = value.to_str().unwrap();
-    assert!(value.starts_with("otp_verification=;"), "{value}");
+    assert!(value.starts_with("__Host-otp_verification=;"), "{value}");
     for attribute in ["Max-Age=0", "Path=/", "HttpOnly", "SameSite=Lax", "Secure"] {
         assert!(value.contains(attribute), "{value}");
     }
@@ -123,4 +123,36 @@ async fn a_trickled_body_gets_408_within_the_deadline() {
     assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     trickle.abort();
+}
+
+/// In Secure mode (the default) the grant cookie is `__Host-otp_verification`
+/// and only that name is read: a bare `otp_verification` cookie, which a
+/// sibling subdomain could plant, proves nothing.
+#[tokio::test]
+async fn in_secure_mode_only_the_host_prefixed_cookie_is_read() {
+    let app = TestApp::new();
+    let token = app.prove_email("ada@example.com").await;
+    let with_cookie = |cookie: String| {
+        http::Request::get("/email-only")
+            .header("cookie", cookie)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let answer = app
+        .request(with_cookie(format!("__Host-otp_verification={token}")))
+        .await;
+    assert_eq!(answer.status, 200);
+    let answer = app
+        .request(with_cookie(format!("otp_verification={token}")))
+        .await;
+    answer.assert_error(401, "verification_required");
+
+    // With the cookie not Secure (plain HTTP in development), the bare name.
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(common::builder_with(&outbox).insecure_cookie(), outbox);
+    let token = app.prove_email("ada@example.com").await;
+    let answer = app
+        .request(with_cookie(format!("otp_verification={token}")))
+        .await;
+    assert_eq!(answer.status, 200);
 }

@@ -50,7 +50,7 @@ async fn verify_answers_the_proven_contact_a_token_and_a_cookie() {
     assert_eq!(token.split('.').count(), 2);
     let cookie = answer.header("set-cookie");
     assert!(
-        cookie.starts_with(&format!("otp_verification={token};")),
+        cookie.starts_with(&format!("__Host-otp_verification={token};")),
         "{cookie}"
     );
     for attribute in [

@@ -367,10 +367,8 @@ async fn ip_limits_trusted_proxies_and_the_forwarded_header_come_from_the_enviro
 #[tokio::test]
 async fn the_cookie_flag_comes_from_the_environment() {
     for (vars, name, secure) in [
-        // DESIGN.md names the Secure cookie `__Host-otp_verification`; the
-        // crate names it `otp_verification` either way (reported, not
-        // asserted): this test is about the Secure flag's wiring.
-        (&[][..], "otp_verification", true),
+        // Secure (the default): the `__Host-` name; plain HTTP: the bare one.
+        (&[][..], "__Host-otp_verification", true),
         (
             &[("OTP_COOKIE_SECURE", "false")][..],
             "otp_verification",

@@ -5,7 +5,8 @@
 //! JSON object and the MAC is HMAC-SHA256 over the first part with a key
 //! derived from the server secret. Grants signed with an older secret still
 //! verify while that secret is listed as old (key rotation). The grant is
-//! sent as the `otp_verification` cookie (HttpOnly, SameSite=Lax, Secure
+//! sent as the `__Host-otp_verification` cookie (`otp_verification` when
+//! not Secure; HttpOnly, SameSite=Lax, Secure
 //! unless configured off, Path=/) and returned as `"token"` for API clients,
 //! who send it back in the `x-verification-token` header.
 

@@ -6,7 +6,9 @@
 //! With the `axum` feature these are `FromRequestParts` extractors; a caller
 //! without a valid grant gets 401 `verification_required` (JSON, from the one
 //! error table). They read the grant from the `x-verification-token` header
-//! (configurable) or the `otp_verification` cookie.
+//! (configurable) or the `__Host-otp_verification` cookie (`otp_verification`
+//! when the cookie is not Secure; in Secure mode only the `__Host-` name is
+//! read).
 //!
 //! `Option<VerifiedContact>` (and the other two) never reject for a missing,
 //! tampered, expired or wrong-channel grant: they give `None`, so the
@@ -44,7 +46,7 @@ use http::{HeaderName, request::Parts};
 pub use super::proof::VerifiedContact;
 use super::{
     codec::GrantCodec,
-    location::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE, GrantLocation},
+    location::{DEFAULT_TOKEN_HEADER, GRANT_COOKIE, GrantLocation, SECURE_GRANT_COOKIE},
 };
 use crate::{
     contact::{Email, Mobile},
@@ -171,11 +173,18 @@ fn checker(parts: &Parts) -> Result<Option<&GrantChecker>, VerificationRejection
     if let Some(checker) = parts.extensions.get::<GrantChecker>() {
         return Ok(Some(checker));
     }
-    // The layer's own test, with the default header (no layer, no config).
-    static DEFAULT_LOCATION: LazyLock<GrantLocation> = LazyLock::new(|| {
-        GrantLocation::new(&HeaderName::from_static(DEFAULT_TOKEN_HEADER), GRANT_COOKIE)
+    // The layer's own test, with the default header and either cookie name
+    // (no layer, no config).
+    static DEFAULT_LOCATIONS: LazyLock<[GrantLocation; 2]> = LazyLock::new(|| {
+        let header = HeaderName::from_static(DEFAULT_TOKEN_HEADER);
+        [
+            GrantLocation::new(&header, SECURE_GRANT_COOKIE),
+            GrantLocation::new(&header, GRANT_COOKIE),
+        ]
     });
-    let carries_grant = DEFAULT_LOCATION.may_carry(&parts.headers);
+    let carries_grant = DEFAULT_LOCATIONS
+        .iter()
+        .any(|location| location.may_carry(&parts.headers));
     if carries_grant || !LAYER_MOUNTED.load(Ordering::Relaxed) {
         tracing::error!(
             "tower-otp extractor used without the layer: is `OtpLayer` mounted in front of this handler?"

@@ -4,8 +4,22 @@
 
 use http::{HeaderMap, HeaderName, header};
 
-/// The grant cookie's name (without the `__Host-` prefix).
+/// The grant cookie's name when it is not `Secure` (local development
+/// over plain HTTP).
 pub const GRANT_COOKIE: &str = "otp_verification";
+/// The grant cookie's name when it is `Secure` (the default): the `__Host-`
+/// prefix makes browsers refuse it unless it is `Secure`, `Path=/` and
+/// has no `Domain`, so a sibling subdomain cannot plant or shadow it.
+pub const SECURE_GRANT_COOKIE: &str = "__Host-otp_verification";
+
+/// The grant cookie's name for this `Secure` setting.
+pub(crate) fn grant_cookie(secure: bool) -> &'static str {
+    if secure {
+        SECURE_GRANT_COOKIE
+    } else {
+        GRANT_COOKIE
+    }
+}
 /// The default header API clients send the grant in.
 pub const DEFAULT_TOKEN_HEADER: &str = "x-verification-token";
 
@@ -25,6 +39,10 @@ pub(crate) struct GrantLocation {
     cookie: String,
     /// `cookie=`, searched with SIMD in Cookie headers.
     cookie_finder: memchr::memmem::Finder<'static>,
+    /// In Secure mode, the bare cookie name too: never read as a grant, but
+    /// a request carrying it is handed the checker, so the extractor
+    /// answers 401 (not "layer missing").
+    bare_cookie: Option<&'static str>,
 }
 
 impl GrantLocation {
@@ -34,8 +52,12 @@ impl GrantLocation {
             default_header: (*header != default).then_some(default),
             header: header.clone(),
             cookie: cookie_name.to_owned(),
-            cookie_finder: memchr::memmem::Finder::new(format!("{cookie_name}=").as_bytes())
-                .into_owned(),
+            // `otp_verification=` is also found inside `__Host-otp_verification=`.
+            cookie_finder: memchr::memmem::Finder::new(
+                format!("{}=", cookie_name.trim_start_matches("__Host-")).as_bytes(),
+            )
+            .into_owned(),
+            bare_cookie: (cookie_name == SECURE_GRANT_COOKIE).then_some(GRANT_COOKIE),
         }
     }
 
@@ -51,9 +73,12 @@ impl GrantLocation {
             // hold the pair, and most requests stop here.
             *name == header::COOKIE
                 && self.cookie_finder.find(value.as_bytes()).is_some()
-                && value
-                    .to_str()
-                    .is_ok_and(|v| cookie_pairs(v, &self.cookie).next().is_some())
+                && value.to_str().is_ok_and(|v| {
+                    cookie_pairs(v, &self.cookie).next().is_some()
+                        || self
+                            .bare_cookie
+                            .is_some_and(|bare| cookie_pairs(v, bare).next().is_some())
+                })
         })
     }
 

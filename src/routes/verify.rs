@@ -11,7 +11,7 @@ use crate::{
     code,
     contact::Channel,
     error::{ApiError, json_response},
-    gate::{codec, location::GRANT_COOKIE},
+    gate::{codec, location::grant_cookie},
 };
 
 pub(super) async fn serve(
@@ -51,7 +51,7 @@ pub(super) async fn serve(
     response.headers_mut().insert(
         header::SET_COOKIE,
         codec::set_cookie(
-            GRANT_COOKIE,
+            grant_cookie(ctx.http.cookie_secure),
             &granted.token,
             ctx.http.grant_ttl,
             ctx.http.cookie_secure,
