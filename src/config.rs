@@ -59,6 +59,9 @@ pub struct OtpConfig {
     pub send_quota_window: Duration,
     /// Grant lifetime. Default [`DEFAULT_GRANT_TTL`].
     pub grant_ttl: Duration,
+    /// Whether a grant is spent the first time an extractor accepts it.
+    /// Default `false`.
+    pub single_use_grants: bool,
     /// Largest accepted request body in bytes. Default [`DEFAULT_BODY_LIMIT`].
     pub body_limit: usize,
     /// Time the body may take to arrive, counted from the end of the
@@ -130,6 +133,9 @@ impl Default for OtpConfig {
             send_quota: DEFAULT_SEND_QUOTA,
             send_quota_window: DEFAULT_SEND_QUOTA_WINDOW,
             grant_ttl: DEFAULT_GRANT_TTL,
+            // Opt-in: a grant usually gates several requests (a page and its
+            // form post); single use suits one-shot actions.
+            single_use_grants: false,
             // The largest legitimate body is well under 400 bytes.
             body_limit: DEFAULT_BODY_LIMIT,
             // A slow-loris body must not hold a connection and a task for

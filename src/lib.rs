@@ -170,7 +170,7 @@ pub use delivery::{EmailSender, RetryPolicy, SmsSender, SmsVerifier};
 pub use error::{ApiError, ConfigError, ErrorFormat};
 pub use extract::{
     GrantChecker, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile,
-    verify_parts,
+    verify_parts, verify_parts_once,
 };
 pub use hash::{HashParams, HashThreadPriority};
 pub use limit::client_ip::{ClientAddr, ForwardedHeader, TrustedProxies};

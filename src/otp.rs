@@ -411,6 +411,18 @@ impl OtpBuilder {
         self
     }
 
+    /// Makes grants single-use: the first time an extractor accepts a grant
+    /// it is recorded as spent in the store (shared by every instance on
+    /// the same store), and a replay is 401 `verification_required`. Several
+    /// extractors in one handler accept it once. A store that cannot be
+    /// reached answers 503 (fail closed). Default off: a grant is valid for
+    /// its whole lifetime (`OTP_SINGLE_USE_GRANTS`). Hosts without axum use
+    /// [`verify_parts_once`](crate::extract::verify_parts_once).
+    pub fn single_use_grants(mut self) -> Self {
+        self.config.single_use_grants = true;
+        self
+    }
+
     /// Time a request body may take to arrive, counted from the end of the
     /// request head; a slower body gets 408 `request_timeout`. Default 10 s.
     pub fn body_timeout(mut self, timeout: Duration) -> Self {
@@ -706,6 +718,7 @@ impl OtpBuilder {
         );
 
         let grants = GrantCodec::new(Arc::clone(&keys), config.grant_ttl);
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let engine = Arc::new(Engine {
             settings: FlowSettings {
                 code_length: config.code_length,
@@ -719,7 +732,7 @@ impl OtpBuilder {
                 enumeration_safe: config.enumeration_safe,
             },
             keys,
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            store: Arc::clone(&store),
             hasher,
             dispatch: Arc::clone(&dispatch),
             owners,
@@ -737,6 +750,7 @@ impl OtpBuilder {
                 crate::gate::location::grant_cookie(config.cookie_secure),
             ),
             config.error_format,
+            config.single_use_grants.then_some(store),
         );
         let ctx = Arc::new(RouteContext {
             engine,

@@ -62,6 +62,9 @@ impl OtpStore for CountingStore {
     async fn remove_code(&self, k: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
         self.inner.remove_code(k, salt).await
     }
+    async fn spend_grant(&self, k: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
+        self.inner.spend_grant(k, ttl).await
+    }
 }
 
 fn counting_app() -> (TestApp, Arc<CountingStore>) {

@@ -487,6 +487,9 @@ impl OtpStore for BrokenStore {
     async fn remove_code(&self, _: &StoreKey, _: &[u8; 16]) -> Result<bool, StoreError> {
         Err(self.fail())
     }
+    async fn spend_grant(&self, _: &StoreKey, _: Duration) -> Result<bool, StoreError> {
+        Err(self.fail())
+    }
 }
 
 fn assert_no_internals(answer: &Answer) {

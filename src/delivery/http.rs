@@ -81,6 +81,25 @@ pub(crate) fn status_failure(error: ProviderError) -> DeliveryError {
     }
 }
 
+/// Sends a readiness check (a `GET` the provider answers cheaply, sending
+/// nothing): any 2xx is ready, anything else the provider's failure.
+pub(crate) async fn ready_check(
+    request: reqwest::RequestBuilder,
+    provider: &'static str,
+) -> Result<(), DeliveryError> {
+    let response = request.send().await.map_err(transport_failure)?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(status_failure(ProviderError::new(
+        provider,
+        status.as_u16(),
+        &body,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

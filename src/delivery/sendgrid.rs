@@ -195,24 +195,12 @@ impl EmailSender for SendGridSender {
 
     /// `GET /v3/scopes`: the key works and the API answers.
     async fn ready(&self) -> Result<(), DeliveryError> {
-        let response = self
+        let request = self
             .client
             .get(format!("{}/v3/scopes", self.base_url))
             .bearer_auth(self.api_key.expose())
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(http::transport_failure)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(http::status_failure(ProviderError::new(
-            "SendGrid",
-            status.as_u16(),
-            &body,
-        )))
+            .timeout(self.timeout);
+        http::ready_check(request, "SendGrid").await
     }
 }
 

@@ -132,24 +132,12 @@ impl Account {
 impl Account {
     /// `GET url` with the account's credentials: ready when it answers 2xx.
     async fn ready(&self, url: String) -> Result<(), DeliveryError> {
-        let response = self
+        let request = self
             .client
             .get(url)
             .basic_auth(&self.sid, Some(self.token.expose()))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(http::transport_failure)?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(http::status_failure(ProviderError::new(
-            "Twilio",
-            status.as_u16(),
-            &body,
-        )))
+            .timeout(self.timeout);
+        http::ready_check(request, "Twilio").await
     }
 }
 

@@ -20,6 +20,7 @@
 //! | `OTP_SEND_QUOTA` | `send_quota` | sends per contact per window | 5 |
 //! | `OTP_SEND_QUOTA_WINDOW_SECONDS` | `send_quota` (window) | seconds | 600 |
 //! | `OTP_GRANT_TTL_SECONDS` | `grant_ttl` | seconds | 1800 |
+//! | `OTP_SINGLE_USE_GRANTS` | `single_use_grants` | boolean: a grant is spent the first time an extractor accepts it | false |
 //! | `OTP_BODY_TIMEOUT_SECONDS` | `body_timeout` | seconds for the body to arrive | 10 |
 //! | `OTP_COOKIE_SECURE` | `insecure_cookie` | boolean: `Secure` on the grant cookie | true |
 //! | `OTP_ERROR_FORMAT` | `error_format` | `contract` or `problem` (RFC 9457) | `contract` |
@@ -252,6 +253,18 @@ static VARIABLES: &[EnvVar] = &[
         "seconds",
         "1800",
         |b, v, _| { Ok(b.grant_ttl(seconds("OTP_GRANT_TTL_SECONDS", v)?)) }
+    ),
+    var!(
+        "OTP_SINGLE_USE_GRANTS",
+        "single_use_grants",
+        "single_use_grants",
+        "boolean",
+        "false",
+        |b, v, _| Ok(if flag("OTP_SINGLE_USE_GRANTS", v)? {
+            b.single_use_grants()
+        } else {
+            b
+        })
     ),
     var!(
         "OTP_BODY_TIMEOUT_SECONDS",

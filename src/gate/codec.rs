@@ -42,6 +42,10 @@ struct Payload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     c: Option<u16>,
     exp: u64,
+    /// The grant's id (128 random bits), which single-use mode records as
+    /// spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    j: Option<String>,
 }
 
 /// Signs and checks grants.
@@ -66,6 +70,7 @@ impl GrantCodec {
             m: mobile.map(|m| m.as_str().to_owned()),
             c: mobile.map(Mobile::country_code),
             exp: expires_at,
+            j: Some(grant_id()),
         };
         let json = serde_json::to_vec(&payload).expect("grant payload serializes");
         let body = B64.encode(json);
@@ -76,6 +81,7 @@ impl GrantCodec {
                 email.cloned(),
                 mobile.cloned(),
                 UNIX_EPOCH + Duration::from_secs(expires_at),
+                payload.j,
             ),
         }
     }
@@ -113,6 +119,7 @@ impl GrantCodec {
             email,
             mobile,
             UNIX_EPOCH + Duration::from_secs(payload.exp),
+            payload.j,
         ))
     }
 
@@ -157,6 +164,16 @@ fn mac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key size");
     m.update(data);
     m.finalize().into_bytes().into()
+}
+
+/// 128 random bits from the OS generator, base64url.
+fn grant_id() -> String {
+    use rand::{TryRng, rngs::SysRng};
+    let mut bytes = [0u8; 16];
+    SysRng
+        .try_fill_bytes(&mut bytes)
+        .expect("the OS random number generator failed");
+    B64.encode(bytes)
 }
 
 fn unix_now() -> u64 {

@@ -36,9 +36,12 @@
 //! let app: Router = Router::new().route("/register", post(register)).layer(otp.layer());
 //! ```
 
-use std::sync::{
-    Arc, LazyLock,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime},
 };
 
 use http::{HeaderName, request::Parts};
@@ -51,6 +54,7 @@ use super::{
 use crate::{
     contact::{Email, Mobile},
     error::{ApiError, ErrorFormat, ErrorShape},
+    store::{OtpStore, StoreKey},
 };
 
 /// A proven email address (the grant must cover email).
@@ -75,19 +79,87 @@ struct CheckerInner {
     codec: GrantCodec,
     location: GrantLocation,
     format: ErrorFormat,
+    /// Single-use mode: the store where accepted grants are recorded as
+    /// spent.
+    spent_in: Option<Arc<dyn OtpStore>>,
 }
+
+/// The grant this request already spent (several extractors in one
+/// handler accept it once).
+#[derive(Debug, Clone)]
+struct SpentHere(String);
 
 /// The name this type had before it held only the grant checker.
 pub type OtpHandle = GrantChecker;
 
 impl GrantChecker {
-    pub(crate) fn new(codec: GrantCodec, location: GrantLocation, format: ErrorFormat) -> Self {
+    pub(crate) fn new(
+        codec: GrantCodec,
+        location: GrantLocation,
+        format: ErrorFormat,
+        spent_in: Option<Arc<dyn OtpStore>>,
+    ) -> Self {
         Self {
             inner: Arc::new(CheckerInner {
                 codec,
                 location,
                 format,
+                spent_in,
             }),
+        }
+    }
+
+    /// Whether grants are single-use (recorded as spent the first time an
+    /// extractor accepts them).
+    pub fn single_use(&self) -> bool {
+        self.inner.spent_in.is_some()
+    }
+
+    /// In single-use mode, records `grant` as spent: `Ok(true)` the first
+    /// time (and again within the request that spent it), `Ok(false)` on a
+    /// replay. Fails closed (503) when the store cannot be reached.
+    async fn spend(
+        &self,
+        parts: &mut Parts,
+        grant: &VerifiedContact,
+    ) -> Result<bool, VerificationRejection> {
+        let Some(store) = &self.inner.spent_in else {
+            return Ok(true);
+        };
+        // Grants issued before single-use mode had no id: not accepted.
+        let Some(id) = grant.id() else {
+            return Ok(false);
+        };
+        if parts
+            .extensions
+            .get::<SpentHere>()
+            .is_some_and(|spent| spent.0 == id)
+        {
+            return Ok(true);
+        }
+        let ttl = grant
+            .expires_at()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        match store
+            .spend_grant(&StoreKey::new(format!("grant-{id}")), ttl)
+            .await
+        {
+            Ok(true) => {
+                parts.extensions.insert(SpentHere(id.to_owned()));
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(error) => {
+                tracing::error!(error = %error, "could not record a single-use grant as spent");
+                let refusal = if error.is_unavailable() {
+                    ApiError::StoreUnavailable
+                } else {
+                    ApiError::Internal
+                };
+                Err(self.rejection(parts, refusal))
+            }
         }
     }
 
@@ -197,38 +269,74 @@ fn checker(parts: &Parts) -> Result<Option<&GrantChecker>, VerificationRejection
     Ok(None)
 }
 
-/// The grant these parts carry, or the 401 rejection.
-fn required<T>(
-    parts: &Parts,
-    take: impl FnOnce(VerifiedContact) -> Option<T>,
-) -> Result<T, VerificationRejection> {
-    match checker(parts)? {
-        Some(checker) => checker
-            .grant(parts)
-            .and_then(take)
-            .ok_or_else(|| checker.rejection(parts, ApiError::VerificationRequired)),
-        None => Err(VerificationRejection {
-            error: ApiError::VerificationRequired,
-            shape: ErrorFormat::Contract.shape_for(&parts.headers),
-        }),
-    }
-}
-
-/// The grant these parts carry, if valid; `Err` only without the layer.
-fn optional<T>(
-    parts: &Parts,
+/// What the grant in these parts proves for this extractor (`take`), spent
+/// in single-use mode: `Ok(None)` for no (or a replayed) grant; `Err` without
+/// the layer, or when a spend cannot be recorded.
+async fn accepted<T>(
+    parts: &mut Parts,
     take: impl FnOnce(VerifiedContact) -> Option<T>,
 ) -> Result<Option<T>, VerificationRejection> {
-    Ok(checker(parts)?.and_then(|c| c.grant(parts)).and_then(take))
+    let Some(checker) = checker(parts)?.cloned() else {
+        return Ok(None);
+    };
+    let Some(grant) = checker.grant(parts) else {
+        return Ok(None);
+    };
+    // Spend only what this extractor accepts (an email-only grant is not
+    // spent by `VerifiedMobile`).
+    let Some(proven) = take(grant.clone()) else {
+        return Ok(None);
+    };
+    Ok(checker.spend(parts, &grant).await?.then_some(proven))
+}
+
+/// The grant these parts carry, or the 401 rejection.
+async fn required<T>(
+    parts: &mut Parts,
+    take: impl FnOnce(VerifiedContact) -> Option<T>,
+) -> Result<T, VerificationRejection> {
+    accepted(parts, take).await?.ok_or_else(|| {
+        let format = parts
+            .extensions
+            .get::<GrantChecker>()
+            .map_or(ErrorFormat::Contract, |c| c.inner.format);
+        VerificationRejection {
+            error: ApiError::VerificationRequired,
+            shape: format.shape_for(&parts.headers),
+        }
+    })
 }
 
 /// Checks the grant in a request's parts: the plain function for hosts that
 /// do not use axum.
 ///
 /// Errors with 401 `verification_required` when no valid grant is present,
-/// and with 500 `internal` when the layer is not mounted.
+/// and with 500 `internal` when the layer is not mounted. With single-use
+/// grants ([`OtpBuilder::single_use_grants`](crate::OtpBuilder::single_use_grants))
+/// it cannot record the spend: it answers 500 and logs that
+/// [`verify_parts_once`] is needed.
 pub fn verify_parts(parts: &Parts) -> Result<VerifiedContact, VerificationRejection> {
-    required(parts, Some)
+    let Some(checker) = checker(parts)? else {
+        return Err(VerificationRejection {
+            error: ApiError::VerificationRequired,
+            shape: ErrorFormat::Contract.shape_for(&parts.headers),
+        });
+    };
+    if checker.single_use() {
+        tracing::error!("grants are single-use: check them with `verify_parts_once`");
+        return Err(checker.rejection(parts, ApiError::Internal));
+    }
+    checker
+        .grant(parts)
+        .ok_or_else(|| checker.rejection(parts, ApiError::VerificationRequired))
+}
+
+/// [`verify_parts`] that also spends single-use grants (a replay is 401),
+/// for hosts that do not use axum.
+pub async fn verify_parts_once(
+    parts: &mut Parts,
+) -> Result<VerifiedContact, VerificationRejection> {
+    required(parts, Some).await
 }
 
 /// The extractors' common shape: what each takes from a valid grant.
@@ -267,7 +375,7 @@ mod axum_impls {
     use http::request::Parts;
 
     use super::{
-        FromGrant, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, optional,
+        FromGrant, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, accepted,
         required,
     };
 
@@ -288,7 +396,7 @@ mod axum_impls {
                     parts: &mut Parts,
                     _state: &S,
                 ) -> Result<Self, Self::Rejection> {
-                    required(parts, <$ty>::from_grant)
+                    required(parts, <$ty>::from_grant).await
                 }
             }
 
@@ -300,7 +408,7 @@ mod axum_impls {
                     parts: &mut Parts,
                     _state: &S,
                 ) -> Result<Option<Self>, Self::Rejection> {
-                    optional(parts, <$ty>::from_grant)
+                    accepted(parts, <$ty>::from_grant).await
                 }
             }
         };

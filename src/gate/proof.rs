@@ -11,6 +11,8 @@ pub struct VerifiedContact {
     email: Option<Email>,
     mobile: Option<Mobile>,
     expires_at: SystemTime,
+    /// The grant's id (single-use mode records it as spent).
+    id: Option<String>,
 }
 
 impl VerifiedContact {
@@ -18,12 +20,19 @@ impl VerifiedContact {
         email: Option<Email>,
         mobile: Option<Mobile>,
         expires_at: SystemTime,
+        id: Option<String>,
     ) -> Self {
         Self {
             email,
             mobile,
             expires_at,
+            id,
         }
+    }
+
+    /// The grant's id, if it has one.
+    pub(crate) fn id(&self) -> Option<&str> {
+        self.id.as_deref()
     }
 
     /// The proven email address, if any.

@@ -40,6 +40,19 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct MemoryStore {
     codes: Mutex<Table<CodeEntry>>,
     sends: Mutex<Table<SendEntry>>,
+    /// Spent single-use grants, until the grant would have expired.
+    spent: Mutex<Table<SpentGrant>>,
+}
+
+#[derive(Debug)]
+struct SpentGrant {
+    until: Instant,
+}
+
+impl Expiring for SpentGrant {
+    fn expires_at(&self) -> Instant {
+        self.until
+    }
 }
 
 #[derive(Debug)]
@@ -130,6 +143,7 @@ impl MemoryStore {
         Self {
             codes: Mutex::new(Table::new(max_entries.max(1))),
             sends: Mutex::new(Table::new(max_entries.max(1))),
+            spent: Mutex::new(Table::new(max_entries.max(1))),
         }
     }
 
@@ -265,5 +279,20 @@ impl OtpStore for MemoryStore {
             codes.map.remove(key.as_str());
         }
         Ok(is_current)
+    }
+
+    async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut spent = lock(&self.spent);
+        if spent.live(key.as_str(), now).is_some() {
+            return Ok(false);
+        }
+        // A full table refuses (fail closed): a grant that cannot be
+        // recorded as spent is not accepted.
+        spent.reserve_slot(key.as_str(), now)?;
+        spent
+            .map
+            .insert(key.as_str().to_owned(), SpentGrant { until: now + ttl });
+        Ok(true)
     }
 }

@@ -13,6 +13,7 @@
 //! | [`put_code`](OtpStore::put_code) | store a code record with its expiry, replacing any previous one |
 //! | [`begin_attempt`](OtpStore::begin_attempt) | take one attempt from the live code and return its record |
 //! | [`remove_code`](OtpStore::remove_code) | delete the code only if it is still the given one (single use) |
+//! | [`spend_grant`](OtpStore::spend_grant) | record a grant as spent, only if it was not (single-use grants) |
 //!
 //! Keys are [`StoreKey`]s: a keyed digest of the normalized contact, never the
 //! raw address or number.
@@ -31,6 +32,7 @@
 //! struct ToyStore {
 //!     codes: Mutex<HashMap<String, (CodeRecord, u32, Instant)>>,
 //!     sends: Mutex<HashMap<String, (Instant, u32, Instant)>>, // cooldown end, count, window end
+//!     spent: Mutex<HashMap<String, Instant>>, // spent grant ids, until their expiry
 //! }
 //!
 //! #[async_trait::async_trait]
@@ -82,6 +84,15 @@
 //!         let matches = codes.get(key.as_str()).is_some_and(|(r, _, _)| &r.salt == salt);
 //!         if matches { codes.remove(key.as_str()); }
 //!         Ok(matches)
+//!     }
+//!     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
+//!         let mut spent = self.spent.lock().unwrap();
+//!         let now = Instant::now();
+//!         if spent.get(key.as_str()).is_some_and(|until| *until > now) {
+//!             return Ok(false);
+//!         }
+//!         spent.insert(key.as_str().to_owned(), now + ttl);
+//!         Ok(true)
 //!     }
 //! }
 //!
@@ -277,6 +288,12 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
     /// Returns whether it did: for a correct code, exactly one caller gets
     /// `true`.
     async fn remove_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError>;
+
+    /// Atomically records the grant named `key` as spent for `ttl` (the
+    /// grant's remaining lifetime). Returns whether it was not spent
+    /// before: for one grant, exactly one caller gets `true`, on every
+    /// instance sharing the store.
+    async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError>;
 }
 
 /// A store failure. Opaque, keeps its source for the logs.

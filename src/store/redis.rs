@@ -138,6 +138,7 @@ struct Scripts {
     put_code: Script,
     begin_attempt: Script,
     remove_code: Script,
+    spend_grant: Script,
     gcra: Script,
 }
 
@@ -147,6 +148,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     put_code: Script::new(include_str!("lua/put_code.lua")),
     begin_attempt: Script::new(include_str!("lua/begin_attempt.lua")),
     remove_code: Script::new(include_str!("lua/remove_code.lua")),
+    spend_grant: Script::new(include_str!("lua/spend_grant.lua")),
     gcra: Script::new(include_str!("lua/gcra.lua")),
 });
 
@@ -886,6 +888,15 @@ impl OtpStore for RedisStore {
         invocation.key(self.code_key(key)).arg(&salt[..]);
         let removed: i64 = self.eval(&invocation).await?;
         Ok(removed == 1)
+    }
+
+    async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
+        let mut invocation = SCRIPTS.spend_grant.prepare_invoke();
+        invocation
+            .key(format!("{}{{{}}}:spent", self.prefix, key.as_str()))
+            .arg(millis(ttl).max(1));
+        let first: i64 = self.eval(&invocation).await?;
+        Ok(first == 1)
     }
 }
 

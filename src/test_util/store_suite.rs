@@ -320,6 +320,27 @@ pub async fn single_use(h: Harness) {
     assert_eq!(s.begin_attempt(&key, 5).await.unwrap(), Attempt::NoCode);
 }
 
+/// A grant is spent once: the first `spend_grant` answers `true`, every
+/// later one (and every concurrent one) `false`; another grant is separate.
+pub async fn grant_spent_once(h: Harness) {
+    let key = random_key();
+    let ttl = Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (store, key) = (Arc::clone(&h.store), key.clone());
+        tasks.push(tokio::spawn(async move {
+            store.spend_grant(&key, ttl).await.unwrap()
+        }));
+    }
+    let mut firsts = 0;
+    for t in tasks {
+        firsts += usize::from(t.await.unwrap());
+    }
+    assert_eq!(firsts, 1);
+    assert!(!h.store.spend_grant(&key, ttl).await.unwrap());
+    assert!(h.store.spend_grant(&random_key(), ttl).await.unwrap());
+}
+
 /// The cooldown refuses a second send with the time left; releasing it
 /// allows an immediate resend, and the released send still counts.
 pub async fn cooldown(h: Harness) {
@@ -677,6 +698,7 @@ macro_rules! store_conformance {
                 attempts,
                 attempts_exceeded_destroys_code,
                 single_use,
+                grant_spent_once,
                 cooldown,
                 quota,
                 concurrent_correct_verifies_succeed_once,
