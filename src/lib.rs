@@ -60,6 +60,21 @@
 //!
 //! ## Test your app
 //!
+//! Argon2 compiled without optimisation is about 20× slower, and a
+//! library's profiles do not reach the app that depends on it: add to your
+//! app's `Cargo.toml` (the `test` profile inherits them; with the
+//! `simd-argon2` backend, name `argon2-rust` instead):
+//!
+//! ```toml
+//! [profile.dev.package.argon2]
+//! opt-level = 3
+//! [profile.dev.package.blake2]
+//! opt-level = 3
+//! ```
+//!
+//! In tests, use tiny hashing parameters ([`HashParams::insecure_fast`]) and
+//! capture messages with [`MemoryOutbox`](delivery::MemoryOutbox):
+//!
 //! ```
 //! use axum::{Router, body::Body, routing::get};
 //! use http::{Request, StatusCode};
