@@ -482,9 +482,26 @@ mod tests {
     fn digests_are_keyed_and_do_not_contain_the_contact() {
         let c = Contact::Email(Email::parse("a@b.co").unwrap());
         let d1 = c.digest(b"key one");
-        let d2 = c.digest(b"key two");
         assert_eq!(d1.len(), 32);
-        assert_ne!(d1, d2);
-        assert!(!d1.contains("a@b.co"));
+        // Keyed: another key names the same contact differently.
+        assert_ne!(d1, c.digest(b"key two"));
+        // Stable, and per contact and channel.
+        assert_eq!(
+            d1,
+            Contact::Email(Email::parse("a@b.co").unwrap()).digest(b"key one")
+        );
+        assert_ne!(
+            d1,
+            Contact::Email(Email::parse("b@b.co").unwrap()).digest(b"key one")
+        );
+        // Pinned: HMAC-SHA256("key one", "email:a@b.co"), first 16 bytes.
+        assert_eq!(d1, expected_digest(b"key one", "email:a@b.co"));
+    }
+
+    /// An independent HMAC-SHA256 over `channel:value`, in hex.
+    fn expected_digest(key: &[u8], input: &str) -> String {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+        mac.update(input.as_bytes());
+        hex(&mac.finalize().into_bytes()[..16])
     }
 }
