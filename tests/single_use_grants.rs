@@ -59,6 +59,29 @@ async fn a_grant_is_accepted_once_then_refused() {
 }
 
 #[tokio::test]
+async fn a_spent_grant_is_not_revived_by_verifying_another_channel() {
+    let outbox = MemoryOutbox::new();
+    let app = single_use(None, &outbox);
+    let email = app.prove_email("ada@example.com").await;
+    assert_eq!(app.get_with_token("/email-only", &email).await.status, 200);
+    // Holding the spent email grant while verifying a mobile: the new grant
+    // proves the mobile only.
+    app.send_mobile(common::MOBILE).await.assert_success();
+    let answer = app
+        .post_with(
+            "/verify-mobile-otp/",
+            json!({"mobile": common::MOBILE, "otp": app.code_for(common::MOBILE)}),
+            &[("x-verification-token", &email)],
+        )
+        .await;
+    answer.assert_success();
+    assert_eq!(answer.body["verified"], json!({"mobile": common::MOBILE}));
+    app.get_with_token("/email-only", &answer.token())
+        .await
+        .assert_error(401, "verification_required");
+}
+
+#[tokio::test]
 async fn an_extractor_that_refuses_the_grant_does_not_spend_it() {
     let outbox = MemoryOutbox::new();
     let app = single_use(None, &outbox);

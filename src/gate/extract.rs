@@ -163,6 +163,31 @@ impl GrantChecker {
         }
     }
 
+    /// Whether a held grant may be carried into a new one (a verify of the
+    /// other channel). In single-use mode only an unspent grant may, and
+    /// carrying it spends it: a spent grant cannot be revived by merging.
+    /// A store failure refuses (fail closed).
+    pub(crate) async fn claim_held(&self, grant: &VerifiedContact) -> bool {
+        let Some(store) = &self.inner.spent_in else {
+            return true;
+        };
+        let Some(id) = grant.id() else {
+            return false;
+        };
+        let ttl = grant
+            .expires_at()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .max(Duration::from_secs(1));
+        store
+            .spend_grant(&StoreKey::new(format!("grant-{id}")), ttl)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(error = %error, "could not record a held single-use grant as spent");
+                false
+            })
+    }
+
     /// The grant carried by these request parts, if valid.
     pub fn grant(&self, parts: &Parts) -> Option<VerifiedContact> {
         self.inner

@@ -26,10 +26,16 @@ pub(super) async fn serve(
     if !code::is_well_formed(candidate, length) {
         return Err(ApiError::InvalidOtpFormat { length });
     }
-    let held = ctx
+    let mut held = ctx
         .checker
         .codec()
         .find_in_headers(&parts.headers, ctx.checker.location());
+    // Single-use grants: only an unspent held grant is carried over.
+    if let Some(grant) = &held
+        && !ctx.checker.claim_held(grant).await
+    {
+        held = None;
+    }
     let granted = ctx.engine.verify(&contact, candidate, held).await?;
 
     let mut verified = Map::new();
