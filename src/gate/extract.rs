@@ -137,15 +137,7 @@ impl GrantChecker {
         {
             return Ok(true);
         }
-        let ttl = grant
-            .expires_at()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            .max(Duration::from_secs(1));
-        match store
-            .spend_grant(&StoreKey::new(format!("grant-{id}")), ttl)
-            .await
-        {
+        match record_spent(store.as_ref(), id, grant).await {
             Ok(true) => {
                 parts.extensions.insert(SpentHere(id.to_owned()));
                 Ok(true)
@@ -174,13 +166,7 @@ impl GrantChecker {
         let Some(id) = grant.id() else {
             return false;
         };
-        let ttl = grant
-            .expires_at()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default()
-            .max(Duration::from_secs(1));
-        store
-            .spend_grant(&StoreKey::new(format!("grant-{id}")), ttl)
+        record_spent(store.as_ref(), id, grant)
             .await
             .unwrap_or_else(|error| {
                 tracing::error!(error = %error, "could not record a held single-use grant as spent");
@@ -257,6 +243,23 @@ static LAYER_MOUNTED: AtomicBool = AtomicBool::new(false);
 /// Records that an `OtpLayer` wrapped a service.
 pub(crate) fn note_layer_mounted() {
     LAYER_MOUNTED.store(true, Ordering::Relaxed);
+}
+
+/// Records the grant `id` as spent until the grant expires; `true` the first
+/// time.
+async fn record_spent(
+    store: &dyn OtpStore,
+    id: &str,
+    grant: &VerifiedContact,
+) -> Result<bool, crate::store::StoreError> {
+    let ttl = grant
+        .expires_at()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .max(Duration::from_secs(1));
+    store
+        .spend_grant(&StoreKey::new(format!("grant-{id}")), ttl)
+        .await
 }
 
 /// The checker the layer left in the request, if any.
