@@ -283,13 +283,12 @@ impl Engine {
             return Ok(self.grant(contact, held));
         }
         let owner = self.owners.of(contact);
+        // The current secret's key: the contact rules' key, and the first
+        // place the attempt looks.
+        let current_key = self.store_key(contact, 0);
         if let Err(err) = self
             .limiter
-            .check_contact(
-                Traffic::Verify,
-                contact,
-                self.store_key(contact, 0).as_str(),
-            )
+            .check_contact(Traffic::Verify, contact, current_key.as_str())
             .await
         {
             audit::record(Outcome::RateLimited, contact);
@@ -306,7 +305,7 @@ impl Engine {
             ),
         };
 
-        let (key, attempt) = self.begin_attempt(contact).await?;
+        let (key, attempt) = self.begin_attempt(contact, current_key).await?;
         let (record, attempts_used) = match attempt {
             Attempt::NoCode => {
                 audit::record(Outcome::OtpExpired, contact);
@@ -415,11 +414,14 @@ impl Engine {
     /// Takes an attempt on the live code, looking under the current secret's
     /// key first and then under older secrets' keys (codes sent before a
     /// rotation).
-    async fn begin_attempt(&self, contact: &Contact) -> Result<(StoreKey, Attempt), ApiError> {
+    async fn begin_attempt(
+        &self,
+        contact: &Contact,
+        current_key: StoreKey,
+    ) -> Result<(StoreKey, Attempt), ApiError> {
         let max = self.settings.max_attempts;
-        let mut first = None;
-        for index in 0..self.keys.all().len() {
-            let key = self.store_key(contact, index);
+        let older = (1..self.keys.all().len()).map(|index| self.store_key(contact, index));
+        for key in std::iter::once(current_key.clone()).chain(older) {
             let attempt = self
                 .store
                 .begin_attempt(&key, max)
@@ -428,9 +430,8 @@ impl Engine {
             if attempt != Attempt::NoCode {
                 return Ok((key, attempt));
             }
-            first.get_or_insert(key);
         }
-        Ok((first.expect("the key ring is never empty"), Attempt::NoCode))
+        Ok((current_key, Attempt::NoCode))
     }
 }
 
