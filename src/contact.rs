@@ -105,6 +105,44 @@ impl Email {
         Self(normalized)
     }
 
+    /// The canonical mailbox: the identity the crate's limits and store
+    /// keys use, so that variants of one inbox share one cooldown, one
+    /// quota, one failure budget and one pending code.
+    ///
+    /// The local part is lower-cased and any `+tag` removed; for
+    /// `gmail.com` and `googlemail.com` the dots of the local part are
+    /// removed too and the domain becomes `gmail.com`. Mail still goes to
+    /// the address as typed ([`as_str`](Self::as_str)); use this form only
+    /// to compare or key addresses (for example to refuse a second account
+    /// for one inbox).
+    ///
+    /// ```
+    /// use tower_otp::Email;
+    ///
+    /// let canonical = |s: &str| Email::parse(s).unwrap().canonical();
+    /// assert_eq!(canonical("Ada+news@Example.com"), "ada@example.com");
+    /// assert_eq!(canonical("ada@example.com"), canonical("ADA@example.com"));
+    /// assert_eq!(canonical("A.Da+x@GoogleMail.com"), "ada@gmail.com");
+    /// // Dots matter at other providers.
+    /// assert_eq!(canonical("a.da@example.com"), "a.da@example.com");
+    /// ```
+    pub fn canonical(&self) -> String {
+        let (local, domain) = self.0.rsplit_once('@').unwrap_or(("", &self.0));
+        let mut local = local.to_ascii_lowercase();
+        // "+tag@x" keeps its whole local part: there is no mailbox before it.
+        if let Some(plus) = local.find('+').filter(|&at| at > 0) {
+            local.truncate(plus);
+        }
+        let domain = match domain {
+            "gmail.com" | "googlemail.com" => {
+                local.retain(|c| c != '.');
+                "gmail.com"
+            }
+            other => other,
+        };
+        format!("{local}@{domain}")
+    }
+
     /// The domain part (lower-case).
     pub fn domain(&self) -> &str {
         self.0.rsplit_once('@').map_or("", |(_, d)| d)
@@ -382,14 +420,20 @@ impl Contact {
         }
     }
 
-    /// The keyed digest of the contact (HMAC-SHA256, 128 bits in hex), used
-    /// in store keys so that a leaked store reveals no address or number.
+    /// The keyed digest of the contact's identity (HMAC-SHA256, 128 bits in
+    /// hex), used in store keys and per-contact limits so that a leaked store
+    /// reveals no address or number. An address is keyed by its
+    /// [canonical mailbox](Email::canonical): variants of one inbox share
+    /// one key.
     pub(crate) fn digest(&self, key: &[u8]) -> String {
         let mut mac =
             <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key size");
         mac.update(self.channel().as_str().as_bytes());
         mac.update(b":");
-        mac.update(self.as_str().as_bytes());
+        match self {
+            Self::Email(email) => mac.update(email.canonical().as_bytes()),
+            Self::Mobile(mobile) => mac.update(mobile.as_str().as_bytes()),
+        }
         let tag = mac.finalize().into_bytes();
         hex(&tag[..16])
     }
