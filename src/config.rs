@@ -91,6 +91,9 @@ pub struct OtpConfig {
     pub hash_priority: HashThreadPriority,
     /// The application's name, shown in messages. Default `"tower-otp"`.
     pub app_name: String,
+    /// The grants' audience. Default `None`: derived from `app_name`
+    /// ([`OtpConfig::audience`]).
+    pub app_id: Option<String>,
     /// Host name for the WebOTP line (`@host #code`) at the end of SMS
     /// codes. Default none.
     pub webotp_host: Option<String>,
@@ -153,6 +156,9 @@ impl Default for OtpConfig {
             // Hashes wait for spare CPU; request handling never waits for them.
             hash_priority: HashThreadPriority::Low,
             app_name: "tower-otp".into(),
+            // Derived from the app name: two apps sharing a secret still
+            // refuse each other's grants.
+            app_id: None,
             webotp_host: None,
             // A person sends a few codes a minute at most; a bot wants thousands.
             ip_send_per_minute: DEFAULT_IP_SEND_PER_MINUTE,
@@ -173,8 +179,37 @@ impl Default for OtpConfig {
 }
 
 impl OtpConfig {
+    /// The audience grants carry: `app_id`, or one derived from `app_name`
+    /// (lower-cased, anything but ASCII letters and digits turned into `-`).
+    pub fn audience(&self) -> String {
+        match &self.app_id {
+            Some(id) => id.clone(),
+            None => self
+                .app_name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// Checks every field's range; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .app_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.len() > 128)
+        {
+            return Err(ConfigError::invalid(
+                "app_id",
+                "must be 1 to 128 characters",
+            ));
+        }
         use crate::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
         if !(MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(&self.code_length) {
             return Err(ConfigError::invalid(

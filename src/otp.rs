@@ -248,14 +248,19 @@ impl Otp {
         email: Option<&crate::Email>,
         mobile: Option<&crate::Mobile>,
     ) -> Option<String> {
-        (email.is_some() || mobile.is_some())
-            .then(|| self.engine().grants.issue(email, mobile).token)
+        let contacts: Vec<crate::Contact> = email
+            .cloned()
+            .map(crate::Contact::Email)
+            .into_iter()
+            .chain(mobile.cloned().map(crate::Contact::Mobile))
+            .collect();
+        (!contacts.is_empty()).then(|| self.engine().grants.issue_fresh(&contacts).token)
     }
 
     /// What a grant token proves, checked as the extractors check it
     /// (signature under any accepted secret, expiry); `None` when invalid.
     pub fn check_grant(&self, token: &str) -> Option<crate::VerifiedContact> {
-        self.engine().grants.verify(token)
+        self.engine().grants.verify(token).filter(|g| !g.is_empty())
     }
 }
 
@@ -498,6 +503,17 @@ impl OtpBuilder {
         self
     }
 
+    /// The audience written into every grant and required of every grant
+    /// presented: a grant issued for another app id is refused (401, or
+    /// `None`), even when both apps share the secret. Default: derived
+    /// from [`app_name`](Self::app_name) (lower-cased, anything but ASCII
+    /// letters and digits turned into `-`), so `"tower-otp"` unless set.
+    /// Changing it signs every user out of their grants once.
+    pub fn app_id(mut self, id: impl Into<String>) -> Self {
+        self.config.app_id = Some(id.into());
+        self
+    }
+
     /// Host name for the WebOTP line (`@host #code`) of SMS codes, so
     /// browsers can autofill them. Default none.
     pub fn webotp_host(mut self, host: impl Into<String>) -> Self {
@@ -717,7 +733,7 @@ impl OtpBuilder {
                 .with_digest_key(keys.current().limit_key()),
         );
 
-        let grants = GrantCodec::new(Arc::clone(&keys), config.grant_ttl);
+        let grants = GrantCodec::new(Arc::clone(&keys), config.grant_ttl, &config.audience());
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let engine = Arc::new(Engine {
             settings: FlowSettings {

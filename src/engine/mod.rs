@@ -27,6 +27,7 @@ use crate::{
     gate::{
         codec::{GrantCodec, VerifiedToken},
         extract::VerifiedContact,
+        proof::DEFAULT_PURPOSE,
     },
     hash::{HashError, HashPool},
     limit::{Limiter, Traffic, sms_guard::SmsGuard},
@@ -395,14 +396,10 @@ impl Engine {
         Ok(self.grant(contact, held))
     }
 
-    /// A grant for `contact` plus whatever `held` already proves.
+    /// A grant for `contact` plus whatever `held` already proves (each held
+    /// proof keeps its own expiry; see [`GrantCodec::issue`]).
     fn grant(&self, contact: &Contact, held: Option<VerifiedContact>) -> VerifiedToken {
-        let held = held.as_ref();
-        let (email, mobile) = match contact {
-            Contact::Email(e) => (Some(e), held.and_then(VerifiedContact::mobile)),
-            Contact::Mobile(m) => (held.and_then(VerifiedContact::email), Some(m)),
-        };
-        self.grants.issue(email, mobile)
+        self.grants.issue(contact, DEFAULT_PURPOSE, held.as_ref())
     }
 
     fn is_test_contact(&self, contact: &Contact) -> bool {

@@ -12,6 +12,7 @@
 //! | `OTP_SECRET` | `secret` | 16+ bytes (use 32 random bytes) | required, unless `random_secret` is called |
 //! | `OTP_OLD_SECRETS` | `old_secret` | comma-separated secrets | none |
 //! | `OTP_APP_NAME` | `app_name` | text shown in messages | `tower-otp` |
+//! | `OTP_APP_ID` | `app_id` | the grants' audience: grants of another app id are refused | derived from `OTP_APP_NAME` |
 //! | `OTP_DEFAULT_REGION` | `default_region` | region code (`IN`) for numbers without `+` | none |
 //! | `OTP_LENGTH` | `code_length` | digits, 4 to 10 | 6 |
 //! | `OTP_TTL_SECONDS` | `code_ttl` | seconds | 300 |
@@ -178,6 +179,14 @@ static VARIABLES: &[EnvVar] = &[
         "text",
         "tower-otp",
         |b, v, _| Ok(b.app_name(v))
+    ),
+    var!(
+        "OTP_APP_ID",
+        "app_id",
+        "app_id",
+        "text: the grants' audience",
+        "derived from OTP_APP_NAME",
+        |b, v, _| Ok(b.app_id(v))
     ),
     var!(
         "OTP_DEFAULT_REGION",

@@ -3,8 +3,12 @@
 //!
 //! Format: `base64url(payload).base64url(mac)`, where the payload is a small
 //! JSON object and the MAC is HMAC-SHA256 over the first part with a key
-//! derived from the server secret. Grants signed with an older secret still
-//! verify while that secret is listed as old (key rotation). The grant is
+//! derived from the server secret. The payload (version 2) carries an
+//! audience (the app id: a grant for another app is refused even with the
+//! right secret), an id, and each proven contact with its channel, purpose
+//! and own expiry. Grants signed with an older secret still verify while
+//! that secret is listed as old (key rotation), but what they prove is not
+//! carried into a new grant. The grant is
 //! sent as the `__Host-otp_verification` cookie (`otp_verification` when
 //! not Secure; HttpOnly, SameSite=Lax, Secure
 //! unless configured off, Path=/) and returned as `"token"` for API clients,
@@ -21,31 +25,79 @@ use http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{location::GrantLocation, proof::VerifiedContact};
+use super::{
+    location::GrantLocation,
+    proof::{Proof, VerifiedContact},
+};
 use crate::{
-    contact::{Email, Mobile},
+    contact::{Contact, Email, Mobile},
     secret::KeyRing,
 };
 
-/// Tokens longer than this are refused before any work.
-const MAX_TOKEN_LEN: usize = 2048;
-const VERSION: u8 = 1;
+/// Tokens longer than this are refused before any work (a cookie holds
+/// about 4 KiB).
+const MAX_TOKEN_LEN: usize = 4000;
+/// Grant format version 2: an audience and per-contact proofs.
+const VERSION: u8 = 2;
+/// The most proofs one grant carries (one per channel and purpose); past
+/// it the earliest-expiring are dropped.
+const MAX_PROOFS: usize = 8;
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
     v: u8,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    e: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    m: Option<String>,
-    /// The mobile number's country calling code (for masking without a parse).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    c: Option<u16>,
-    exp: u64,
+    /// The audience: the app the grant is for (`OTP_APP_ID`).
+    aud: String,
     /// The grant's id (128 random bits), which single-use mode records as
     /// spent.
+    j: String,
+    /// The proven contacts.
+    p: Vec<WireProof>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireProof {
+    /// `e` (email) or `m` (mobile).
+    k: String,
+    /// The address or number as proven.
+    v: String,
+    /// The mobile number's country calling code (for masking without a
+    /// parse).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    j: Option<String>,
+    cc: Option<u16>,
+    /// The purpose.
+    p: String,
+    /// Expiry, unix seconds.
+    x: u64,
+}
+
+impl WireProof {
+    fn from_proof(proof: &Proof) -> Self {
+        let (k, cc) = match &proof.contact {
+            Contact::Email(_) => ("e", None),
+            Contact::Mobile(m) => ("m", Some(m.country_code())),
+        };
+        Self {
+            k: k.to_owned(),
+            v: proof.contact.as_str().to_owned(),
+            cc,
+            p: proof.purpose.clone(),
+            x: proof.expires_at,
+        }
+    }
+
+    fn into_proof(self) -> Option<Proof> {
+        let contact = match (self.k.as_str(), self.cc) {
+            ("e", None) => Contact::Email(Email::from_trusted(self.v)),
+            ("m", Some(cc)) => Contact::Mobile(Mobile::from_trusted(self.v, cc)),
+            _ => return None,
+        };
+        Some(Proof {
+            contact,
+            purpose: self.p,
+            expires_at: self.x,
+        })
+    }
 }
 
 /// Signs and checks grants.
@@ -53,73 +105,119 @@ struct Payload {
 pub(crate) struct GrantCodec {
     keys: Arc<KeyRing>,
     ttl: Duration,
+    audience: Arc<str>,
 }
 
 impl GrantCodec {
-    pub(crate) fn new(keys: Arc<KeyRing>, ttl: Duration) -> Self {
-        Self { keys, ttl }
+    pub(crate) fn new(keys: Arc<KeyRing>, ttl: Duration, audience: &str) -> Self {
+        Self {
+            keys,
+            ttl,
+            audience: audience.into(),
+        }
     }
 
-    /// Signs a grant for these contacts with the current secret, expiring
-    /// after the configured TTL.
-    pub(crate) fn issue(&self, email: Option<&Email>, mobile: Option<&Mobile>) -> VerifiedToken {
+    /// Signs a grant proving `contact` for `purpose` from now for the
+    /// configured TTL, plus what `held` proves: a held proof keeps its own
+    /// expiry (a merge never extends a proof), a held proof of the same
+    /// channel and purpose is replaced, and nothing is carried from a grant
+    /// that verified only under a rotated-out secret.
+    pub(crate) fn issue(
+        &self,
+        contact: &Contact,
+        purpose: &str,
+        held: Option<&VerifiedContact>,
+    ) -> VerifiedToken {
+        let now = unix_now();
+        let carried = held
+            .filter(|grant| grant.signed_with_current_key())
+            .map(VerifiedContact::proofs)
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| {
+                p.is_live(now)
+                    && !(p.purpose == purpose && p.contact.channel() == contact.channel())
+            })
+            .cloned();
+        let fresh = Proof {
+            contact: contact.clone(),
+            purpose: purpose.to_owned(),
+            expires_at: now + self.ttl.as_secs().max(1),
+        };
+        self.sign(std::iter::once(fresh).chain(carried).collect())
+    }
+
+    /// Signs a grant carrying exactly `proofs` (test support).
+    #[cfg(feature = "test-util")]
+    pub(crate) fn issue_fresh(&self, contacts: &[Contact]) -> VerifiedToken {
         let expires_at = unix_now() + self.ttl.as_secs().max(1);
+        let proofs = contacts
+            .iter()
+            .map(|contact| Proof {
+                contact: contact.clone(),
+                purpose: super::proof::DEFAULT_PURPOSE.to_owned(),
+                expires_at,
+            })
+            .collect();
+        self.sign(proofs)
+    }
+
+    fn sign(&self, mut proofs: Vec<Proof>) -> VerifiedToken {
+        if proofs.len() > MAX_PROOFS {
+            proofs.sort_by_key(|p| std::cmp::Reverse(p.expires_at));
+            proofs.truncate(MAX_PROOFS);
+        }
         let payload = Payload {
             v: VERSION,
-            e: email.map(|e| e.as_str().to_owned()),
-            m: mobile.map(|m| m.as_str().to_owned()),
-            c: mobile.map(Mobile::country_code),
-            exp: expires_at,
-            j: Some(grant_id()),
+            aud: self.audience.to_string(),
+            j: grant_id(),
+            p: proofs.iter().map(WireProof::from_proof).collect(),
         };
         let json = serde_json::to_vec(&payload).expect("grant payload serializes");
         let body = B64.encode(json);
         let tag = mac(&self.keys.current().grant_key[..], body.as_bytes());
         VerifiedToken {
             token: format!("{body}.{}", B64.encode(tag)),
-            contact: VerifiedContact::new(
-                email.cloned(),
-                mobile.cloned(),
-                UNIX_EPOCH + Duration::from_secs(expires_at),
-                payload.j,
-            ),
+            contact: VerifiedContact::from_proofs(proofs, Some(payload.j), true),
         }
     }
 
-    /// Checks a token: signature (under any accepted secret), format and
-    /// expiry. `None` for anything that does not pass.
+    /// Checks a token: signature (under any accepted secret), format,
+    /// version, audience and expiry. `None` for anything that does not
+    /// pass; expired proofs are left out of what it proves.
     pub(crate) fn verify(&self, token: &str) -> Option<VerifiedContact> {
         if token.len() > MAX_TOKEN_LEN {
             return None;
         }
         let (body, tag) = token.split_once('.')?;
         let tag = B64.decode(tag).ok()?;
-        let signed = self.keys.all().iter().any(|entry| {
+        let signer = self.keys.all().iter().position(|entry| {
             let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&entry.grant_key[..])
                 .expect("HMAC takes any key size");
             m.update(body.as_bytes());
             m.verify_slice(&tag).is_ok()
-        });
-        if !signed {
-            return None;
-        }
+        })?;
         let payload: Payload = serde_json::from_slice(&B64.decode(body).ok()?).ok()?;
-        if payload.v != VERSION || payload.exp <= unix_now() {
+        if payload.v != VERSION
+            || payload.aud.as_bytes() != self.audience.as_bytes()
+            || payload.p.len() > MAX_PROOFS
+        {
             return None;
         }
-        let email = payload.e.map(Email::from_trusted);
-        let mobile = match (payload.m, payload.c) {
-            (Some(m), Some(c)) => Some(Mobile::from_trusted(m, c)),
-            _ => None,
-        };
-        if email.is_none() && mobile.is_none() {
+        let now = unix_now();
+        let proofs: Vec<Proof> = payload
+            .p
+            .into_iter()
+            .map(WireProof::into_proof)
+            .collect::<Option<_>>()?;
+        let live: Vec<Proof> = proofs.into_iter().filter(|p| p.is_live(now)).collect();
+        if live.is_empty() {
             return None;
         }
-        Some(VerifiedContact::new(
-            email,
-            mobile,
-            UNIX_EPOCH + Duration::from_secs(payload.exp),
-            payload.j,
+        Some(VerifiedContact::from_proofs(
+            live,
+            Some(payload.j),
+            signer == 0,
         ))
     }
 
@@ -147,7 +245,9 @@ pub(crate) struct VerifiedToken {
 pub(crate) fn clear_cookie(name: &str, secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let value = format!("{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{secure}");
-    HeaderValue::from_str(&value).expect("cookie name is header-safe")
+    let mut value = HeaderValue::from_str(&value).expect("cookie name is header-safe");
+    value.set_sensitive(true);
+    value
 }
 
 /// The `Set-Cookie` value carrying a grant.
@@ -157,7 +257,10 @@ pub(crate) fn set_cookie(name: &str, token: &str, max_age: Duration, secure: boo
         "{name}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
         max_age.as_secs()
     );
-    HeaderValue::from_str(&value).expect("cookie name and token are header-safe")
+    let mut value = HeaderValue::from_str(&value).expect("cookie name and token are header-safe");
+    // Kept out of `http`'s Debug output (header logging).
+    value.set_sensitive(true);
+    value
 }
 
 fn mac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -185,40 +288,101 @@ fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Secret;
+    use crate::{Secret, gate::proof::DEFAULT_PURPOSE};
 
-    fn codec(secret: &str, old: &[&str]) -> GrantCodec {
+    fn codec_for(secret: &str, old: &[&str], audience: &str) -> GrantCodec {
         let old: Vec<Secret> = old.iter().map(|s| Secret::new(*s)).collect();
         GrantCodec::new(
             Arc::new(KeyRing::new(&Secret::new(secret), &old)),
             Duration::from_secs(60),
+            audience,
         )
+    }
+
+    fn codec(secret: &str, old: &[&str]) -> GrantCodec {
+        codec_for(secret, old, "app")
+    }
+
+    fn email(s: &str) -> Contact {
+        Contact::Email(Email::parse(s).unwrap())
+    }
+
+    fn mobile() -> Contact {
+        Contact::Mobile(Mobile::parse("+14155550123", None).unwrap())
     }
 
     #[test]
     fn round_trip_and_rotation() {
-        let email = Email::parse("a@b.co").unwrap();
         let old = codec("old secret", &[]);
-        let token = old.issue(Some(&email), None).token;
-        assert_eq!(
-            old.verify(&token).unwrap().email().map(Email::as_str),
-            Some("a@b.co")
-        );
-        assert!(
-            codec("new secret", &["old secret"])
-                .verify(&token)
-                .is_some()
-        );
+        let token = old.issue(&email("a@b.co"), DEFAULT_PURPOSE, None).token;
+        let proven = old.verify(&token).unwrap();
+        assert_eq!(proven.email().map(Email::as_str), Some("a@b.co"));
+        assert!(proven.signed_with_current_key());
+        let rotated = codec("new secret", &["old secret"]).verify(&token).unwrap();
+        assert!(!rotated.signed_with_current_key());
         assert!(codec("new secret", &[]).verify(&token).is_none());
+    }
+
+    #[test]
+    fn another_audience_is_refused() {
+        let token = codec_for("s", &[], "shop")
+            .issue(&email("a@b.co"), DEFAULT_PURPOSE, None)
+            .token;
+        assert!(codec_for("s", &[], "shop").verify(&token).is_some());
+        assert!(codec_for("s", &[], "blog").verify(&token).is_none());
+    }
+
+    #[test]
+    fn a_merge_keeps_each_expiry_and_drops_old_key_proofs() {
+        let c = codec("s", &[]);
+        let first = c.issue(&email("a@b.co"), DEFAULT_PURPOSE, None);
+        let email_expiry = first.contact.proofs()[0].expires_at;
+        let merged = c.issue(&mobile(), DEFAULT_PURPOSE, Some(&first.contact));
+        let proofs = merged.contact.proofs();
+        assert_eq!(proofs.len(), 2);
+        let carried = proofs
+            .iter()
+            .find(|p| p.contact == email("a@b.co"))
+            .unwrap();
+        assert_eq!(carried.expires_at, email_expiry);
+
+        // Held under a rotated-out secret: nothing is carried.
+        let old = codec("old", &[]).issue(&email("a@b.co"), DEFAULT_PURPOSE, None);
+        let rotated = codec("new", &["old"]);
+        let held = rotated.verify(&old.token).unwrap();
+        let merged = rotated.issue(&mobile(), DEFAULT_PURPOSE, Some(&held));
+        assert_eq!(merged.contact.proofs().len(), 1);
+        assert!(merged.contact.email().is_none());
+    }
+
+    #[test]
+    fn expired_proofs_are_left_out() {
+        let c = codec("s", &[]);
+        let expired = Proof {
+            contact: email("old@b.co"),
+            purpose: DEFAULT_PURPOSE.into(),
+            expires_at: unix_now() - 1,
+        };
+        let live = Proof {
+            contact: mobile(),
+            purpose: DEFAULT_PURPOSE.into(),
+            expires_at: unix_now() + 60,
+        };
+        let token = c.sign(vec![expired.clone(), live]).token;
+        let proven = c.verify(&token).unwrap();
+        assert!(proven.email().is_none());
+        assert!(proven.mobile().is_some());
+        assert!(c.verify(&c.sign(vec![expired]).token).is_none());
     }
 
     #[test]
     fn tampering_is_detected() {
         let c = codec("s", &[]);
-        let email = Email::parse("a@b.co").unwrap();
-        let token = c.issue(Some(&email), None).token;
+        let token = c.issue(&email("a@b.co"), DEFAULT_PURPOSE, None).token;
         let (body, tag) = token.split_once('.').unwrap();
-        let forged = B64.encode(br#"{"v":1,"e":"evil@b.co","exp":99999999999}"#);
+        let forged = B64.encode(
+            br#"{"v":2,"aud":"app","j":"x","p":[{"k":"e","v":"evil@b.co","p":"verify","x":99999999999}]}"#,
+        );
         assert!(c.verify(&format!("{forged}.{tag}")).is_none());
         assert!(
             c.verify(&format!("{body}.{}", B64.encode([0u8; 32])))

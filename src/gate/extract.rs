@@ -253,7 +253,7 @@ async fn record_spent(
     grant: &VerifiedContact,
 ) -> Result<bool, crate::store::StoreError> {
     let ttl = grant
-        .expires_at()
+        .valid_until()
         .duration_since(SystemTime::now())
         .unwrap_or_default()
         .max(Duration::from_secs(1));
@@ -356,6 +356,7 @@ pub fn verify_parts(parts: &Parts) -> Result<VerifiedContact, VerificationReject
     }
     checker
         .grant(parts)
+        .filter(|grant| !grant.is_empty())
         .ok_or_else(|| checker.rejection(parts, ApiError::VerificationRequired))
 }
 
@@ -364,7 +365,7 @@ pub fn verify_parts(parts: &Parts) -> Result<VerifiedContact, VerificationReject
 pub async fn verify_parts_once(
     parts: &mut Parts,
 ) -> Result<VerifiedContact, VerificationRejection> {
-    required(parts, Some).await
+    required(parts, |grant| (!grant.is_empty()).then_some(grant)).await
 }
 
 /// The extractors' common shape: what each takes from a valid grant.
@@ -376,7 +377,7 @@ trait FromGrant: Sized {
 #[cfg(feature = "axum")]
 impl FromGrant for VerifiedContact {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
-        Some(grant)
+        (!grant.is_empty()).then_some(grant)
     }
 }
 

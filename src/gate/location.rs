@@ -82,6 +82,20 @@ impl GrantLocation {
         })
     }
 
+    /// Marks the token header and the `Cookie` header sensitive, so that
+    /// `http`'s `Debug` (header logging by the host or a tracing layer)
+    /// prints `Sensitive` instead of the grant.
+    pub(crate) fn mark_sensitive(&self, headers: &mut HeaderMap) {
+        for (name, value) in headers.iter_mut() {
+            if *name == self.header
+                || self.default_header.as_ref() == Some(name)
+                || *name == header::COOKIE
+            {
+                value.set_sensitive(true);
+            }
+        }
+    }
+
     /// Every candidate token, header values first, then cookie values.
     pub(crate) fn tokens<'a>(&'a self, headers: &'a HeaderMap) -> impl Iterator<Item = &'a str> {
         let from_header = headers

@@ -6,4 +6,4 @@
 pub(crate) mod codec;
 pub mod extract;
 pub(crate) mod location;
-mod proof;
+pub(crate) mod proof;

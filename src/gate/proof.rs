@@ -1,38 +1,103 @@
 //! [`VerifiedContact`]: what a valid grant proves.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::contact::{Email, Mobile};
+use crate::contact::{Contact, Email, Mobile};
+
+/// The purpose a code is sent and a contact proven for when the request
+/// names none.
+pub(crate) const DEFAULT_PURPOSE: &str = "verify";
+
+/// One proven contact in a grant: for what, and until when (unix seconds).
+/// Each proof keeps its own expiry: adding a contact to a grant never
+/// extends the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Proof {
+    pub(crate) contact: Contact,
+    pub(crate) purpose: String,
+    pub(crate) expires_at: u64,
+}
+
+impl Proof {
+    pub(crate) fn is_live(&self, now: u64) -> bool {
+        self.expires_at > now
+    }
+}
 
 /// What a valid grant proves: at least one of an email address and a mobile
-/// number, until `expires_at`.
+/// number, each until its own expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedContact {
     email: Option<Email>,
     mobile: Option<Mobile>,
     expires_at: SystemTime,
+    /// Every live proof the grant carries (all purposes).
+    proofs: Vec<Proof>,
     /// The grant's id (single-use mode records it as spent).
     id: Option<String>,
+    /// Signed with the current secret (not only with a rotated-out one):
+    /// only such grants are carried into a new grant.
+    current_key: bool,
 }
 
 impl VerifiedContact {
-    pub(crate) fn new(
-        email: Option<Email>,
-        mobile: Option<Mobile>,
-        expires_at: SystemTime,
-        id: Option<String>,
-    ) -> Self {
+    /// What `proofs` (all live) prove for the default purpose.
+    pub(crate) fn from_proofs(proofs: Vec<Proof>, id: Option<String>, current_key: bool) -> Self {
+        let find = |channel| {
+            proofs
+                .iter()
+                .find(|p| p.purpose == DEFAULT_PURPOSE && p.contact.channel() == channel)
+        };
+        let email = find(crate::contact::Channel::Email);
+        let mobile = find(crate::contact::Channel::Mobile);
+        let shown: Vec<&Proof> = email.iter().chain(mobile.iter()).copied().collect();
+        let expires = shown
+            .iter()
+            .map(|p| p.expires_at)
+            .min()
+            .or_else(|| proofs.iter().map(|p| p.expires_at).max())
+            .unwrap_or(0);
         Self {
-            email,
-            mobile,
-            expires_at,
+            email: email.and_then(|p| match &p.contact {
+                Contact::Email(e) => Some(e.clone()),
+                Contact::Mobile(_) => None,
+            }),
+            mobile: mobile.and_then(|p| match &p.contact {
+                Contact::Mobile(m) => Some(m.clone()),
+                Contact::Email(_) => None,
+            }),
+            expires_at: UNIX_EPOCH + Duration::from_secs(expires),
+            proofs,
             id,
+            current_key,
         }
     }
 
     /// The grant's id, if it has one.
     pub(crate) fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// Every live proof the grant carries.
+    pub(crate) fn proofs(&self) -> &[Proof] {
+        &self.proofs
+    }
+
+    /// Whether the grant verified under the current secret.
+    pub(crate) fn signed_with_current_key(&self) -> bool {
+        self.current_key
+    }
+
+    /// Whether nothing is proven for the default purpose.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.email.is_none() && self.mobile.is_none()
+    }
+
+    /// When the last proof of the grant expires (how long a spent record of
+    /// it must be kept).
+    pub(crate) fn valid_until(&self) -> SystemTime {
+        let last = self.proofs.iter().map(|p| p.expires_at).max().unwrap_or(0);
+        UNIX_EPOCH + Duration::from_secs(last)
     }
 
     /// The proven email address, if any.
@@ -45,7 +110,10 @@ impl VerifiedContact {
         self.mobile.as_ref()
     }
 
-    /// When the grant stops being valid.
+    /// When the first of the proofs above ([`email`](Self::email),
+    /// [`mobile`](Self::mobile)) expires: each proven contact keeps the
+    /// expiry it was proven with, so a grant that gained a mobile number
+    /// later may lose its email first.
     pub fn expires_at(&self) -> SystemTime {
         self.expires_at
     }

@@ -65,6 +65,7 @@ where
                 // others pass through without any allocation.
                 let checker = &self.state.ctx.checker;
                 if checker.location().may_carry(request.headers()) {
+                    checker.location().mark_sensitive(request.headers_mut());
                     request.extensions_mut().insert(checker.clone());
                 }
                 ResponseFuture::inner(self.inner.call(request))
