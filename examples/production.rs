@@ -11,8 +11,10 @@
 //! cargo run --example production
 //! ```
 //!
-//! - Refuses to start without `OTP_SECRET` (no random fallback) and sets the
-//!   production flag, so test mode can never be on.
+//! - Sets the production flag: it refuses to start without a real sender
+//!   for each served channel (`OTP_CHANNELS=email` serves email only), with
+//!   a missing, short or documented `OTP_SECRET`, an insecure cookie, weak
+//!   hash parameters or test mode, naming the variable at fault.
 //! - Redis (`REDIS_OTP_URL`, one URL or a comma-separated cluster seed list)
 //!   holds codes, cooldowns, quotas and the per-IP limits for every instance.
 //! - Email by SMTP (`EMAIL_SERVER=SMTP`) or SendGrid (`EMAIL_SERVER=SENDGRID`,

@@ -91,6 +91,8 @@ pub struct OtpConfig {
     pub hash_priority: HashThreadPriority,
     /// The application's name, shown in messages. Default `"tower-otp"`.
     pub app_name: String,
+    /// The channels served (`OTP_CHANNELS`). Default both.
+    pub channels: crate::contact::Channels,
     /// The grants' audience. Default `None`: derived from `app_name`
     /// ([`OtpConfig::audience`]).
     pub app_id: Option<String>,
@@ -159,6 +161,7 @@ impl Default for OtpConfig {
             // Derived from the app name: two apps sharing a secret still
             // refuse each other's grants.
             app_id: None,
+            channels: crate::contact::Channels::BOTH,
             webotp_host: None,
             // A person sends a few codes a minute at most; a bot wants thousands.
             ip_send_per_minute: DEFAULT_IP_SEND_PER_MINUTE,

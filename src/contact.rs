@@ -62,6 +62,77 @@ impl fmt::Display for Channel {
     }
 }
 
+/// The channels a layer serves (`OTP_CHANNELS`). A channel turned off has
+/// no routes: its paths pass through to the inner service, and the
+/// production checks ignore its sender.
+///
+/// ```
+/// use tower_otp::{Channel, Channels};
+///
+/// let email_only: Channels = "email".parse().unwrap();
+/// assert!(email_only.contains(Channel::Email));
+/// assert!(!email_only.contains(Channel::Mobile));
+/// assert_eq!("email, mobile".parse::<Channels>().unwrap(), Channels::BOTH);
+/// assert!("fax".parse::<Channels>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Channels {
+    email: bool,
+    mobile: bool,
+}
+
+impl Channels {
+    /// Email and mobile (the default).
+    pub const BOTH: Self = Self {
+        email: true,
+        mobile: true,
+    };
+    /// Email only.
+    pub const EMAIL: Self = Self {
+        email: true,
+        mobile: false,
+    };
+    /// Mobile only.
+    pub const MOBILE: Self = Self {
+        email: false,
+        mobile: true,
+    };
+
+    /// Whether `channel` is served.
+    pub fn contains(self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => self.email,
+            Channel::Mobile => self.mobile,
+        }
+    }
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Self::BOTH
+    }
+}
+
+impl std::str::FromStr for Channels {
+    type Err = String;
+
+    /// `email`, `mobile` or `email,mobile` (any order, spaces allowed).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut channels = Self {
+            email: false,
+            mobile: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part.to_ascii_lowercase().as_str() {
+                "email" => channels.email = true,
+                "mobile" => channels.mobile = true,
+                _ => return Err(format!("{part:?} is not a channel (email, mobile)")),
+            }
+        }
+        Ok(channels)
+    }
+}
+
 /// A normalized email address.
 ///
 /// ```

@@ -149,6 +149,7 @@
 pub mod config;
 pub mod env;
 mod otp;
+pub mod production;
 pub mod readiness;
 // HTTP: the layer and its routes.
 pub mod middleware;
@@ -180,7 +181,7 @@ mod time;
 
 pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 pub use config::{OtpConfig, RoutePaths};
-pub use contact::{Channel, Contact, Email, Mobile, Region};
+pub use contact::{Channel, Channels, Contact, Email, Mobile, Region};
 pub use delivery::{EmailSender, RetryPolicy, SmsSender, SmsVerifier};
 pub use error::{ApiError, ConfigError, ErrorFormat};
 pub use extract::{

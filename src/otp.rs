@@ -6,7 +6,7 @@ use http::HeaderName;
 
 use crate::{
     config::{OtpConfig, RoutePaths},
-    contact::{Contact, Region},
+    contact::{Channels, Contact, Region},
     delivery::{
         ConsoleSender, EmailSender, RetryPolicy, SmsSender, SmsVerifier, dispatch::Dispatcher,
     },
@@ -604,8 +604,12 @@ impl OtpBuilder {
         self
     }
 
-    /// Marks this as a production deployment: test mode is then refused at
-    /// start-up. Default off (`OTP_PRODUCTION=true` sets it).
+    /// Marks this as a production deployment: [`build`](Self::build) then
+    /// refuses development senders (console, memory) on an enabled channel,
+    /// an insecure cookie, a missing, short (under 32 bytes) or documented
+    /// example secret, Argon2id parameters below m=19456 KiB, t=2, and test
+    /// mode, naming the setting (see [`production`](crate::production)).
+    /// Default off (`OTP_PRODUCTION=true` sets it).
     pub fn production(mut self) -> Self {
         self.production = true;
         self
@@ -615,6 +619,14 @@ impl OtpBuilder {
     /// already registered). Default none.
     pub fn contact_policy(mut self, policy: impl ContactPolicy) -> Self {
         self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// The channels served. Default [`Channels::BOTH`]; a channel turned
+    /// off has no routes (its paths pass through to the inner service) and
+    /// its sender is not checked by [`production`](Self::production).
+    pub fn channels(mut self, channels: Channels) -> Self {
+        self.config.channels = channels;
         self
     }
 
@@ -636,6 +648,7 @@ impl OtpBuilder {
 
     fn compose(self) -> Result<Otp, ConfigError> {
         self.config.validate()?;
+        let configured_secret = self.secret.is_some();
         let secret = match (self.secret, self.random_secret) {
             (Some(secret), _) => secret,
             (None, true) => {
@@ -661,12 +674,6 @@ impl OtpBuilder {
             }
         }
         if let Some(test) = &self.test_contacts {
-            if self.production {
-                return Err(ConfigError::invalid(
-                    "production",
-                    "test mode (`dangerous_test_contacts`) is refused in production",
-                ));
-            }
             if !crate::code::is_well_formed(test.code(), self.config.code_length) {
                 return Err(ConfigError::invalid(
                     "test_code",
@@ -688,6 +695,22 @@ impl OtpBuilder {
                  send our own codes with `sms_sender`, or turn enumeration-safe mode off",
             ));
         }
+        let email_sender = self.email.unwrap_or_else(|| Arc::new(ConsoleSender::new()));
+        let sms_choice = self
+            .sms
+            .unwrap_or_else(|| SmsChoice::Messages(Arc::new(ConsoleSender::new())));
+        crate::production::Deployment {
+            config: &self.config,
+            secret: configured_secret.then_some(&secret),
+            old_secrets: &self.old_secrets,
+            email: email_sender.as_ref(),
+            sms: match &sms_choice {
+                SmsChoice::Messages(sender) => Some(sender.as_ref()),
+                SmsChoice::Verifier(_) => None,
+            },
+            test_mode: self.test_contacts.is_some(),
+        }
+        .check(self.production)?;
         let keys = Arc::new(KeyRing::new(&secret, &self.old_secrets));
         let config = self.config;
         let hasher = HashPool::with_keys(
@@ -702,15 +725,12 @@ impl OtpBuilder {
             None => Templates::builtin(),
         };
 
-        let (sms_sender, owners) = match self
-            .sms
-            .unwrap_or_else(|| SmsChoice::Messages(Arc::new(ConsoleSender::new())))
-        {
+        let (sms_sender, owners) = match sms_choice {
             SmsChoice::Messages(sender) => (Some(sender), CodeOwners::default()),
             SmsChoice::Verifier(verifier) => (None, CodeOwners::mobile_provider(verifier)),
         };
         let dispatch = Arc::new(Dispatcher::new(
-            self.email.unwrap_or_else(|| Arc::new(ConsoleSender::new())),
+            email_sender,
             sms_sender,
             templates,
             self.retry,
@@ -783,7 +803,7 @@ impl OtpBuilder {
             },
         });
         let layer = Arc::new(LayerState {
-            table: RouteTable::new(&config.paths),
+            table: RouteTable::new(&config.paths, config.channels),
             ctx: Arc::clone(&ctx),
         });
         let gate = Arc::new(LayerState {

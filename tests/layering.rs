@@ -8,7 +8,9 @@ use std::{collections::BTreeMap, fs, path::Path};
 fn layer_of(module: &str) -> Option<(u8, &'static str)> {
     Some(match module {
         // test_util builds whole `Otp`s for the conformance suite.
-        "lib" | "otp" | "config" | "env" | "readiness" | "test_util" => (4, "composition"),
+        "lib" | "otp" | "config" | "env" | "readiness" | "production" | "test_util" => {
+            (4, "composition")
+        }
         "middleware" | "routes" => (3, "HTTP"),
         "engine" | "gate" | "extract" => (2, "domain"),
         "limit" | "store" | "delivery" | "notify" | "template" | "policy" | "audit"

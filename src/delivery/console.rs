@@ -61,6 +61,10 @@ impl EmailSender for ConsoleSender {
         println!("{out}");
         Ok(())
     }
+
+    fn for_development(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
@@ -71,5 +75,9 @@ impl SmsSender for ConsoleSender {
             message.to, message.body
         );
         Ok(())
+    }
+
+    fn for_development(&self) -> bool {
+        true
     }
 }

@@ -325,11 +325,19 @@ impl EmailSender for MemoryOutbox {
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         self.accept(OutboxMessage::Email(message.clone()))
     }
+
+    fn for_development(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
 impl SmsSender for MemoryOutbox {
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
         self.accept(OutboxMessage::Sms(message.clone()))
+    }
+
+    fn for_development(&self) -> bool {
+        true
     }
 }

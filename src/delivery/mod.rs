@@ -253,6 +253,14 @@ pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
     /// Sends one message, once (retries are the caller's, see [`RetryPolicy`]).
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError>;
 
+    /// Whether this sender is for development only (it prints or keeps
+    /// messages instead of delivering them): the production flag refuses
+    /// it on an enabled channel, and without the flag it logs a warning at
+    /// start-up. Default `false`.
+    fn for_development(&self) -> bool {
+        false
+    }
+
     /// A cheap check that the sender can reach its server, for readiness
     /// probes ([`Otp::readiness`](crate::Otp::readiness)); sends nothing.
     /// The default answers ready: right for senders with no server (the
@@ -268,6 +276,14 @@ pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
 pub trait SmsSender: Send + Sync + fmt::Debug + 'static {
     /// Sends one message, once (retries are the caller's, see [`RetryPolicy`]).
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError>;
+
+    /// Whether this sender is for development only (it prints or keeps
+    /// messages instead of delivering them): the production flag refuses
+    /// it on an enabled channel, and without the flag it logs a warning at
+    /// start-up. Default `false`.
+    fn for_development(&self) -> bool {
+        false
+    }
 
     /// A cheap check that the sender can reach its provider, for readiness
     /// probes; sends nothing. The default answers ready (the console,

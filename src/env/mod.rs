@@ -33,7 +33,8 @@
 //! | `OTP_SMS_DENIED_COUNTRIES` | `sms_guard` (deny) | comma-separated calling codes | none |
 //! | `OTP_SMS_COUNTRY_BUDGET_PER_HOUR` | `sms_guard` (budget) | SMS codes per calling code per hour, 0 = no cap | no cap |
 //! | `OTP_WEBOTP_HOST` | `webotp_host` | host name for the `@host #code` SMS line | none |
-//! | `OTP_PRODUCTION` | `production` | boolean | false |
+//! | `OTP_PRODUCTION` | `production` | boolean: refuse development senders, an insecure cookie, weak or example secrets, weak hash parameters, test mode | false |
+//! | `OTP_CHANNELS` | `channels` | `email`, `mobile` or `email,mobile`: a channel turned off has no routes | `email,mobile` |
 //! | `OTP_TEST_MODE` | `dangerous_test_contacts` (switch) | `enabled` | off |
 //! | `OTP_TEST_CONTACTS` | `dangerous_test_contacts` | comma-separated emails and `+`numbers | none |
 //! | `OTP_TEST_CODE` | `dangerous_test_contacts` (code) | the fixed code | required in test mode |
@@ -416,6 +417,19 @@ static VARIABLES: &[EnvVar] = &[
         |b, v, _| Ok(b.webotp_host(v))
     ),
     var!(
+        "OTP_CHANNELS",
+        "channels",
+        "channels",
+        "email, mobile or email,mobile",
+        "email,mobile",
+        |b, v, _| {
+            let channels = v
+                .parse()
+                .map_err(|reason: String| ConfigError::invalid("OTP_CHANNELS", reason))?;
+            Ok(b.channels(channels))
+        }
+    ),
+    var!(
         "OTP_PRODUCTION",
         "production",
         "production",
@@ -665,15 +679,26 @@ impl Origins {
             ConfigError::Invalid { name, .. } | ConfigError::Missing { name, .. } => *name,
             _ => return error,
         };
+        // An error names a field or the builder method that sets it.
+        let sets_it = |variable: &str| {
+            VARIABLES
+                .iter()
+                .any(|v| v.name == variable && (v.field == name || v.sets == name))
+        };
         let set_by = self
             .set
             .iter()
             .rev()
-            .find(|(field, _)| *field == name)
+            .find(|(field, variable)| *field == name || sets_it(variable))
             .map(|(_, variable)| *variable);
         // A setting the environment left at its default still has a
         // variable that would set it.
-        let would_set = || VARIABLES.iter().find(|v| v.field == name).map(|v| v.name);
+        let would_set = || {
+            VARIABLES
+                .iter()
+                .find(|v| v.read_by().is_none() && (v.field == name || v.sets == name))
+                .map(|v| v.name)
+        };
         match set_by.or_else(|| self.from_env.then(would_set).flatten()) {
             Some(variable) => rename(error, variable),
             None => error,

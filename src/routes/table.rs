@@ -2,6 +2,7 @@
 //! path with and without its trailing slash.
 
 use super::{Route, RoutePaths};
+use crate::contact::Channels;
 
 /// The OTP paths, each with and without its trailing slash, prefix applied.
 #[derive(Debug, Clone)]
@@ -18,10 +19,15 @@ fn length_bit(len: usize) -> u64 {
 }
 
 impl RouteTable {
-    pub(crate) fn new(paths: &RoutePaths) -> Self {
+    /// The routes of the `channels` served (a channel turned off has no
+    /// routes: its paths pass through).
+    pub(crate) fn new(paths: &RoutePaths, channels: Channels) -> Self {
         let prefix = paths.prefix.trim_end_matches('/');
         let mut entries = Vec::with_capacity(2 * Route::ALL.len());
-        for route in Route::ALL {
+        for route in Route::ALL
+            .into_iter()
+            .filter(|r| channels.contains(r.channel))
+        {
             let bare = format!("{prefix}{}", route.path(paths).trim_end_matches('/'));
             entries.push((format!("{bare}/"), route));
             entries.push((bare, route));
@@ -69,10 +75,13 @@ mod tests {
         let send_email = Route::new(Action::Send, Channel::Email);
         let verify_mobile = Route::new(Action::Verify, Channel::Mobile);
         for prefix in ["", "/api", &format!("/{}", "long".repeat(20))] {
-            let table = RouteTable::new(&RoutePaths {
-                prefix: prefix.to_owned(),
-                ..RoutePaths::default()
-            });
+            let table = RouteTable::new(
+                &RoutePaths {
+                    prefix: prefix.to_owned(),
+                    ..RoutePaths::default()
+                },
+                Channels::BOTH,
+            );
             assert_eq!(table.find(&format!("{prefix}/send-otp/")), Some(send_email));
             assert_eq!(table.find(&format!("{prefix}/send-otp")), Some(send_email));
             assert_eq!(
@@ -87,5 +96,13 @@ mod tests {
             );
             assert_eq!(table.find("/"), None);
         }
+    }
+
+    #[test]
+    fn a_channel_turned_off_has_no_routes() {
+        let table = RouteTable::new(&RoutePaths::default(), Channels::EMAIL);
+        assert!(table.find("/send-otp/").is_some());
+        assert_eq!(table.find("/send-mobile-otp/"), None);
+        assert_eq!(table.find("/verify-mobile-otp"), None);
     }
 }
