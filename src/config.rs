@@ -99,6 +99,12 @@ pub struct OtpConfig {
     /// Host name for the WebOTP line (`@host #code`) at the end of SMS
     /// codes. Default none.
     pub webotp_host: Option<String>,
+    /// The embedding site's host for the WebOTP line (` %host`), when the
+    /// page asking for the code runs in another site's frame. Default none.
+    pub webotp_embedded_host: Option<String>,
+    /// The Android SMS Retriever hash (11 characters) added to SMS codes.
+    /// Default none.
+    pub android_app_hash: Option<String>,
     /// Send requests per client IP per minute (0 = off). Default
     /// [`DEFAULT_IP_SEND_PER_MINUTE`].
     pub ip_send_per_minute: u32,
@@ -163,6 +169,8 @@ impl Default for OtpConfig {
             app_id: None,
             channels: crate::contact::Channels::BOTH,
             webotp_host: None,
+            webotp_embedded_host: None,
+            android_app_hash: None,
             // A person sends a few codes a minute at most; a bot wants thousands.
             ip_send_per_minute: DEFAULT_IP_SEND_PER_MINUTE,
             // Typing mistakes are common; 30 guesses a minute is still far

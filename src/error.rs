@@ -377,7 +377,7 @@ fn prefers_problem(headers: &HeaderMap) -> bool {
 
 /// An RFC 9110 qvalue in thousandths (`0`, `0.5`, `1.000`); `None` when
 /// malformed.
-fn parse_q(v: &str) -> Option<u16> {
+pub(crate) fn parse_q(v: &str) -> Option<u16> {
     let (int, frac) = v.split_once('.').unwrap_or((v, ""));
     if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -176,6 +176,7 @@ mod code;
 pub mod contact;
 pub mod error;
 pub mod hash;
+pub mod language;
 mod secret;
 mod time;
 
@@ -189,6 +190,7 @@ pub use extract::{
     verify_parts, verify_parts_once,
 };
 pub use hash::{HashParams, HashThreadPriority};
+pub use language::Languages;
 pub use limit::client_ip::{ClientAddr, ForwardedHeader, TrustedProxies};
 pub use limit::shared::SharedRateLimiter;
 pub use limit::{Rule, RuleKey, RuleScope, sms_guard::SmsGuard};

@@ -521,6 +521,23 @@ impl OtpBuilder {
         self
     }
 
+    /// The embedding site's host for the WebOTP line (`@host #code
+    /// %embedded`), when the page asking for the code runs in a frame of
+    /// another site. Needs [`webotp_host`](Self::webotp_host). Default none.
+    pub fn webotp_embedded_host(mut self, host: impl Into<String>) -> Self {
+        self.config.webotp_embedded_host = Some(host.into());
+        self
+    }
+
+    /// The Android SMS Retriever hash of your app (11 characters), added to
+    /// SMS codes so the app reads them without the SMS permission. The
+    /// message must then fit 140 bytes: checked for every SMS template at
+    /// [`build`](Self::build). Default none.
+    pub fn android_app_hash(mut self, hash: impl Into<String>) -> Self {
+        self.config.android_app_hash = Some(hash.into());
+        self
+    }
+
     /// Per-client-IP limits: send and verify requests per minute (0 turns
     /// one off). Default 10 sends and 30 verifies per minute.
     pub fn ip_limits(mut self, send_per_minute: u32, verify_per_minute: u32) -> Self {
@@ -725,6 +742,12 @@ impl OtpBuilder {
             None => Templates::builtin(),
         };
 
+        let sms_text = crate::delivery::sms_text::SmsText {
+            webotp_host: config.webotp_host.clone(),
+            embedded_host: config.webotp_embedded_host.clone(),
+            app_hash: config.android_app_hash.clone(),
+        };
+        sms_text.validate()?;
         let (sms_sender, owners) = match sms_choice {
             SmsChoice::Messages(sender) => (Some(sender), CodeOwners::default()),
             SmsChoice::Verifier(verifier) => (None, CodeOwners::mobile_provider(verifier)),
@@ -735,8 +758,9 @@ impl OtpBuilder {
             templates,
             self.retry,
             config.app_name.clone(),
-            config.webotp_host.clone(),
+            sms_text,
         ));
+        dispatch.check_sms_templates(config.code_length, config.code_ttl)?;
 
         let minute = Duration::from_secs(60);
         let builtin = [

@@ -27,7 +27,7 @@ use std::path::Path;
 use minijinja::Environment;
 use serde::Serialize;
 
-use crate::error::ConfigError;
+use crate::{error::ConfigError, language::Languages};
 
 macro_rules! builtin {
     ($($name:literal),* $(,)?) => {
@@ -56,6 +56,38 @@ const BUILTINS: &[(&str, &str)] = builtin![
     "sms/otp.txt",
 ];
 
+/// The languages with built-in templates, English (the root files) first.
+pub const BUILTIN_LANGUAGES: &[&str] = &["en", "hi", "es", "fr", "de", "pt"];
+
+macro_rules! translations {
+    ($($lang:literal),* $(,)?) => {
+        &[$(translations!(@one $lang)),*]
+    };
+    (@one $lang:literal) => {
+        translations!(@files $lang;
+            "email/base.html",
+            "email/otp.subject.txt", "email/otp.html", "email/otp.txt",
+            "email/welcome.subject.txt", "email/welcome.html", "email/welcome.txt",
+            "email/reset.subject.txt", "email/reset.html", "email/reset.txt",
+            "email/document.subject.txt", "email/document.html", "email/document.txt",
+            "email/default.subject.txt", "email/default.html", "email/default.txt",
+            "sms/otp.txt",
+        )
+    };
+    (@files $lang:literal; $($file:literal),* $(,)?) => {
+        [$((
+            concat!($lang, "/", $file),
+            include_str!(concat!("../templates/", $lang, "/", $file)),
+        )),*]
+    };
+}
+
+/// The built-in translations: `<lang>/email/...`, `<lang>/sms/...`.
+const TRANSLATIONS: &[[(&str, &str); 17]] = translations!["hi", "es", "fr", "de", "pt"];
+
+/// The language templates fall back to (the root files).
+pub const DEFAULT_LANGUAGE: &str = "en";
+
 /// A rendered email: subject, HTML and plain-text parts.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RenderedEmail {
@@ -65,6 +97,9 @@ pub struct RenderedEmail {
     pub html: String,
     /// The plain-text part.
     pub text: String,
+    /// The language it was rendered in (`en`, `fr`, ...): the email's
+    /// `Content-Language`.
+    pub language: String,
 }
 
 impl std::fmt::Debug for RenderedEmail {
@@ -101,7 +136,7 @@ impl Templates {
     /// Only the built-in templates.
     pub fn builtin() -> Self {
         let mut env = Environment::new();
-        for (name, source) in BUILTINS {
+        for (name, source) in BUILTINS.iter().chain(TRANSLATIONS.iter().flatten()) {
             env.add_template(name, source)
                 .expect("built-in templates are valid");
         }
@@ -147,18 +182,51 @@ impl Templates {
         self.env.get_template(&format!("email/{name}.html")).is_ok()
     }
 
-    /// Renders email template `name` with `context`.
+    /// Renders email template `name` with `context`, in English.
     pub fn render_email<C: Serialize>(
         &self,
         name: &str,
         context: C,
     ) -> Result<RenderedEmail, TemplateError> {
-        let context = minijinja::Value::from_serialize(&context);
-        let subject = self.render(&format!("email/{name}.subject.txt"), &context)?;
-        let html = self.render(&format!("email/{name}.html"), &context)?;
-        let text_name = format!("email/{name}.txt");
-        let text = if self.env.get_template(&text_name).is_ok() {
-            self.render(&text_name, &context)?
+        self.render_email_in(name, &Languages::none(), context)
+    }
+
+    /// The language `file` (e.g. `email/otp.html`) is rendered in for
+    /// `languages`: the first tag of the fallback chain with that file,
+    /// else [`DEFAULT_LANGUAGE`].
+    pub fn language_for(&self, file: &str, languages: &Languages) -> String {
+        languages
+            .fallback_chain()
+            .find(|lang| self.env.get_template(&localized(lang, file)).is_ok())
+            .unwrap_or(DEFAULT_LANGUAGE)
+            .to_owned()
+    }
+
+    /// Renders email template `name` in the first of `languages` that has
+    /// it (its HTML part decides; a missing subject or text part of that
+    /// language falls back along the chain, and a text part is derived from
+    /// the HTML). The context gets `lang`; [`RenderedEmail::language`] says
+    /// which was used.
+    pub fn render_email_in<C: Serialize>(
+        &self,
+        name: &str,
+        languages: &Languages,
+        context: C,
+    ) -> Result<RenderedEmail, TemplateError> {
+        let html_file = format!("email/{name}.html");
+        let lang = self.language_for(&html_file, languages);
+        let context = minijinja::context! {
+            ..minijinja::context! { lang => lang },
+            ..minijinja::Value::from_serialize(&context)
+        };
+        let same = Languages::from_tag(&lang);
+        let subject_file = format!("email/{name}.subject.txt");
+        let subject_lang = self.language_for(&subject_file, &same);
+        let subject = self.render(&localized(&subject_lang, &subject_file), &context)?;
+        let html = self.render(&localized(&lang, &html_file), &context)?;
+        let text_file = localized(&lang, &format!("email/{name}.txt"));
+        let text = if self.env.get_template(&text_file).is_ok() {
+            self.render(&text_file, &context)?
         } else {
             html_to_text(&html)
         };
@@ -166,20 +234,51 @@ impl Templates {
             subject: subject.lines().next().unwrap_or_default().trim().to_owned(),
             html,
             text,
+            language: lang,
         })
     }
 
-    /// Renders SMS template `name` with `context`.
+    /// Renders SMS template `name` with `context`, in English.
     pub fn render_sms<C: Serialize>(
         &self,
         name: &str,
         context: C,
     ) -> Result<String, TemplateError> {
-        let context = minijinja::Value::from_serialize(&context);
+        self.render_sms_in(name, &Languages::none(), context)
+    }
+
+    /// Renders SMS template `name` in the first of `languages` that has it.
+    pub fn render_sms_in<C: Serialize>(
+        &self,
+        name: &str,
+        languages: &Languages,
+        context: C,
+    ) -> Result<String, TemplateError> {
+        let file = format!("sms/{name}.txt");
+        let lang = self.language_for(&file, languages);
+        let context = minijinja::context! {
+            ..minijinja::context! { lang => lang },
+            ..minijinja::Value::from_serialize(&context)
+        };
         Ok(self
-            .render(&format!("sms/{name}.txt"), &context)?
+            .render(&localized(&lang, &file), &context)?
             .trim()
             .to_owned())
+    }
+
+    /// Every language with an SMS template `name` (the default first).
+    pub fn sms_languages(&self, name: &str) -> Vec<String> {
+        let suffix = format!("/sms/{name}.txt");
+        let mut langs = vec![DEFAULT_LANGUAGE.to_owned()];
+        for (template, _) in self.env.templates() {
+            if let Some(lang) = template.strip_suffix(&suffix)
+                && !lang.contains('/')
+                && !langs.iter().any(|l| l == lang)
+            {
+                langs.push(lang.to_owned());
+            }
+        }
+        langs
     }
 
     fn render(&self, name: &str, context: &minijinja::Value) -> Result<String, TemplateError> {
@@ -190,6 +289,15 @@ impl Templates {
                 name: name.to_owned(),
                 source,
             })
+    }
+}
+
+/// The template name of `file` in `lang` (English is the root files).
+fn localized(lang: &str, file: &str) -> String {
+    if lang == DEFAULT_LANGUAGE {
+        file.to_owned()
+    } else {
+        format!("{lang}/{file}")
     }
 }
 

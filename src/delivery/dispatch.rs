@@ -5,9 +5,12 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 
-use super::{DeliveryError, EmailMessage, EmailSender, RetryPolicy, SmsMessage, SmsSender};
+use super::{
+    DeliveryError, EmailMessage, EmailSender, RetryPolicy, SmsMessage, SmsSender, sms_text::SmsText,
+};
 use crate::{
     contact::{Contact, Email, Mobile},
+    language::Languages,
     template::{RenderedEmail, TemplateError, Templates},
 };
 
@@ -21,7 +24,7 @@ pub(crate) struct Dispatcher {
     templates: Templates,
     retry: RetryPolicy,
     app_name: String,
-    webotp_host: Option<String>,
+    sms_text: SmsText,
 }
 
 /// What a code message says besides the code.
@@ -29,6 +32,8 @@ pub(crate) struct Dispatcher {
 pub(crate) struct CodeMessage<'a> {
     pub(crate) code: &'a str,
     pub(crate) ttl: Duration,
+    /// The reader's languages, best first.
+    pub(crate) languages: &'a Languages,
 }
 
 impl Dispatcher {
@@ -38,7 +43,7 @@ impl Dispatcher {
         templates: Templates,
         retry: RetryPolicy,
         app_name: String,
-        webotp_host: Option<String>,
+        sms_text: SmsText,
     ) -> Self {
         Self {
             email,
@@ -46,8 +51,40 @@ impl Dispatcher {
             templates,
             retry,
             app_name,
-            webotp_host,
+            sms_text,
         }
+    }
+
+    /// Renders every SMS code template (each language) with a code of
+    /// `code_length` digits and checks its size: warnings for messages over
+    /// one segment, an error over 140 bytes with an Android app hash.
+    pub(crate) fn check_sms_templates(
+        &self,
+        code_length: u8,
+        ttl: Duration,
+    ) -> Result<(), crate::error::ConfigError> {
+        let code = "9".repeat(usize::from(code_length));
+        for language in self.templates.sms_languages("otp") {
+            let context = self.code_context(&code, ttl);
+            let body = self
+                .templates
+                .render_sms_in("otp", &Languages::from_tag(&language), &context)
+                .map_err(|e| crate::error::ConfigError::invalid("templates", e.to_string()))?;
+            let text = self.sms_text.finish(body, &code);
+            if let Some(warning) = self.sms_text.check(&language, &text)? {
+                tracing::warn!("{warning}");
+            }
+        }
+        Ok(())
+    }
+
+    fn code_context(&self, code: &str, ttl: Duration) -> serde_json::Value {
+        json!({
+            "code": code,
+            "app_name": self.app_name,
+            "ttl_minutes": ttl.as_secs().div_ceil(60),
+            "ttl_seconds": ttl.as_secs(),
+        })
     }
 
     /// The retry policy for transient delivery failures.
@@ -62,27 +99,22 @@ impl Dispatcher {
         contact: &Contact,
         message: CodeMessage<'_>,
     ) -> Result<(), DeliveryError> {
-        let context = json!({
-            "code": message.code,
-            "app_name": self.app_name,
-            "ttl_minutes": message.ttl.as_secs().div_ceil(60),
-            "ttl_seconds": message.ttl.as_secs(),
-            "webotp_host": self.webotp_host,
-        });
+        let context = self.code_context(message.code, message.ttl);
         match contact {
             Contact::Email(email) => {
                 let rendered = self
                     .templates
-                    .render_email("otp", &context)
+                    .render_email_in("otp", message.languages, &context)
                     .map_err(DeliveryError::permanent)?;
                 self.send_email(&code_email(email, rendered)).await
             }
             Contact::Mobile(mobile) => {
                 let body = self
                     .templates
-                    .render_sms("otp", &context)
+                    .render_sms_in("otp", message.languages, &context)
                     .map_err(DeliveryError::permanent)?;
-                self.send_sms(mobile, body).await
+                self.send_sms(mobile, self.sms_text.finish(body, message.code))
+                    .await
             }
         }
     }
@@ -146,6 +178,7 @@ fn code_email(to: &Email, rendered: RenderedEmail) -> EmailMessage {
         subject: rendered.subject,
         html: rendered.html,
         text: rendered.text,
+        content_language: Some(rendered.language),
         ..EmailMessage::default()
     }
 }

@@ -73,6 +73,7 @@ pub mod memory;
 #[cfg(feature = "sendgrid")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sendgrid")))]
 pub mod sendgrid;
+pub(crate) mod sms_text;
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub mod smtp;
@@ -157,6 +158,8 @@ pub struct EmailMessage {
     pub text: String,
     /// Attachments.
     pub attachments: Vec<Attachment>,
+    /// The language of the text (`Content-Language`: `en`, `fr`, ...).
+    pub content_language: Option<String>,
 }
 
 impl EmailMessage {
@@ -191,6 +194,12 @@ impl EmailMessage {
     /// Adds a blind carbon-copy recipient.
     pub fn with_bcc(mut self, address: impl Into<String>) -> Self {
         self.bcc.push(address.into());
+        self
+    }
+
+    /// Declares the language of the text (the `Content-Language` header).
+    pub fn with_content_language(mut self, language: impl Into<String>) -> Self {
+        self.content_language = Some(language.into());
         self
     }
 

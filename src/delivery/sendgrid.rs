@@ -111,6 +111,9 @@ impl SendGridSender {
                 { "type": "text/html", "value": message.html },
             ],
         });
+        if let Some(language) = &message.content_language {
+            body["headers"] = json!({ "Content-Language": language });
+        }
         if !message.attachments.is_empty() {
             body["attachments"] = message
                 .attachments

@@ -180,6 +180,9 @@ impl SmtpSender {
             None => self.from.clone(),
         };
         let mut builder = Message::builder().from(from).subject(&message.subject);
+        if let Some(language) = &message.content_language {
+            builder = builder.header(ContentLanguage(language.clone()));
+        }
         for to in &message.to {
             builder = builder.to(recipient(to)?);
         }
@@ -441,5 +444,23 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(err.to_string().contains("root certificate"), "{err}");
+    }
+}
+
+/// The `Content-Language` header (lettre has no type for it).
+#[derive(Debug, Clone)]
+struct ContentLanguage(String);
+
+impl lettre::message::header::Header for ContentLanguage {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("Content-Language")
+    }
+
+    fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Self(s.to_owned()))
+    }
+
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
     }
 }

@@ -30,6 +30,7 @@ use crate::{
         proof::DEFAULT_PURPOSE,
     },
     hash::{HashError, HashPool},
+    language::Languages,
     limit::{Limiter, Traffic, sms_guard::SmsGuard},
     policy::{ContactPolicy, PolicyDecision},
     secret::KeyRing,
@@ -80,7 +81,11 @@ impl Engine {
     }
 
     /// Issues a new code for `contact` and delivers it.
-    pub(crate) async fn send(self: &Arc<Self>, contact: &Contact) -> Result<SendOutcome, ApiError> {
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        contact: &Contact,
+        languages: &Languages,
+    ) -> Result<SendOutcome, ApiError> {
         let outcome = SendOutcome {
             expires_in: self.settings.code_ttl.as_secs(),
             resend_in: self.settings.limits.cooldown.as_secs(),
@@ -168,6 +173,7 @@ impl Engine {
         let delivery = {
             let engine = Arc::clone(self);
             let contact = contact.clone();
+            let languages = languages.clone();
             async move {
                 let result = match (engine.owners.of(&contact), code) {
                     (Owner::Provider { verifier, mobile }, None) => {
@@ -177,6 +183,7 @@ impl Engine {
                         let message = CodeMessage {
                             code: code.as_str(),
                             ttl: engine.settings.code_ttl,
+                            languages: &languages,
                         };
                         engine.dispatch.send_code(&contact, message).await
                     }

@@ -33,6 +33,8 @@
 //! | `OTP_SMS_DENIED_COUNTRIES` | `sms_guard` (deny) | comma-separated calling codes | none |
 //! | `OTP_SMS_COUNTRY_BUDGET_PER_HOUR` | `sms_guard` (budget) | SMS codes per calling code per hour, 0 = no cap | no cap |
 //! | `OTP_WEBOTP_HOST` | `webotp_host` | host name for the `@host #code` SMS line | none |
+//! | `OTP_WEBOTP_EMBEDDED_HOST` | `webotp_embedded_host` | the embedding site's host (` %host` on that line) | none |
+//! | `OTP_ANDROID_APP_HASH` | `android_app_hash` | 11-character SMS Retriever app hash added to SMS codes | none |
 //! | `OTP_PRODUCTION` | `production` | boolean: refuse development senders, an insecure cookie, weak or example secrets, weak hash parameters, test mode | false |
 //! | `OTP_CHANNELS` | `channels` | `email`, `mobile` or `email,mobile`: a channel turned off has no routes | `email,mobile` |
 //! | `OTP_TEST_MODE` | `dangerous_test_contacts` (switch) | `enabled` | off |
@@ -415,6 +417,22 @@ static VARIABLES: &[EnvVar] = &[
         "host name",
         "none",
         |b, v, _| Ok(b.webotp_host(v))
+    ),
+    var!(
+        "OTP_WEBOTP_EMBEDDED_HOST",
+        "webotp_embedded_host",
+        "webotp_embedded_host",
+        "host name",
+        "none",
+        |b, v, _| Ok(b.webotp_embedded_host(v))
+    ),
+    var!(
+        "OTP_ANDROID_APP_HASH",
+        "android_app_hash",
+        "android_app_hash",
+        "11 characters",
+        "none",
+        |b, v, _| Ok(b.android_app_hash(v))
     ),
     var!(
         "OTP_CHANNELS",

@@ -195,7 +195,7 @@ where
                     .unwrap_or(Err(ApiError::RequestTimeout));
                 match read {
                     Ok(object) => match route.action {
-                        Action::Send => send::serve(&ctx, route.channel, &object).await,
+                        Action::Send => send::serve(&ctx, route.channel, &parts, &object).await,
                         Action::Verify => verify::serve(&ctx, route.channel, &parts, &object).await,
                     },
                     Err(error) => Err(error),

@@ -1,7 +1,7 @@
 //! The send action: issue a code for the contact and deliver it.
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
+use http::{Response, StatusCode, request::Parts};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
@@ -9,15 +9,21 @@ use super::{RouteContext, contact_field};
 use crate::{
     contact::Channel,
     error::{ApiError, json_response},
+    language::Languages,
 };
 
 pub(super) async fn serve(
     ctx: &RouteContext,
     channel: Channel,
+    parts: &Parts,
     object: &Map<String, Value>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let contact = contact_field(ctx, channel, object)?;
-    let sent = ctx.engine.send(&contact).await?;
+    // An unknown or malformed "locale" is ignored: Accept-Language, then
+    // English, decide.
+    let locale = object.get("locale").and_then(Value::as_str);
+    let languages = Languages::for_request(locale, &parts.headers);
+    let sent = ctx.engine.send(&contact, &languages).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
