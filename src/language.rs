@@ -99,6 +99,13 @@ impl Languages {
     }
 }
 
+impl From<&str> for Languages {
+    /// One language tag ([`Languages::from_tag`]).
+    fn from(tag: &str) -> Self {
+        Self::from_tag(tag)
+    }
+}
+
 /// A well-formed tag, lower-cased with `-` (`pt_BR` → `pt-br`); `None` for
 /// `*` and anything that is not letters and digits in `-`-separated
 /// subtags of 1 to 8 characters starting with 2 or 3 letters.

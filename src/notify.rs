@@ -58,6 +58,7 @@ use serde::Serialize;
 use crate::{
     contact::Mobile,
     delivery::{Attachment, DeliveryError, EmailMessage, dispatch::Dispatcher},
+    language::Languages,
     template::{TemplateError, html_to_text},
 };
 
@@ -98,6 +99,7 @@ impl Notifier {
         self.builder(Content::Template {
             name: template.into(),
             context: minijinja::context! {},
+            languages: Languages::none(),
         })
     }
 
@@ -142,7 +144,9 @@ impl Notifier {
         context: impl Serialize,
     ) -> Result<crate::template::RenderedEmail, NotifyError> {
         let context = minijinja::Value::from_serialize(context);
-        Ok(self.dispatch.render_email(name, context)?)
+        Ok(self
+            .dispatch
+            .render_email(name, &Languages::none(), context)?)
     }
 }
 
@@ -150,6 +154,7 @@ enum Content {
     Template {
         name: String,
         context: minijinja::Value,
+        languages: Languages,
     },
     Raw {
         subject: String,
@@ -230,6 +235,22 @@ impl EmailBuilder<'_> {
         self
     }
 
+    /// The reader's language (`"fr"`, `"pt-BR"`): the template is rendered
+    /// in the first language that has it (`pt-BR`, then `pt`, then
+    /// English), and the email carries that `Content-Language`. Pass
+    /// [`Languages::from_accept_language`] to follow a request's
+    /// `Accept-Language`. For a raw email it sets `Content-Language` only.
+    pub fn language(mut self, languages: impl Into<Languages>) -> Self {
+        let languages = languages.into();
+        match &mut self.content {
+            Content::Template { languages: l, .. } => *l = languages,
+            Content::Raw { .. } => {
+                self.message.content_language = languages.tags().first().cloned();
+            }
+        }
+        self
+    }
+
     /// The plain-text part of a raw email. For a template it is ignored
     /// (the template's `.txt` or the HTML gives it).
     pub fn text(mut self, text: impl Into<String>) -> Self {
@@ -250,11 +271,16 @@ impl EmailBuilder<'_> {
             return Err(NotifyError::NoRecipient);
         }
         let what = match content {
-            Content::Template { name, context } => {
-                let rendered = notifier.dispatch.render_email(&name, context)?;
+            Content::Template {
+                name,
+                context,
+                languages,
+            } => {
+                let rendered = notifier.dispatch.render_email(&name, &languages, context)?;
                 message.subject = rendered.subject;
                 message.html = rendered.html;
                 message.text = rendered.text;
+                message.content_language = Some(rendered.language);
                 name
             }
             Content::Raw {

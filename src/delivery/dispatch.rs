@@ -162,13 +162,14 @@ impl Dispatcher {
     pub(crate) fn render_email(
         &self,
         name: &str,
+        languages: &Languages,
         context: minijinja::Value,
     ) -> Result<RenderedEmail, TemplateError> {
         let context = minijinja::context! {
             ..context,
             ..minijinja::context! { app_name => self.app_name }
         };
-        self.templates.render_email(name, context)
+        self.templates.render_email_in(name, languages, context)
     }
 }
 
