@@ -124,6 +124,8 @@ pub struct TemplateError {
 #[doc(hidden)] // no public API takes it; kept public for the crate's own tests
 pub struct Templates {
     env: Environment<'static>,
+    /// The templates the host's folder gave (overrides and additions).
+    from_host: std::collections::HashSet<String>,
 }
 
 impl Default for Templates {
@@ -140,7 +142,10 @@ impl Templates {
             env.add_template(name, source)
                 .expect("built-in templates are valid");
         }
-        Self { env }
+        Self {
+            env,
+            from_host: std::collections::HashSet::new(),
+        }
     }
 
     /// The built-ins, overridden and extended by every file under `dir`
@@ -172,6 +177,7 @@ impl Templates {
                     .env
                     .add_template_owned(name.clone(), source)
                     .map_err(|e| ConfigError::invalid("templates", format!("{name}: {e}")))?;
+                templates.from_host.insert(name);
             }
         }
         Ok(templates)
@@ -264,6 +270,13 @@ impl Templates {
             .render(&localized(&lang, &file), &context)?
             .trim()
             .to_owned())
+    }
+
+    /// Whether the SMS template `name` in `language` is a built-in
+    /// translation (not English, not from the host's folder).
+    pub fn is_builtin_translation(&self, name: &str, language: &str) -> bool {
+        let file = localized(language, &format!("sms/{name}.txt"));
+        language != DEFAULT_LANGUAGE && !self.from_host.contains(&file)
     }
 
     /// Every language with an SMS template `name` (the default first).

@@ -250,3 +250,53 @@ async fn content_language_is_a_header_of_every_code_email_over_smtp() {
     assert!(first.contains("Content-Language: de\r\n"), "{first}");
     assert!(second.contains("Content-Language: en\r\n"), "{second}");
 }
+
+/// The start-up size check: a host SMS template over 140 bytes with an app
+/// hash stops start-up; built-in translations that cannot fit (Hindi and
+/// Portuguese need UCS-2) only warn; over one segment warns.
+#[test]
+fn sms_templates_are_size_checked_at_start_up() {
+    let captured = common::logs::Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        common::builder()
+            .android_app_hash("FA+9qCX9VSu")
+            .build()
+            .unwrap();
+    });
+    let logs = captured.text();
+    assert!(logs.contains("the hi SMS template"), "{logs}");
+    assert!(!logs.contains("the en SMS template"), "{logs}");
+
+    let dir = smtp_server::scratch("long-sms");
+    std::fs::create_dir_all(dir.join("sms")).unwrap();
+    std::fs::write(
+        dir.join("sms/otp.txt"),
+        format!("{{{{ code }}}} {}", "x".repeat(170)),
+    )
+    .unwrap();
+    let err = common::builder()
+        .templates_dir(dir.clone())
+        .android_app_hash("FA+9qCX9VSu")
+        .build()
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("android_app_hash") && err.contains("en"),
+        "{err}"
+    );
+    // Without the hash, two segments only warn.
+    common::builder().templates_dir(dir).build().unwrap();
+    assert!(
+        common::builder()
+            .android_app_hash("too-short")
+            .build()
+            .is_err(),
+        "the hash is validated"
+    );
+}

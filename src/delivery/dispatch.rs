@@ -71,8 +71,19 @@ impl Dispatcher {
                 .render_sms_in("otp", &Languages::from_tag(&language), &context)
                 .map_err(|e| crate::error::ConfigError::invalid("templates", e.to_string()))?;
             let text = self.sms_text.finish(body, &code);
-            if let Some(warning) = self.sms_text.check(&language, &text)? {
-                tracing::warn!("{warning}");
+            match self.sms_text.check(&language, &text) {
+                Ok(None) => {}
+                Ok(Some(warning)) => tracing::warn!("{warning}"),
+                // A built-in translation in a non-Latin script cannot fit
+                // 140 bytes with the hash: say so, but start (the host may
+                // not serve that language, or overrides its template).
+                Err(error) if self.templates.is_builtin_translation("otp", &language) => {
+                    tracing::warn!(
+                        "{error}; Android will not read {language} codes by itself unless \
+                         <templates>/{language}/sms/otp.txt is shorter"
+                    );
+                }
+                Err(error) => return Err(error),
             }
         }
         Ok(())

@@ -17,7 +17,9 @@
 //! segment (160 GSM-7 characters, or 70 UCS-2 characters when the text
 //! needs Unicode) is a warning, since each extra segment is billed; over
 //! 140 bytes with an app hash is an error, since Android would not read
-//! the code.
+//! the code (a warning for a built-in translation that cannot fit, such as
+//! Hindi in UCS-2: override it in the templates folder if Android users
+//! read that language).
 
 use crate::error::ConfigError;
 
