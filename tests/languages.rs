@@ -72,7 +72,13 @@ fn every_builtin_template_renders_in_every_language() {
 #[tokio::test]
 async fn the_locale_field_then_accept_language_choose_the_language() {
     let app = TestApp::new();
-    let cases: [(&str, serde_json::Value, &[(&str, &str)], &str); 6] = [
+    type Case<'a> = (
+        &'a str,
+        serde_json::Value,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+    );
+    let cases: [Case; 6] = [
         (
             "a@x.io",
             json!({"email": "a@x.io", "locale": "fr"}),
