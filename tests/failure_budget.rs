@@ -123,7 +123,11 @@ async fn twenty_five_wrong_codes_across_codes_lock_the_contact_even_for_the_righ
         assert_locked(&app.verify_email(email, &wrong_code(&code)).await);
     }
     assert_eq!(store.attempts_used(&key_of(&app, email)), Some(0));
-    assert_eq!(store.failures(&key_of(&app, email)), 25, "refusals count nothing");
+    assert_eq!(
+        store.failures(&key_of(&app, email)),
+        25,
+        "refusals count nothing"
+    );
 
     // Another contact is not affected.
     let other = "someone.else@example.com";
@@ -165,20 +169,14 @@ async fn a_success_before_the_budget_resets_it() {
 #[tokio::test]
 async fn the_budget_is_configurable_and_can_be_turned_off() {
     let outbox = MemoryOutbox::new();
-    let app = TestApp::with(
-        unlimited(builder_with(&outbox)).failure_budget(3),
-        outbox,
-    );
+    let app = TestApp::with(unlimited(builder_with(&outbox)).failure_budget(3), outbox);
     let email = "three@example.com";
     wrong_codes(&[&app], email, 3).await;
     let code = fresh_code(&app, email).await;
     assert_locked(&app.verify_email(email, &code).await);
 
     let outbox = MemoryOutbox::new();
-    let off = TestApp::with(
-        unlimited(builder_with(&outbox)).failure_budget(0),
-        outbox,
-    );
+    let off = TestApp::with(unlimited(builder_with(&outbox)).failure_budget(0), outbox);
     wrong_codes(&[&off], email, 30).await;
     let code = fresh_code(&off, email).await;
     off.verify_email(email, &code).await.assert_success();
@@ -221,7 +219,10 @@ async fn test_contacts_wrong_guesses_count_like_anyones() {
     }
     app.send_email(email).await.assert_success();
     assert_locked(&app.verify_email(email, "424242").await);
-    assert!(outbox.messages().is_empty(), "nothing is sent to test contacts");
+    assert!(
+        outbox.messages().is_empty(),
+        "nothing is sent to test contacts"
+    );
 }
 
 #[cfg(feature = "redis")]
