@@ -14,12 +14,13 @@
 //! Four tables are each capped at `max_entries` (default
 //! [`DEFAULT_MAX_ENTRIES`], 500 000): codes, send records (cooldown and
 //! quota), failure records (the failure budget) and spent single-use
-//! grants. Measured (`BENCHMARKS.md`, "Bytes per pending code"), a pending
-//! code with its send record costs about 400 bytes, so full code and send
-//! tables at the default hold about 200 MB; a failure record costs about as
-//! much as a send record (some 170 bytes), and exists only for contacts
-//! that typed a wrong code. Lower the cap with
-//! [`MemoryStore::with_max_entries`] on small machines.
+//! grants. A pending code with its send record costs about 330 bytes as
+//! the allocator counts them (`tests/memory_pressure.rs`, at 100 000), about
+//! 400 resident with the allocator's own overhead (`BENCHMARKS.md`, "Bytes
+//! per pending code"), so full code and send tables at the default hold
+//! about 200 MB; a failure record costs about as much as a send record
+//! (some 150 bytes) and exists only for contacts that typed a wrong code.
+//! Lower the cap with [`MemoryStore::with_max_entries`] on small machines.
 //!
 //! A full table does not refuse new contacts (that would let anyone who
 //! fills it lock every new user out with 503s). It makes room instead: it

@@ -541,3 +541,35 @@ impl std::error::Error for StoreError {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_start_at_30_seconds_and_double_up_to_an_hour() {
+        let budget = FailureBudget::default();
+        assert_eq!(budget.limit, 25);
+        let locks: Vec<_> = (24..=34).map(|n| budget.lock_after(n)).collect();
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        assert_eq!(
+            locks,
+            [
+                None,
+                secs(30),
+                secs(60),
+                secs(120),
+                secs(240),
+                secs(480),
+                secs(960),
+                secs(1920),
+                secs(3600),
+                secs(3600),
+                secs(3600),
+            ]
+        );
+        assert_eq!(budget.lock_after(u32::MAX), secs(3600));
+        assert_eq!(budget.keep_for(None), Duration::from_secs(86_400));
+        assert_eq!(FailureBudget::new(0).limit, 1);
+    }
+}
