@@ -194,7 +194,7 @@ fn a_pending_code_costs_under_450_bytes() {
         }
     });
     let per_contact = (NET.with(Cell::get) - before) / N as isize;
-    println!("{per_contact} bytes per pending code with its send record");
+    eprintln!("{per_contact} bytes per pending code with its send record");
     assert!(per_contact <= 450, "{per_contact} bytes per pending code");
     drop(store);
 }
