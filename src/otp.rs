@@ -584,8 +584,10 @@ impl OtpBuilder {
         self
     }
 
-    /// Fixed codes for these test contacts (nothing is sent to them, no
-    /// limits apply). Default none.
+    /// Fixed codes for these test contacts (nothing is sent to them and no
+    /// cooldown or quota applies; a send is still needed before a verify,
+    /// and wrong guesses cost attempts and count toward the failure budget
+    /// like anyone's: see [`test_mode`](crate::test_mode)). Default none.
     ///
     /// # ⚠️ Warning
     ///
