@@ -51,6 +51,10 @@ pub struct OtpConfig {
     pub code_ttl: Duration,
     /// Wrong codes allowed per code. Default [`DEFAULT_MAX_ATTEMPTS`].
     pub max_attempts: u32,
+    /// Consecutive wrong codes per contact, across codes, before its
+    /// verifies are refused for a while (0 = no budget). Default
+    /// [`DEFAULT_FAILURE_BUDGET`](crate::store::DEFAULT_FAILURE_BUDGET).
+    pub failure_budget: u32,
     /// Resend cooldown per contact. Default [`DEFAULT_RESEND_COOLDOWN`].
     pub resend_cooldown: Duration,
     /// Sends per contact per window. Default [`DEFAULT_SEND_QUOTA`].
@@ -138,6 +142,9 @@ impl Default for OtpConfig {
             code_ttl: DEFAULT_CODE_TTL,
             // NIST SP 800-63B asks for a limit on failed attempts; 5 is common.
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            // NIST SP 800-63B: at most 100 consecutive failures per account;
+            // 25 is five codes' worth of wrong guesses.
+            failure_budget: crate::store::DEFAULT_FAILURE_BUDGET,
             // Stops resend-button mashing and message floods to one victim.
             resend_cooldown: DEFAULT_RESEND_COOLDOWN,
             // Bounds paid SMS per contact; short window limits victim lock-out.

@@ -391,6 +391,15 @@ impl OtpBuilder {
         self
     }
 
+    /// Consecutive wrong codes per contact, counted across codes, before
+    /// its verifies answer 429 `rate_limited` (30 s, doubling per further
+    /// failure up to 1 h; even the right code is refused meanwhile). A
+    /// success resets it. 0 turns the budget off. Default 25.
+    pub fn failure_budget(mut self, failures: u32) -> Self {
+        self.config.failure_budget = failures;
+        self
+    }
+
     /// Time before the same contact can be sent another code. Default 30 s.
     pub fn resend_cooldown(mut self, cooldown: Duration) -> Self {
         self.config.resend_cooldown = cooldown;
@@ -608,8 +617,10 @@ impl OtpBuilder {
         self
     }
 
-    /// Fixed codes for these test contacts (nothing is sent to them, no
-    /// limits apply). Default none.
+    /// Fixed codes for these test contacts (nothing is sent to them and no
+    /// cooldown or quota applies; a send is still needed before a verify,
+    /// and wrong guesses cost attempts and count toward the failure budget
+    /// like anyone's: see [`test_mode`](crate::test_mode)). Default none.
     ///
     /// # ⚠️ Warning
     ///
@@ -789,6 +800,8 @@ impl OtpBuilder {
                     quota: config.send_quota,
                     window: config.send_quota_window,
                 },
+                failure_budget: (config.failure_budget > 0)
+                    .then(|| crate::store::FailureBudget::new(config.failure_budget)),
                 enumeration_safe: config.enumeration_safe,
             },
             keys,

@@ -1,13 +1,17 @@
 //! Test mode: fixed codes for an explicit list of test contacts, for a host
 //! app's own CI and for app-store reviewers who cannot receive real codes.
 //!
-//! For a listed contact, a send delivers nothing and answers success, and
-//! the fixed code verifies; the cooldown, quota and attempt limits do not
-//! apply to them (the per-IP edge limits still do, since they run before the
-//! body is read). Every other contact is treated normally. Since wrong
-//! guesses of the fixed code are not counted, only the per-IP limits slow a
-//! guesser: give test accounts a long code (`OTP_LENGTH` up to 10) and keep
-//! them to review periods.
+//! For a listed contact, a send delivers nothing and answers success (no
+//! cooldown or quota applies), and stores a record with no hash, so the
+//! fixed code then verifies like a real one: once per send, within the code
+//! lifetime. **Wrong guesses count like anyone's**: each costs one of the
+//! code's attempts (the last destroys it: `attempts_exceeded`, then
+//! `otp_expired` until the next send), and each counts toward the contact's
+//! failure budget, which locks its verifies (429 `rate_limited`) whatever
+//! the number of sends. So a guesser gets the same odds against a test
+//! contact as against anyone; still give test accounts a long code
+//! (`OTP_LENGTH` up to 10) and keep them to review periods. Every other
+//! contact is treated normally.
 //!
 //! It is off unless enabled twice: the builder method carries `dangerous` in
 //! its name (and from the environment, `OTP_TEST_CONTACTS` is refused unless

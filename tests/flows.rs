@@ -26,7 +26,9 @@ use tower::ServiceBuilder;
 use tower_otp::{
     MemoryStore, OtpStore, StoreError,
     delivery::MemoryOutbox,
-    store::{Attempt, CodeRecord, SendLimits, SendReservation, StoreKey},
+    store::{
+        Attempt, CodeRecord, FailureBudget, FailureOutcome, SendLimits, SendReservation, StoreKey,
+    },
     verify_parts,
 };
 
@@ -64,6 +66,19 @@ impl OtpStore for CountingStore {
     }
     async fn spend_grant(&self, k: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
         self.inner.spend_grant(k, ttl).await
+    }
+    async fn consume_code(&self, k: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
+        self.inner.consume_code(k, salt).await
+    }
+    async fn record_failure(
+        &self,
+        k: &StoreKey,
+        budget: &FailureBudget,
+    ) -> Result<FailureOutcome, StoreError> {
+        self.inner.record_failure(k, budget).await
+    }
+    async fn reset_failures(&self, k: &StoreKey) -> Result<(), StoreError> {
+        self.inner.reset_failures(k).await
     }
 }
 

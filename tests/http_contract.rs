@@ -17,7 +17,10 @@ use serde_json::json;
 use tower_otp::{
     Region,
     delivery::MemoryOutbox,
-    store::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey},
+    store::{
+        Attempt, CodeRecord, FailureBudget, FailureOutcome, OtpStore, SendLimits, SendReservation,
+        StoreError, StoreKey,
+    },
 };
 
 const PATHS: [&str; 4] = [
@@ -488,6 +491,16 @@ impl OtpStore for BrokenStore {
         Err(self.fail())
     }
     async fn spend_grant(&self, _: &StoreKey, _: Duration) -> Result<bool, StoreError> {
+        Err(self.fail())
+    }
+    async fn record_failure(
+        &self,
+        _: &StoreKey,
+        _: &FailureBudget,
+    ) -> Result<FailureOutcome, StoreError> {
+        Err(self.fail())
+    }
+    async fn reset_failures(&self, _: &StoreKey) -> Result<(), StoreError> {
         Err(self.fail())
     }
 }

@@ -34,7 +34,10 @@ use crate::{
     limit::{Limiter, Traffic, sms_guard::SmsGuard},
     policy::{ContactPolicy, PolicyDecision},
     secret::KeyRing,
-    store::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey},
+    store::{
+        Attempt, CodeRecord, FailureBudget, OtpStore, SendLimits, SendReservation, StoreError,
+        StoreKey,
+    },
     test_mode::TestContacts,
     time::ceil_secs,
 };
@@ -47,6 +50,9 @@ pub(crate) struct FlowSettings {
     pub(crate) code_ttl: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) limits: SendLimits,
+    /// Consecutive wrong codes per contact before verifies are refused
+    /// (`None`: no budget).
+    pub(crate) failure_budget: Option<FailureBudget>,
     pub(crate) enumeration_safe: bool,
 }
 
@@ -91,6 +97,14 @@ impl Engine {
             resend_in: self.settings.limits.cooldown.as_secs(),
         };
         if self.is_test_contact(contact) {
+            // A record with no hash (the fixed code is compared instead), so
+            // that wrong guesses cost attempts like anyone's.
+            let key = self.store_key(contact, 0);
+            let record = CodeRecord::new(random_salt(), Vec::new(), self.keys.current().id);
+            self.store
+                .put_code(&key, &record, self.settings.code_ttl)
+                .await
+                .map_err(|e| store_failure(&e, contact))?;
             tracing::info!(contact = %contact.masked(), "test contact: nothing sent");
             return Ok(outcome);
         }
@@ -282,14 +296,9 @@ impl Engine {
         candidate: &str,
         held: Option<VerifiedContact>,
     ) -> Result<VerifiedToken, ApiError> {
-        if let Some(test) = self.test_contacts.as_ref().filter(|t| t.contains(contact)) {
-            if !test.matches(candidate) {
-                return Err(ApiError::OtpInvalid {
-                    attempts_left: self.settings.max_attempts,
-                });
-            }
-            return Ok(self.grant(contact, held));
-        }
+        // A test contact's code is the fixed one; its attempts and failure
+        // budget count like anyone's.
+        let test = self.test_contacts.as_ref().filter(|t| t.contains(contact));
         let owner = self.owners.of(contact);
         // The current secret's key: the contact rules' key, and the first
         // place the attempt looks.
@@ -305,6 +314,7 @@ impl Engine {
         // Reserve a hashing slot before taking an attempt, so that an
         // overloaded server answers 503 without costing the user a guess.
         let permit = match owner {
+            _ if test.is_some() => None,
             Owner::Provider { .. } => None,
             Owner::Hash => Some(
                 self.hasher
@@ -313,8 +323,16 @@ impl Engine {
             ),
         };
 
-        let (key, attempt) = self.begin_attempt(contact, current_key).await?;
+        let (key, attempt) = self.begin_attempt(contact, current_key.clone()).await?;
         let (record, attempts_used) = match attempt {
+            Attempt::Locked { retry_after } => {
+                // The failure budget is used up: refused before any attempt
+                // or hash is spent, even for the right code.
+                audit::record(Outcome::RateLimited, contact);
+                return Err(ApiError::RateLimited {
+                    retry_after: ceil_secs(retry_after).max(1),
+                });
+            }
             Attempt::NoCode => {
                 audit::record(Outcome::OtpExpired, contact);
                 return Err(ApiError::OtpExpired);
@@ -335,6 +353,7 @@ impl Engine {
         // An empty hash means the provider holds the code; a decoy record
         // (enumeration-safe refusal) has a hash even in provider mode.
         let correct = match owner {
+            _ if test.is_some() => test.is_some_and(|t| t.matches(candidate)),
             Owner::Provider { verifier, mobile } if record.hash.is_empty() => {
                 // Not retried: a check is not idempotent (an approval whose
                 // answer was lost would turn into "expired" on a retry).
@@ -376,28 +395,40 @@ impl Engine {
         if !correct {
             let max = self.settings.max_attempts;
             if attempts_used >= max {
-                self.store
-                    .remove_code(&key, &record.salt)
-                    .await
-                    .map_err(|e| store_failure(&e, contact))?;
+                let (removed, counted) = tokio::join!(
+                    self.store.remove_code(&key, &record.salt),
+                    self.record_failure(contact, &current_key),
+                );
+                removed.map_err(|e| store_failure(&e, contact))?;
+                counted?;
                 audit::record(Outcome::AttemptsExceeded, contact);
                 return Err(ApiError::AttemptsExceeded);
             }
+            self.record_failure(contact, &current_key).await?;
             audit::record(Outcome::OtpInvalid, contact);
             return Err(ApiError::OtpInvalid {
                 attempts_left: max - attempts_used,
             });
         }
 
-        // Single use: only the caller that deletes the code succeeds.
+        // Single use: only the caller that deletes the code succeeds; the
+        // same store operation resets the failure budget.
         let consumed = self
             .store
-            .remove_code(&key, &record.salt)
+            .consume_code(&key, &record.salt)
             .await
             .map_err(|e| store_failure(&e, contact))?;
         if !consumed {
             audit::record(Outcome::OtpExpired, contact);
             return Err(ApiError::OtpExpired);
+        }
+        if key != current_key && self.settings.failure_budget.is_some() {
+            // A code sent before a secret rotation: failures are counted
+            // under the current key.
+            self.store
+                .reset_failures(&current_key)
+                .await
+                .map_err(|e| store_failure(&e, contact))?;
         }
         audit::record(Outcome::Verified, contact);
         Ok(self.grant(contact, held))
@@ -413,6 +444,28 @@ impl Engine {
         self.test_contacts
             .as_ref()
             .is_some_and(|t| t.contains(contact))
+    }
+
+    /// Counts a wrong code against `contact`'s failure budget (under the
+    /// current secret's key), if there is one.
+    async fn record_failure(&self, contact: &Contact, key: &StoreKey) -> Result<(), ApiError> {
+        let Some(budget) = &self.settings.failure_budget else {
+            return Ok(());
+        };
+        let outcome = self
+            .store
+            .record_failure(key, budget)
+            .await
+            .map_err(|e| store_failure(&e, contact))?;
+        if let Some(lock) = outcome.locked_for {
+            tracing::warn!(
+                contact = %contact.masked(),
+                failures = outcome.failures,
+                lock_seconds = lock.as_secs(),
+                "failure budget used up: verifies for this contact are refused for a while"
+            );
+        }
+        Ok(())
     }
 
     /// Takes an attempt on the live code, looking under the current secret's

@@ -17,6 +17,7 @@
 //! | `OTP_LENGTH` | `code_length` | digits, 4 to 10 | 6 |
 //! | `OTP_TTL_SECONDS` | `code_ttl` | seconds | 300 |
 //! | `OTP_MAX_ATTEMPTS` | `max_attempts` | wrong codes per code | 5 |
+//! | `OTP_FAILURE_BUDGET` | `failure_budget` | consecutive wrong codes per contact, across codes, 0 = off | 25 |
 //! | `OTP_RESEND_SECONDS` | `resend_cooldown` | seconds | 30 |
 //! | `OTP_SEND_QUOTA` | `send_quota` | sends per contact per window | 5 |
 //! | `OTP_SEND_QUOTA_WINDOW_SECONDS` | `send_quota` (window) | seconds | 600 |
@@ -227,6 +228,14 @@ static VARIABLES: &[EnvVar] = &[
         "count",
         "5",
         |b, v, _| { Ok(b.max_attempts(parse("OTP_MAX_ATTEMPTS", v)?)) }
+    ),
+    var!(
+        "OTP_FAILURE_BUDGET",
+        "failure_budget",
+        "failure_budget",
+        "count",
+        "25",
+        |b, v, _| { Ok(b.failure_budget(parse("OTP_FAILURE_BUDGET", v)?)) }
     ),
     var!(
         "OTP_RESEND_SECONDS",

@@ -3,13 +3,54 @@
 //! Everything lives in this process behind short synchronous locks (no await
 //! inside a critical section, so every operation is atomic). Entries expire
 //! on their own schedule, measured with tokio's clock (so tests can pause
-//! time), and the number of entries is capped: when the cap is reached,
-//! expired entries are swept, and if the store is still full the operation
-//! fails with [`StoreError::full`], answered as 503 `store_unavailable`.
+//! time).
 //!
 //! A memory store is per process: run several instances behind a load
 //! balancer and each has its own codes and limits. Use
 //! [`RedisStore`](crate::store::RedisStore) to share them.
+//!
+//! # Capacity and eviction
+//!
+//! Four tables are each capped at `max_entries` (default
+//! [`DEFAULT_MAX_ENTRIES`], 500 000): codes, send records (cooldown and
+//! quota), failure records (the failure budget) and spent single-use
+//! grants. A pending code with its send record costs about 330 bytes as
+//! the allocator counts them (`tests/memory_pressure.rs`, at 100 000), about
+//! 400 resident with the allocator's own overhead (`BENCHMARKS.md`, "Bytes
+//! per pending code"), so full code and send tables at the default hold
+//! about 200 MB; a failure record costs about as much as a send record
+//! (some 150 bytes) and exists only for contacts that typed a wrong code.
+//! Lower the cap with [`MemoryStore::with_max_entries`] on small machines.
+//!
+//! A full table does not refuse new contacts (that would let anyone who
+//! fills it lock every new user out with 503s). It makes room instead: it
+//! drops expired entries, and if that is not enough it **evicts** a batch
+//! (1/64 of the cap) chosen so that eviction cannot be used to reset a
+//! victim's limits cheaply:
+//!
+//! - **Codes**: the ones closest to expiry first. Losing a code costs its
+//!   user a resend (`otp_expired`), never a guess: a new code needs a new
+//!   send, which the cooldown and quota still govern.
+//! - **Send records**: first those whose every send in the window never
+//!   happened (delivery failed, or the send was refused after the
+//!   reservation, i.e. [`release_cooldown`](OtpStore::release_cooldown)
+//!   was called for each), then the least recently active contacts. To
+//!   push a victim's record out, an attacker must first make
+//!   `max_entries` newer send records, each a real send through the per-IP
+//!   limits (at the default cap, half a million sends); records of failed
+//!   sends buy him nothing, since they go first.
+//! - **Failure records**: a separate table, so send records and codes never
+//!   compete with them. Unlocked records go first (least recently failed
+//!   first); a **lock** goes only when the table holds nothing else, and
+//!   then the one that ends soonest. Each lock takes a budget of wrong
+//!   codes against live codes, so filling the table with locks takes
+//!   millions of sends.
+//! - **Spent grants** are never evicted (that would revive a single-use
+//!   grant): at capacity, spending a new one fails closed with
+//!   [`StoreError::full`] (503 `store_unavailable`).
+//!
+//! Eviction scans the table once per batch (amortized a few dozen entry
+//! visits per insert at capacity) and logs a warning, at most once a second.
 
 use std::{
     collections::HashMap,
@@ -20,14 +61,21 @@ use std::{
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use super::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey};
+use super::{
+    Attempt, CodeRecord, FailureBudget, FailureOutcome, OtpStore, SendLimits, SendReservation,
+    StoreError, StoreKey,
+};
 
-/// The default cap on live codes (and, separately, on send records).
-pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+/// The default cap on each table (codes, send records, failure records,
+/// spent grants). See [Capacity and eviction](self#capacity-and-eviction).
+pub const DEFAULT_MAX_ENTRIES: usize = 500_000;
 
-/// How long a full store waits before scanning for expired entries again, so
-/// that a store full of live entries does not rescan on every request.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Warnings about a full table are logged at most this often.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// At capacity, this fraction of the cap (at least one entry) is evicted at
+/// once, so that the scan is paid once per batch, not once per insert.
+const EVICT_FRACTION: usize = 64;
 
 /// An in-process, bounded, expiring store.
 ///
@@ -40,6 +88,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 pub struct MemoryStore {
     codes: Mutex<Table<CodeEntry>>,
     sends: Mutex<Table<SendEntry>>,
+    failures: Mutex<Table<FailureEntry>>,
     /// Spent single-use grants, until the grant would have expired.
     spent: Mutex<Table<SpentGrant>>,
 }
@@ -47,12 +96,6 @@ pub struct MemoryStore {
 #[derive(Debug)]
 struct SpentGrant {
     until: Instant,
-}
-
-impl Expiring for SpentGrant {
-    fn expires_at(&self) -> Instant {
-        self.until
-    }
 }
 
 #[derive(Debug)]
@@ -66,22 +109,74 @@ struct CodeEntry {
 struct SendEntry {
     cooldown_until: Instant,
     count: u32,
+    /// Sends in the window that happened (were not released).
+    held: u32,
     window_ends: Instant,
+    last_send: Instant,
 }
 
+#[derive(Debug)]
+struct FailureEntry {
+    failures: u32,
+    locked_until: Option<Instant>,
+    last_failure: Instant,
+    expires_at: Instant,
+}
+
+/// An entry's expiry, and its place in the eviction order.
 trait Expiring {
     fn expires_at(&self) -> Instant;
+
+    /// Lower goes first: (class, time). (Expired entries are dropped
+    /// before any live one is evicted.)
+    fn evict_rank(&self, now: Instant) -> (u8, Instant);
+}
+
+impl Expiring for SpentGrant {
+    fn expires_at(&self) -> Instant {
+        self.until
+    }
+
+    fn evict_rank(&self, _: Instant) -> (u8, Instant) {
+        (1, self.until)
+    }
 }
 
 impl Expiring for CodeEntry {
     fn expires_at(&self) -> Instant {
         self.expires_at
     }
+
+    /// Closest to expiry first.
+    fn evict_rank(&self, _: Instant) -> (u8, Instant) {
+        (1, self.expires_at)
+    }
 }
 
 impl Expiring for SendEntry {
     fn expires_at(&self) -> Instant {
         self.window_ends.max(self.cooldown_until)
+    }
+
+    /// Records of sends that never happened first, then the least recently
+    /// active contacts.
+    fn evict_rank(&self, _: Instant) -> (u8, Instant) {
+        (if self.held == 0 { 1 } else { 2 }, self.last_send)
+    }
+}
+
+impl Expiring for FailureEntry {
+    fn expires_at(&self) -> Instant {
+        self.expires_at
+    }
+
+    /// Unlocked records first (least recently failed first), locks last
+    /// (the one ending soonest first).
+    fn evict_rank(&self, now: Instant) -> (u8, Instant) {
+        match self.locked_until {
+            Some(until) if until > now => (3, until),
+            _ => (1, self.last_failure),
+        }
     }
 }
 
@@ -90,15 +185,18 @@ impl Expiring for SendEntry {
 struct Table<V> {
     map: HashMap<String, V>,
     max_entries: usize,
-    next_sweep: Instant,
+    /// Whether a full table evicts live entries (else it refuses).
+    evicts: bool,
+    next_warning: Instant,
 }
 
 impl<V: Expiring> Table<V> {
-    fn new(max_entries: usize) -> Self {
+    fn new(max_entries: usize, evicts: bool) -> Self {
         Self {
             map: HashMap::new(),
-            max_entries,
-            next_sweep: Instant::now(),
+            max_entries: max_entries.max(1),
+            evicts,
+            next_warning: Instant::now(),
         }
     }
 
@@ -110,40 +208,99 @@ impl<V: Expiring> Table<V> {
         self.map.get_mut(key)
     }
 
-    /// Makes room for one new key, or reports the table full.
-    fn reserve_slot(&mut self, key: &str, now: Instant) -> Result<(), StoreError> {
+    /// Makes room for one new key. A table that evicts drops expired
+    /// entries and, if that frees less than a batch, the first live ones
+    /// in eviction order; one that does not evict drops expired entries (at
+    /// most once a second) and otherwise reports itself full.
+    fn reserve_slot(
+        &mut self,
+        key: &str,
+        table: &'static str,
+        now: Instant,
+    ) -> Result<(), StoreError> {
         if self.map.len() < self.max_entries || self.map.contains_key(key) {
             return Ok(());
         }
-        if now >= self.next_sweep {
-            self.map.retain(|_, v| v.expires_at() > now);
-            self.next_sweep = now + SWEEP_INTERVAL;
+        let warn = now >= self.next_warning;
+        if warn {
+            self.next_warning = now + WARN_INTERVAL;
         }
-        if self.map.len() < self.max_entries {
-            Ok(())
-        } else {
+        if !self.evicts {
+            if warn {
+                // (Rate-limited like the warning: a table full of live
+                // entries is not rescanned on every request.)
+                self.map.retain(|_, v| v.expires_at() > now);
+                if self.map.len() < self.max_entries {
+                    return Ok(());
+                }
+                tracing::warn!(
+                    table,
+                    max_entries = self.max_entries,
+                    "MemoryStore is full; refusing new entries"
+                );
+            }
+            return Err(StoreError::full());
+        }
+        let before = self.map.len();
+        self.map.retain(|_, v| v.expires_at() > now);
+        let batch = (self.max_entries / EVICT_FRACTION).max(1);
+        let expired = before - self.map.len();
+        let evicted = batch.saturating_sub(expired);
+        if evicted > 0 {
+            self.evict(evicted, now);
+        }
+        if warn && evicted > 0 {
             tracing::warn!(
+                table,
                 max_entries = self.max_entries,
-                "MemoryStore is full; refusing new entries"
+                evicted,
+                "MemoryStore is full; evicting the entries that come first in eviction order"
             );
-            Err(StoreError::full())
         }
+        Ok(())
+    }
+
+    /// Removes the `batch` live entries that come first in eviction order.
+    fn evict(&mut self, batch: usize, now: Instant) {
+        let mut ranks: Vec<(u8, Instant)> = self.map.values().map(|v| v.evict_rank(now)).collect();
+        if ranks.len() <= batch {
+            self.map.clear();
+            return;
+        }
+        let (_, &mut threshold, _) = ranks.select_nth_unstable(batch - 1);
+        // Every entry below the threshold goes, and as many of those equal
+        // to it as the batch has room for.
+        let below = ranks.iter().filter(|r| **r < threshold).count();
+        let mut equal_room = batch - below;
+        self.map.retain(|_, v| {
+            let rank = v.evict_rank(now);
+            if rank < threshold {
+                return false;
+            }
+            if rank == threshold && equal_room > 0 {
+                equal_room -= 1;
+                return false;
+            }
+            true
+        });
     }
 }
 
 impl MemoryStore {
-    /// A store holding at most [`DEFAULT_MAX_ENTRIES`] codes.
+    /// A store holding at most [`DEFAULT_MAX_ENTRIES`] entries per table.
     pub fn new() -> Self {
         Self::with_max_entries(DEFAULT_MAX_ENTRIES)
     }
 
-    /// A store holding at most `max_entries` live codes (and as many send
-    /// records).
+    /// A store holding at most `max_entries` codes (and as many send
+    /// records, failure records and spent grants). See
+    /// [Capacity and eviction](self#capacity-and-eviction).
     pub fn with_max_entries(max_entries: usize) -> Self {
         Self {
-            codes: Mutex::new(Table::new(max_entries.max(1))),
-            sends: Mutex::new(Table::new(max_entries.max(1))),
-            spent: Mutex::new(Table::new(max_entries.max(1))),
+            codes: Mutex::new(Table::new(max_entries, true)),
+            sends: Mutex::new(Table::new(max_entries, true)),
+            failures: Mutex::new(Table::new(max_entries, true)),
+            spent: Mutex::new(Table::new(max_entries, false)),
         }
     }
 
@@ -163,6 +320,14 @@ impl MemoryStore {
         lock(&self.codes)
             .live(key.as_str(), Instant::now())
             .map(|e| e.attempts_used)
+    }
+
+    /// Consecutive failures counted for `key` (0 when none are on record).
+    /// For tests and diagnostics.
+    pub fn failures(&self, key: &StoreKey) -> u32 {
+        lock(&self.failures)
+            .live(key.as_str(), Instant::now())
+            .map_or(0, |e| e.failures)
     }
 }
 
@@ -195,6 +360,7 @@ impl OtpStore for MemoryStore {
             }
             if entry.window_ends <= now {
                 entry.count = 0;
+                entry.held = 0;
                 entry.window_ends = now + limits.window;
             }
             if entry.count >= limits.quota {
@@ -203,7 +369,9 @@ impl OtpStore for MemoryStore {
                 });
             }
             entry.count += 1;
+            entry.held += 1;
             entry.cooldown_until = now + limits.cooldown;
+            entry.last_send = now;
             return Ok(SendReservation::Granted);
         }
         if limits.quota == 0 {
@@ -211,13 +379,15 @@ impl OtpStore for MemoryStore {
                 retry_after: limits.window,
             });
         }
-        sends.reserve_slot(key.as_str(), now)?;
+        sends.reserve_slot(key.as_str(), "sends", now)?;
         sends.map.insert(
             key.as_str().to_owned(),
             SendEntry {
                 cooldown_until: now + limits.cooldown,
                 count: 1,
+                held: 1,
                 window_ends: now + limits.window,
+                last_send: now,
             },
         );
         Ok(SendReservation::Granted)
@@ -227,6 +397,9 @@ impl OtpStore for MemoryStore {
         let now = Instant::now();
         if let Some(entry) = lock(&self.sends).live(key.as_str(), now) {
             entry.cooldown_until = now;
+            // This send never happened: it still counts toward the quota,
+            // but the record is among the first evicted.
+            entry.held = entry.held.saturating_sub(1);
         }
         Ok(())
     }
@@ -239,7 +412,7 @@ impl OtpStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut codes = lock(&self.codes);
-        codes.reserve_slot(key.as_str(), now)?;
+        codes.reserve_slot(key.as_str(), "codes", now)?;
         codes.map.insert(
             key.as_str().to_owned(),
             CodeEntry {
@@ -256,8 +429,22 @@ impl OtpStore for MemoryStore {
         key: &StoreKey,
         max_attempts: u32,
     ) -> Result<Attempt, StoreError> {
+        let now = Instant::now();
+        // Lock order: failures, then codes (held together, so a lock cannot
+        // start between the check and the attempt).
+        let mut failures = lock(&self.failures);
+        if let Some(until) = failures
+            .live(key.as_str(), now)
+            .and_then(|e| e.locked_until)
+            .filter(|until| *until > now)
+        {
+            return Ok(Attempt::Locked {
+                retry_after: until - now,
+            });
+        }
         let mut codes = lock(&self.codes);
-        Ok(match codes.live(key.as_str(), Instant::now()) {
+        drop(failures);
+        Ok(match codes.live(key.as_str(), now) {
             None => Attempt::NoCode,
             Some(entry) if entry.attempts_used >= max_attempts => Attempt::Exhausted,
             Some(entry) => {
@@ -281,6 +468,50 @@ impl OtpStore for MemoryStore {
         Ok(is_current)
     }
 
+    async fn consume_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
+        // Lock order: failures, then codes.
+        let mut failures = lock(&self.failures);
+        let mut codes = lock(&self.codes);
+        let consumed = codes
+            .live(key.as_str(), Instant::now())
+            .is_some_and(|e| &e.record.salt == salt);
+        if consumed {
+            codes.map.remove(key.as_str());
+            failures.map.remove(key.as_str());
+        }
+        Ok(consumed)
+    }
+
+    async fn record_failure(
+        &self,
+        key: &StoreKey,
+        budget: &FailureBudget,
+    ) -> Result<FailureOutcome, StoreError> {
+        let now = Instant::now();
+        let mut failures = lock(&self.failures);
+        let failures_so_far = failures.live(key.as_str(), now).map_or(0, |e| e.failures);
+        let count = failures_so_far.saturating_add(1);
+        let lock_for = budget.lock_after(count);
+        if failures_so_far == 0 {
+            failures.reserve_slot(key.as_str(), "failures", now)?;
+        }
+        failures.map.insert(
+            key.as_str().to_owned(),
+            FailureEntry {
+                failures: count,
+                locked_until: lock_for.map(|d| now + d),
+                last_failure: now,
+                expires_at: now + budget.keep_for(lock_for),
+            },
+        );
+        Ok(FailureOutcome::new(count, lock_for))
+    }
+
+    async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError> {
+        lock(&self.failures).map.remove(key.as_str());
+        Ok(())
+    }
+
     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
         let now = Instant::now();
         let mut spent = lock(&self.spent);
@@ -289,7 +520,7 @@ impl OtpStore for MemoryStore {
         }
         // A full table refuses (fail closed): a grant that cannot be
         // recorded as spent is not accepted.
-        spent.reserve_slot(key.as_str(), now)?;
+        spent.reserve_slot(key.as_str(), "spent grants", now)?;
         spent
             .map
             .insert(key.as_str().to_owned(), SpentGrant { until: now + ttl });

@@ -11,12 +11,34 @@
 //! | [`reserve_send`](OtpStore::reserve_send) | check the cooldown and the quota, count this send, start the cooldown |
 //! | [`release_cooldown`](OtpStore::release_cooldown) | end the cooldown early (delivery failed), keep the count |
 //! | [`put_code`](OtpStore::put_code) | store a code record with its expiry, replacing any previous one |
-//! | [`begin_attempt`](OtpStore::begin_attempt) | take one attempt from the live code and return its record |
+//! | [`begin_attempt`](OtpStore::begin_attempt) | refuse if the contact is locked by its failure budget; else take one attempt from the live code and return its record |
 //! | [`remove_code`](OtpStore::remove_code) | delete the code only if it is still the given one (single use) |
+//! | [`consume_code`](OtpStore::consume_code) | `remove_code`, and on success reset the failure budget (one operation where the store can) |
+//! | [`record_failure`](OtpStore::record_failure) | count one wrong code against the contact's failure budget; lock it once the budget is used up |
+//! | [`reset_failures`](OtpStore::reset_failures) | forget the contact's failures and lift its lock (a success, or an operator's unlock) |
 //! | [`spend_grant`](OtpStore::spend_grant) | record a grant as spent, only if it was not (single-use grants) |
 //!
 //! Keys are [`StoreKey`]s: a keyed digest of the normalized contact, never the
 //! raw address or number.
+//!
+//! # The failure budget
+//!
+//! Per contact, consecutive wrong codes are counted **across codes** (a new
+//! code does not reset them; NIST SP 800-63B caps consecutive failures per
+//! account). Only a wrong code against a live code counts: the engine calls
+//! [`record_failure`](OtpStore::record_failure) after it compared a
+//! candidate and found it wrong, never for `otp_expired`. Once
+//! [`FailureBudget::limit`] failures are counted with no success between,
+//! the store keeps a lock: [`begin_attempt`](OtpStore::begin_attempt)
+//! answers [`Attempt::Locked`] (before it takes an attempt, so a locked
+//! verify spends neither an attempt nor a hash, even with the right code),
+//! answered as 429 `rate_limited` with `Retry-After`. The lock lasts
+//! [`FailureBudget::first_lock`] (30 s), doubled for each further failure
+//! up to [`FailureBudget::max_lock`] (1 h). A success
+//! ([`consume_code`](OtpStore::consume_code)) or an operator's
+//! [`reset_failures`](OtpStore::reset_failures) (unlock) clears it. The
+//! record expires [`FailureBudget::keep`] (24 h) after the last failure,
+//! so the store does not grow forever.
 //!
 //! # Implementing a store
 //!
@@ -25,7 +47,8 @@
 //! ```
 //! use std::{collections::HashMap, sync::Mutex, time::{Duration, Instant}};
 //! use tower_otp::store::{
-//!     Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey,
+//!     Attempt, CodeRecord, FailureBudget, FailureOutcome, OtpStore, SendLimits,
+//!     SendReservation, StoreError, StoreKey,
 //! };
 //!
 //! #[derive(Debug, Default)]
@@ -33,6 +56,7 @@
 //!     codes: Mutex<HashMap<String, (CodeRecord, u32, Instant)>>,
 //!     sends: Mutex<HashMap<String, (Instant, u32, Instant)>>, // cooldown end, count, window end
 //!     spent: Mutex<HashMap<String, Instant>>, // spent grant ids, until their expiry
+//!     failures: Mutex<HashMap<String, (u32, Instant)>>, // failures, locked until
 //! }
 //!
 //! #[async_trait::async_trait]
@@ -65,6 +89,12 @@
 //!     }
 //!     async fn begin_attempt(&self, key: &StoreKey, max_attempts: u32)
 //!         -> Result<Attempt, StoreError> {
+//!         let now = Instant::now();
+//!         if let Some((_, until)) = self.failures.lock().unwrap().get(key.as_str()) {
+//!             if *until > now {
+//!                 return Ok(Attempt::Locked { retry_after: *until - now });
+//!             }
+//!         }
 //!         let mut codes = self.codes.lock().unwrap();
 //!         match codes.get_mut(key.as_str()) {
 //!             Some((_, _, expires)) if *expires <= Instant::now() => {
@@ -93,6 +123,20 @@
 //!         }
 //!         spent.insert(key.as_str().to_owned(), now + ttl);
 //!         Ok(true)
+//!     }
+//!     async fn record_failure(&self, key: &StoreKey, budget: &FailureBudget)
+//!         -> Result<FailureOutcome, StoreError> {
+//!         let now = Instant::now();
+//!         let mut failures = self.failures.lock().unwrap();
+//!         let entry = failures.entry(key.as_str().to_owned()).or_insert((0, now));
+//!         entry.0 += 1;
+//!         let lock = budget.lock_after(entry.0);
+//!         if let Some(lock) = lock { entry.1 = now + lock; }
+//!         Ok(FailureOutcome::new(entry.0, lock))
+//!     }
+//!     async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError> {
+//!         self.failures.lock().unwrap().remove(key.as_str());
+//!         Ok(())
 //!     }
 //! }
 //!
@@ -240,6 +284,12 @@ pub enum SendReservation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Attempt {
+    /// The contact used up its failure budget: no attempt was taken, and
+    /// none may be until the lock ends (or is reset).
+    Locked {
+        /// Time left in the lock.
+        retry_after: Duration,
+    },
     /// No live code: never sent, expired, used or destroyed.
     NoCode,
     /// A live code exists but all its attempts are taken.
@@ -251,6 +301,99 @@ pub enum Attempt {
         /// Attempts used so far, this one included (1-based).
         attempts_used: u32,
     },
+}
+
+/// Default failures per contact, with no success between, before verifies
+/// are refused.
+pub const DEFAULT_FAILURE_BUDGET: u32 = 25;
+/// Default length of the first lock once the failure budget is used up.
+pub const DEFAULT_FIRST_LOCK: Duration = Duration::from_secs(30);
+/// Default longest lock (the doubling stops here).
+pub const DEFAULT_MAX_LOCK: Duration = Duration::from_secs(3600);
+/// Default time a failure record is kept after the contact's last failure.
+pub const DEFAULT_FAILURE_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+/// The failure budget applied by [`OtpStore::record_failure`]
+/// (`non_exhaustive`: build one with [`FailureBudget::new`]). See the
+/// [module docs](self#the-failure-budget).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailureBudget {
+    /// Failures (with no success between) that lock the contact. At least 1.
+    pub limit: u32,
+    /// The lock started by the failure that reaches `limit`; each further
+    /// failure doubles it.
+    pub first_lock: Duration,
+    /// The longest lock.
+    pub max_lock: Duration,
+    /// How long the record is kept after the last failure (at least as
+    /// long as the lock).
+    pub keep: Duration,
+}
+
+impl FailureBudget {
+    /// A budget of `limit` failures, with the default locks (30 s doubling
+    /// to 1 h) and records kept 24 h.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            limit: limit.max(1),
+            first_lock: DEFAULT_FIRST_LOCK,
+            max_lock: DEFAULT_MAX_LOCK,
+            keep: DEFAULT_FAILURE_KEEP,
+        }
+    }
+
+    /// Sets the first and the longest lock.
+    pub fn locks(mut self, first: Duration, max: Duration) -> Self {
+        self.first_lock = first;
+        self.max_lock = max.max(first);
+        self
+    }
+
+    /// The lock that the `failures`-th consecutive failure starts, if any:
+    /// none below the limit, then `first_lock`, doubling, up to `max_lock`.
+    pub fn lock_after(&self, failures: u32) -> Option<Duration> {
+        let beyond = failures.checked_sub(self.limit.max(1))?;
+        let factor = 1u32.checked_shl(beyond.min(31)).unwrap_or(u32::MAX);
+        Some(
+            self.first_lock
+                .checked_mul(factor)
+                .unwrap_or(self.max_lock)
+                .min(self.max_lock),
+        )
+    }
+
+    /// How long the record of a contact whose last failure started `lock`
+    /// must be kept.
+    pub fn keep_for(&self, lock: Option<Duration>) -> Duration {
+        self.keep.max(lock.unwrap_or_default())
+    }
+}
+
+impl Default for FailureBudget {
+    fn default() -> Self {
+        Self::new(DEFAULT_FAILURE_BUDGET)
+    }
+}
+
+/// The answer of [`OtpStore::record_failure`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailureOutcome {
+    /// Consecutive failures counted for the contact, this one included.
+    pub failures: u32,
+    /// The lock this failure started, if the budget is used up.
+    pub locked_for: Option<Duration>,
+}
+
+impl FailureOutcome {
+    /// `failures` counted, and the lock started, if any.
+    pub fn new(failures: u32, locked_for: Option<Duration>) -> Self {
+        Self {
+            failures,
+            locked_for,
+        }
+    }
 }
 
 /// The storage backend: atomic operations on codes, attempts, cooldowns and
@@ -279,8 +422,11 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
         ttl: Duration,
     ) -> Result<(), StoreError>;
 
-    /// Atomically takes one attempt from the live code: if it has fewer than
-    /// `max_attempts` used, count one more and return the record.
+    /// Atomically: if the contact is locked by its failure budget (see
+    /// [`record_failure`](Self::record_failure)), answer
+    /// [`Attempt::Locked`] and change nothing; otherwise take one attempt
+    /// from the live code: if it has fewer than `max_attempts` used, count
+    /// one more and return the record.
     async fn begin_attempt(&self, key: &StoreKey, max_attempts: u32)
     -> Result<Attempt, StoreError>;
 
@@ -288,6 +434,34 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
     /// Returns whether it did: for a correct code, exactly one caller gets
     /// `true`.
     async fn remove_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError>;
+
+    /// The success path: [`remove_code`](Self::remove_code) and, if it
+    /// removed the code, [`reset_failures`](Self::reset_failures). The
+    /// default calls both; a store that can should do it in one operation
+    /// (one round trip).
+    async fn consume_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
+        let consumed = self.remove_code(key, salt).await?;
+        if consumed {
+            self.reset_failures(key).await?;
+        }
+        Ok(consumed)
+    }
+
+    /// Atomically counts one failure (a wrong code against a live code)
+    /// for the contact; when the count reaches `budget.limit`, locks the
+    /// contact for [`FailureBudget::lock_after`] the count, so that
+    /// [`begin_attempt`](Self::begin_attempt) answers [`Attempt::Locked`]
+    /// until then. The record expires [`FailureBudget::keep_for`] after
+    /// this failure.
+    async fn record_failure(
+        &self,
+        key: &StoreKey,
+        budget: &FailureBudget,
+    ) -> Result<FailureOutcome, StoreError>;
+
+    /// Forgets the contact's failures and lifts its lock: called after a
+    /// success, and the operator's "unlock".
+    async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError>;
 
     /// Atomically records the grant named `key` as spent for `ttl` (the
     /// grant's remaining lifetime). Returns whether it was not spent
@@ -365,5 +539,37 @@ impl std::error::Error for StoreError {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locks_start_at_30_seconds_and_double_up_to_an_hour() {
+        let budget = FailureBudget::default();
+        assert_eq!(budget.limit, 25);
+        let locks: Vec<_> = (24..=34).map(|n| budget.lock_after(n)).collect();
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        assert_eq!(
+            locks,
+            [
+                None,
+                secs(30),
+                secs(60),
+                secs(120),
+                secs(240),
+                secs(480),
+                secs(960),
+                secs(1920),
+                secs(3600),
+                secs(3600),
+                secs(3600),
+            ]
+        );
+        assert_eq!(budget.lock_after(u32::MAX), secs(3600));
+        assert_eq!(budget.keep_for(None), Duration::from_secs(86_400));
+        assert_eq!(FailureBudget::new(0).limit, 1);
     }
 }

@@ -5,7 +5,8 @@
 //! `src/store/lua/`), sent by SHA with `EVALSHA` and loaded on the first
 //! `NOSCRIPT` answer, so it is atomic on the server: parallel verifies on
 //! any number of instances cannot get extra guesses or use a code twice.
-//! Every script touches **one key**, so it runs unchanged on Redis Cluster.
+//! Every script touches the keys of **one contact**, which share a hash tag
+//! (one cluster slot), so it runs unchanged on Redis Cluster.
 //! Expiry is Redis's own (`PEXPIRE`); nothing sweeps. Cooldowns and quota
 //! windows are measured with the Redis server's clock (`TIME`), so app
 //! instances with skewed clocks still agree.
@@ -20,6 +21,13 @@
 //! |---|---|---|---|
 //! | `<prefix>{<digest>}:code` | hash | `rec` (salt, secret id, Argon2 hash), `att` (attempts used) | after the code TTL |
 //! | `<prefix>{<digest>}:send` | hash | `cd` (cooldown end), `n` (sends), `we` (window end), in ms | at the later of cooldown end and window end |
+//! | `<prefix>{<digest>}:fail` | hash | `n` (consecutive wrong codes), `lu` (locked until, ms) | [`FailureBudget::keep`] (24 h) after the last failure, or when the lock ends if later; deleted by a success or an unlock |
+//!
+//! The failure budget costs no extra round trip on the way to a verify:
+//! `begin_attempt` reads the lock in the same script that takes the
+//! attempt, a success deletes the failure record in the same script that
+//! consumes the code (`consume_code`), and only a wrong code runs one more
+//! script (`record_failure`).
 //!
 //! The prefix defaults to [`DEFAULT_PREFIX`] (`otp:`); use one per
 //! application (or per environment) that shares a Redis.
@@ -117,7 +125,10 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
-use super::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreError, StoreKey};
+use super::{
+    Attempt, CodeRecord, FailureBudget, FailureOutcome, OtpStore, SendLimits, SendReservation,
+    StoreError, StoreKey,
+};
 use crate::ConfigError;
 
 /// The default key prefix.
@@ -138,6 +149,8 @@ struct Scripts {
     put_code: Script,
     begin_attempt: Script,
     remove_code: Script,
+    consume_code: Script,
+    record_failure: Script,
     spend_grant: Script,
     gcra: Script,
 }
@@ -148,6 +161,8 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     put_code: Script::new(include_str!("lua/put_code.lua")),
     begin_attempt: Script::new(include_str!("lua/begin_attempt.lua")),
     remove_code: Script::new(include_str!("lua/remove_code.lua")),
+    consume_code: Script::new(include_str!("lua/consume_code.lua")),
+    record_failure: Script::new(include_str!("lua/record_failure.lua")),
     spend_grant: Script::new(include_str!("lua/spend_grant.lua")),
     gcra: Script::new(include_str!("lua/gcra.lua")),
 });
@@ -658,6 +673,12 @@ impl RedisStore {
         format!("{}{{{}}}:send", self.prefix, key.as_str())
     }
 
+    /// The Redis key holding `key`'s failure budget
+    /// (`<prefix>{<digest>}:fail`). For diagnostics and tests.
+    pub fn failure_key(&self, key: &StoreKey) -> String {
+        format!("{}{{{}}}:fail", self.prefix, key.as_str())
+    }
+
     /// Sends `PING`, within the timeout: a readiness check for hosts.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let cmd = redis::cmd("PING");
@@ -866,11 +887,18 @@ impl OtpStore for RedisStore {
         max_attempts: u32,
     ) -> Result<Attempt, StoreError> {
         let mut invocation = SCRIPTS.begin_attempt.prepare_invoke();
-        invocation.key(self.code_key(key)).arg(max_attempts);
-        let (status, record, used): (i64, Vec<u8>, u32) = self.eval(&invocation).await?;
+        invocation
+            .key(self.code_key(key))
+            .key(self.failure_key(key))
+            .arg(max_attempts);
+        let (status, record, value): (i64, Vec<u8>, u64) = self.eval(&invocation).await?;
+        let used = u32::try_from(value).unwrap_or(u32::MAX);
         match status {
             0 => Ok(Attempt::NoCode),
             1 => Ok(Attempt::Exhausted),
+            3 => Ok(Attempt::Locked {
+                retry_after: Duration::from_millis(value),
+            }),
             2 => {
                 let record = CodeRecord::from_bytes(&record)
                     .ok_or_else(|| StoreError::corrupt(Unexpected("malformed code record")))?;
@@ -888,6 +916,41 @@ impl OtpStore for RedisStore {
         invocation.key(self.code_key(key)).arg(&salt[..]);
         let removed: i64 = self.eval(&invocation).await?;
         Ok(removed == 1)
+    }
+
+    async fn consume_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
+        let mut invocation = SCRIPTS.consume_code.prepare_invoke();
+        invocation
+            .key(self.code_key(key))
+            .key(self.failure_key(key))
+            .arg(&salt[..]);
+        let removed: i64 = self.eval(&invocation).await?;
+        Ok(removed == 1)
+    }
+
+    async fn record_failure(
+        &self,
+        key: &StoreKey,
+        budget: &FailureBudget,
+    ) -> Result<FailureOutcome, StoreError> {
+        let mut invocation = SCRIPTS.record_failure.prepare_invoke();
+        invocation
+            .key(self.failure_key(key))
+            .arg(budget.limit.max(1))
+            .arg(millis(budget.first_lock))
+            .arg(millis(budget.max_lock))
+            .arg(millis(budget.keep).max(1));
+        let (failures, lock_ms): (u64, u64) = self.eval(&invocation).await?;
+        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+        let locked_for = (failures >= budget.limit.max(1)).then(|| Duration::from_millis(lock_ms));
+        Ok(FailureOutcome::new(failures, locked_for))
+    }
+
+    async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.failure_key(key));
+        let _deleted: i64 = self.query(Request::Command(&cmd)).await?;
+        Ok(())
     }
 
     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
@@ -942,6 +1005,7 @@ mod tests {
         let key = StoreKey::new("ab12");
         assert_eq!(store.code_key(&key), "app:{ab12}:code");
         assert_eq!(store.send_key(&key), "app:{ab12}:send");
+        assert_eq!(store.failure_key(&key), "app:{ab12}:fail");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::{
     Otp, OtpBuilder,
     delivery::MemoryOutbox,
     hash::HashParams,
-    store::{Attempt, CodeRecord, OtpStore, SendLimits, SendReservation, StoreKey},
+    store::{Attempt, CodeRecord, FailureBudget, OtpStore, SendLimits, SendReservation, StoreKey},
 };
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -472,10 +472,120 @@ pub async fn concurrent_wrong_guesses_bounded(h: Harness) {
             Attempt::Granted { attempts_used, .. } => assert!(granted.insert(attempts_used)),
             Attempt::Exhausted => exhausted += 1,
             Attempt::NoCode => panic!("the code vanished"),
+            Attempt::Locked { .. } => panic!("no failure was recorded, nothing may lock"),
         }
     }
     assert_eq!(granted, (1..=5).collect());
     assert_eq!(exhausted, 95);
+}
+
+/// The failure budget: failures count across codes; the one that reaches
+/// the budget locks the contact (no attempt is taken while locked, whatever
+/// the code); the lock doubles per further failure up to the longest; it
+/// ends on its own, and an unlock (`reset_failures`) or a success
+/// (`consume_code`) resets the count. Other contacts are untouched.
+pub async fn failure_budget(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let budget = FailureBudget::new(3).locks(Duration::from_millis(600), Duration::from_secs(2));
+    let ttl = Duration::from_secs(60);
+    let first = record();
+    s.put_code(&key, &first, ttl).await.unwrap();
+    for n in 1..=2 {
+        let outcome = s.record_failure(&key, &budget).await.unwrap();
+        assert_eq!((outcome.failures, outcome.locked_for), (n, None));
+    }
+    // A new code does not reset the count.
+    let second = record();
+    s.put_code(&key, &second, ttl).await.unwrap();
+    assert!(matches!(
+        s.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted {
+            attempts_used: 1,
+            ..
+        }
+    ));
+    let outcome = s.record_failure(&key, &budget).await.unwrap();
+    assert_eq!(outcome.failures, 3);
+    assert_eq!(outcome.locked_for, Some(Duration::from_millis(600)));
+    for _ in 0..3 {
+        match s.begin_attempt(&key, 5).await.unwrap() {
+            Attempt::Locked { retry_after } => assert!(
+                retry_after > Duration::ZERO && retry_after <= Duration::from_millis(600),
+                "{retry_after:?}"
+            ),
+            other => panic!("expected a lock, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        s.begin_attempt(&random_key(), 5).await.unwrap(),
+        Attempt::NoCode,
+        "another contact is not locked"
+    );
+    // The lock ends on its own; no attempt was taken while it held.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(matches!(
+        s.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted {
+            attempts_used: 2,
+            ..
+        }
+    ));
+    // Each further failure doubles the lock, up to the longest.
+    let locks: Vec<_> = {
+        let mut locks = Vec::new();
+        for _ in 0..3 {
+            locks.push(s.record_failure(&key, &budget).await.unwrap().locked_for);
+        }
+        locks
+    };
+    assert_eq!(
+        locks,
+        [1200, 2000, 2000].map(|ms| Some(Duration::from_millis(ms)))
+    );
+    // The operator's unlock.
+    s.reset_failures(&key).await.unwrap();
+    assert!(matches!(
+        s.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted {
+            attempts_used: 3,
+            ..
+        }
+    ));
+    assert_eq!(s.record_failure(&key, &budget).await.unwrap().failures, 1);
+    // A wrong salt consumes nothing and keeps the count; the live code's
+    // salt consumes it and resets the count.
+    assert!(!s.consume_code(&key, &first.salt).await.unwrap());
+    assert_eq!(s.record_failure(&key, &budget).await.unwrap().failures, 2);
+    assert!(s.consume_code(&key, &second.salt).await.unwrap());
+    assert_eq!(s.begin_attempt(&key, 5).await.unwrap(), Attempt::NoCode);
+    assert_eq!(s.record_failure(&key, &budget).await.unwrap().failures, 1);
+}
+
+/// A failure record expires `keep` after the last failure (a lock keeps it
+/// at least until the lock ends).
+pub async fn failure_record_expires(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let mut budget =
+        FailureBudget::new(2).locks(Duration::from_millis(1500), Duration::from_secs(2));
+    budget.keep = Duration::from_millis(500);
+    s.record_failure(&key, &budget).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(s.record_failure(&key, &budget).await.unwrap().failures, 1);
+    let locked = s.record_failure(&key, &budget).await.unwrap();
+    assert_eq!(locked.failures, 2);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        matches!(
+            s.begin_attempt(&key, 5).await.unwrap(),
+            Attempt::Locked { .. }
+        ),
+        "the record outlives `keep` while it holds a lock"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(s.begin_attempt(&key, 5).await.unwrap(), Attempt::NoCode);
+    assert_eq!(s.record_failure(&key, &budget).await.unwrap().failures, 1);
 }
 
 // ---------------------------------------------------------------------------
@@ -540,6 +650,82 @@ pub async fn layer_attempts_exceeded_destroys_code(h: Harness) {
         h.store.begin_attempt(&key, 5).await.unwrap(),
         Attempt::NoCode
     );
+}
+
+/// Through the layer, on two instances sharing the store: wrong codes count
+/// across codes and instances; once the budget is used up, every verify
+/// (the right code included) is 429 `rate_limited` with `Retry-After` of
+/// at least 30 s, and spends no attempt; a success before the budget is
+/// reached resets it.
+pub async fn layer_failure_budget(h: Harness) {
+    let secret = random_secret();
+    let configure = |b: OtpBuilder| {
+        b.secret(secret.clone())
+            .failure_budget(4)
+            .max_attempts(3)
+            .resend_cooldown(Duration::ZERO)
+            .send_quota(100, Duration::from_secs(600))
+    };
+    let (a, outbox_a) = h.otp(configure);
+    let (b, outbox_b) = h.otp(configure);
+    let email = email();
+
+    // 3 failures (one code used up), then a success: the count starts again.
+    assert_eq!(send(&a, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox_a, &email);
+    assert_eq!(
+        verify(&a, &email, &wrong(&code)).await.2["code"],
+        "otp_invalid"
+    );
+    assert_eq!(
+        verify(&b, &email, &wrong(&code)).await.2["code"],
+        "otp_invalid"
+    );
+    assert_eq!(
+        verify(&a, &email, &wrong(&code)).await.2["code"],
+        "attempts_exceeded"
+    );
+    assert_eq!(send(&b, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox_b, &email);
+    let (status, _, body) = verify(&a, &email, &code).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // 4 failures in a row, across two codes and both instances; the 4th
+    // itself answers `otp_invalid`.
+    assert_eq!(send(&a, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox_a, &email);
+    assert_eq!(
+        verify(&a, &email, &wrong(&code)).await.2["code"],
+        "otp_invalid"
+    );
+    assert_eq!(
+        verify(&b, &email, &wrong(&code)).await.2["code"],
+        "otp_invalid"
+    );
+    assert_eq!(send(&b, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox_b, &email);
+    assert_eq!(
+        verify(&b, &email, &wrong(&code)).await.2["code"],
+        "otp_invalid"
+    );
+    let (status, _, body) = verify(&a, &email, &wrong(&code)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "otp_invalid");
+    assert_eq!(body["attempts_left"], 1);
+    for otp in [&a, &b, &a] {
+        let (status, retry_after, body) = verify(otp, &email, &code).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["code"], "rate_limited");
+        let retry_after: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        assert!((30..=31).contains(&retry_after), "{retry_after}");
+        assert_eq!(body["retry_after"], retry_after);
+    }
+    // No attempt was spent while locked: after an unlock, the code still
+    // has its last attempt.
+    let key = a.store_key(&crate::Contact::Email(crate::Email::parse(&email).unwrap()));
+    h.store.reset_failures(&key).await.unwrap();
+    let (status, _, body) = verify(&b, &email, &code).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// The right code works once.
@@ -703,10 +889,13 @@ macro_rules! store_conformance {
                 quota,
                 concurrent_correct_verifies_succeed_once,
                 concurrent_wrong_guesses_bounded,
+                failure_budget,
+                failure_record_expires,
                 layer_expiry,
                 layer_replace_on_resend,
                 layer_attempts_exceeded_destroys_code,
                 layer_single_use,
+                layer_failure_budget,
                 layer_cooldown,
                 layer_quota,
                 layer_concurrent_correct_verifies_succeed_once,
