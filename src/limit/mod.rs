@@ -31,7 +31,7 @@
 //! |---|---|
 //! | IPv4 | the address: the rule's quota |
 //! | IPv6 | its /64: the quota; its /56: 4× the quota; its /48: 16× the quota |
-//! | none known | one "unknown" budget shared by every such request: the quota |
+//! | none known | one "unknown" budget shared by every such request: 16× the quota (a /48's) |
 //!
 //! A /64 is one customer's usual allocation, so rotating addresses inside
 //! it buys nothing; an attacker holding a /56 or a /48 (what many providers
@@ -44,8 +44,9 @@
 //!
 //! A request with no client address at all (no `ConnectInfo`, no
 //! [`ClientAddr`](client_ip::ClientAddr) extension) is never let through
-//! unlimited: such requests share one "unknown" budget (per rule), and an
-//! error naming the fix is logged once per layer.
+//! unlimited: such requests share one "unknown" budget per rule (16× the
+//! quota: they come from any number of clients, so they get what one /48
+//! gets), and an error naming the fix is logged once per layer.
 //!
 //! # Memory
 //!
@@ -357,12 +358,15 @@ impl Limiter {
 
     /// One request from `ip` against one client-IP rule: IPv4 per address;
     /// IPv6 per /64, then /56, then /48 (narrowest first, so a refusal
-    /// draws nothing from the wider budgets); no address: the unknown
-    /// client.
+    /// draws nothing from the wider budgets); no address: the one unknown
+    /// client, with a /48's budget.
     async fn check_client(&self, active: &ActiveRule, ip: Option<IpAddr>) -> Decision {
         let Some(ip) = ip else {
+            // Whoever they are, they are more than one client: the budget
+            // of a /48, the widest any one network gets.
+            let table = active.wider.last().map_or(&active.own, |(_, t)| t);
             return self
-                .check_table(active, &active.own, &LimitKey::UnknownClient)
+                .check_table(active, table, &LimitKey::UnknownClient)
                 .await;
         };
         let IpAddr::V6(v6) = ip else {
@@ -583,9 +587,10 @@ mod tests {
         );
         assert!(limiter.check_now(Traffic::Send, b).is_ok());
         assert!(limiter.check_now(Traffic::Verify, a).is_ok());
-        // No address: one shared "unknown" budget, never unlimited.
-        assert!(limiter.check_now(Traffic::Send, None).unwrap().is_some());
-        assert!(limiter.check_now(Traffic::Send, None).is_ok());
+        // No address: one shared "unknown" budget (16 × 2), never unlimited.
+        for _ in 0..32 {
+            assert!(limiter.check_now(Traffic::Send, None).unwrap().is_some());
+        }
         assert!(limiter.check_now(Traffic::Send, None).is_err());
     }
 
