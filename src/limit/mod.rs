@@ -39,8 +39,9 @@
 //! are checked narrowest first, so requests a /64 is refused for do not
 //! drain its neighbours' /56 and /48 budgets. IPv4-mapped IPv6 addresses
 //! count as the IPv4 address. With the shared store the prefixes are keyed
-//! `<rule>:<digest>`, `<rule>/56:<digest>` and `<rule>/48:<digest>`, where
-//! the digest is keyed with the server secret (no address is stored).
+//! `<rule>:<digest>`, `<rule>/56:<digest>` and `<rule>/48:<digest>` (the
+//! unknown client: `<rule>/48:unknown`), where the digest is keyed with the
+//! server secret (no address is stored).
 //!
 //! A request with no client address at all (no `ConnectInfo`, no
 //! [`ClientAddr`](client_ip::ClientAddr) extension) is never let through
