@@ -115,8 +115,9 @@ pub struct OtpConfig {
     /// Verify requests per client IP per minute (0 = off). Default
     /// [`DEFAULT_IP_VERIFY_PER_MINUTE`].
     pub ip_verify_per_minute: u32,
-    /// Client addresses tracked per limiter before new ones are refused.
-    /// Default [`DEFAULT_MAX_TRACKED_IPS`].
+    /// Keys (client addresses, contacts, countries) each limiter table
+    /// tracks in process; when full, tracked keys keep their budgets and new
+    /// ones share one overflow budget. Default [`DEFAULT_MAX_TRACKED_IPS`].
     pub max_tracked_ips: usize,
     /// Proxies whose forwarded headers are believed. Default none.
     pub trusted_proxies: TrustedProxies,

@@ -3,6 +3,9 @@
 //! By default, the address of the TCP peer: axum's `ConnectInfo<SocketAddr>`
 //! (serve with `into_make_service_with_connect_info::<SocketAddr>()`), or a
 //! [`ClientAddr`] / plain `SocketAddr` extension that a non-axum host inserts.
+//! With none of them, the per-IP limits are not lifted: every such request
+//! draws from one shared "unknown" budget, and an error is logged once (see
+//! [`crate::limit`]).
 //!
 //! # Deployment caveat
 //!

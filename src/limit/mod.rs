@@ -25,21 +25,51 @@
 //! tightest IP rule; a refused request gets 429 `rate_limited` with
 //! `Retry-After` and `"retry_after"`.
 //!
-//! IPv6 clients are limited per /64 (one customer's usual allocation), so an
-//! attacker cannot get a fresh budget by rotating through its own prefix.
+//! # Who counts as one client
 //!
-//! Memory stays bounded: every [`CLEANUP_EVERY`] checks (and whenever a
-//! rule's table is over its cap) keys whose budget is back to full are
-//! dropped; if the table is still over [`DEFAULT_MAX_TRACKED_IPS`] after
-//! that, new keys are refused (fail closed) until it shrinks.
+//! | client address | counted against (each must have budget left) |
+//! |---|---|
+//! | IPv4 | the address: the rule's quota |
+//! | IPv6 | its /64: the quota; its /56: 4× the quota; its /48: 16× the quota |
+//! | none known | one "unknown" budget shared by every such request: 16× the quota (a /48's) |
+//!
+//! A /64 is one customer's usual allocation, so rotating addresses inside
+//! it buys nothing; an attacker holding a /56 or a /48 (what many providers
+//! hand out) gets 4 or 16 clients' worth, not 256 or 65,536. The prefixes
+//! are checked narrowest first, so requests a /64 is refused for do not
+//! drain its neighbours' /56 and /48 budgets. IPv4-mapped IPv6 addresses
+//! count as the IPv4 address. With the shared store the prefixes are keyed
+//! `<rule>:<digest>`, `<rule>/56:<digest>` and `<rule>/48:<digest>` (the
+//! unknown client: `<rule>/48:unknown`), where the digest is keyed with the
+//! server secret (no address is stored).
+//!
+//! A request with no client address at all (no `ConnectInfo`, no
+//! [`ClientAddr`](client_ip::ClientAddr) extension) is never let through
+//! unlimited: such requests share one "unknown" budget per rule (16× the
+//! quota: they come from any number of clients, so they get what one /48
+//! gets), and an error naming the fix is logged once per layer.
+//!
+//! # Memory
+//!
+//! Each rule's in-process table holds at most
+//! [`max_tracked_ips`](crate::OtpConfig::max_tracked_ips) keys (default
+//! [`DEFAULT_MAX_TRACKED_IPS`]). Every [`CLEANUP_EVERY`] checks, and at most
+//! once a second while a table is full, keys whose budget is back to full
+//! are dropped. While a table is full, clients it already tracks keep their
+//! own budgets, and clients it does not track share one overflow budget (the
+//! rule's quota) until entries expire: a flood of new addresses can neither
+//! grow memory nor lock out clients already known (logged once per
+//! episode).
 
 pub mod client_ip;
 mod rule;
 pub mod shared;
 pub mod sms_guard;
+mod table;
 
 use std::{
     net::{IpAddr, Ipv6Addr},
+    num::NonZeroU32,
     sync::Arc,
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
     time::Duration,
@@ -49,13 +79,13 @@ use governor::{
     Quota, RateLimiter,
     clock::{Clock, DefaultClock},
     middleware::StateInformationMiddleware,
-    state::keyed::DefaultKeyedStateStore,
 };
 use http::{HeaderName, HeaderValue};
 
 pub(crate) use rule::Traffic;
 pub use rule::{Rule, RuleKey, RuleScope, Stage};
 use shared::SharedRateLimiter;
+use table::BoundedStore;
 
 use crate::{
     contact::{Channel, Contact},
@@ -73,8 +103,10 @@ pub const DEFAULT_MAX_TRACKED_IPS: usize = 100_000;
 /// Checks between two sweeps of idle keys.
 pub const CLEANUP_EVERY: u64 = 1024;
 
-/// Set once the "no client address" warning was logged.
-static WARNED_NO_PEER: AtomicBool = AtomicBool::new(false);
+/// The wider IPv6 prefixes a client is also counted against, with each
+/// one's budget as a multiple of the per-client quota (the /64 is the
+/// client itself).
+const IPV6_WIDER: [(u8, u32, &str); 2] = [(56, 4, "/56"), (48, 16, "/48")];
 
 /// Shortest time between two sweeps of a full table.
 const FULL_SWEEP_INTERVAL_NANOS: u64 = 1_000_000_000;
@@ -85,7 +117,10 @@ const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 /// The value a rule counts one request under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum LimitKey {
+    /// An IPv4 address, or an IPv6 address masked to the table's prefix.
     Ip(IpAddr),
+    /// Every request with no client address.
+    UnknownClient,
     Contact(String),
     Country(u16),
 }
@@ -94,23 +129,60 @@ impl std::fmt::Display for LimitKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Ip(ip) => ip.fmt(f),
+            Self::UnknownClient => f.write_str("unknown"),
             Self::Contact(digest) => f.write_str(digest),
             Self::Country(code) => write!(f, "cc{code}"),
         }
     }
 }
 
-type KeyedLimiter = RateLimiter<
-    LimitKey,
-    DefaultKeyedStateStore<LimitKey>,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+type KeyedLimiter =
+    RateLimiter<LimitKey, BoundedStore<LimitKey>, DefaultClock, StateInformationMiddleware>;
 
-/// One rule in force, with its in-process table.
+/// One GCRA table of a rule: its quota, its in-process state, and the
+/// suffix that tells its keys apart in the shared store.
+struct Table {
+    quota: NonZeroU32,
+    local: KeyedLimiter,
+    /// `""` for the rule's own key, `"/56"` and `"/48"` for the wider IPv6
+    /// prefixes.
+    suffix: &'static str,
+    /// When this table was last swept because it was full (nanoseconds
+    /// since the limiter started).
+    last_full_sweep: AtomicU64,
+}
+
+impl Table {
+    fn new(
+        name: &str,
+        suffix: &'static str,
+        quota: NonZeroU32,
+        period: Duration,
+        max_keys: usize,
+    ) -> Self {
+        // GCRA: one request every period/quota, a burst of quota.
+        let interval = (period / quota.get()).max(Duration::from_nanos(1));
+        let gcra = Quota::with_period(interval)
+            .expect("the interval is positive")
+            .allow_burst(quota);
+        let store = BoundedStore::new(format!("{name}{suffix}"), max_keys);
+        Self {
+            quota,
+            local: KeyedLimiter::new(gcra, store, DefaultClock::default()),
+            suffix,
+            last_full_sweep: AtomicU64::new(0),
+        }
+    }
+}
+
+/// One rule in force, with its in-process tables.
 struct ActiveRule {
     rule: Rule,
-    local: KeyedLimiter,
+    /// Per value of the rule's key (IPv4 address, IPv6 /64, contact,
+    /// country, or the unknown client).
+    own: Table,
+    /// Client-IP rules only: the IPv6 /56 and /48, in [`IPV6_WIDER`] order.
+    wider: Vec<(u8, Table)>,
     /// `"name";q=…;w=…`, built once.
     policy: HeaderValue,
 }
@@ -131,9 +203,9 @@ pub(crate) struct Limiter {
     rules: Vec<ActiveRule>,
     max_keys: usize,
     checks: AtomicU64,
-    /// When a full table was last swept (nanoseconds since `started`).
-    last_full_sweep: AtomicU64,
     started: std::time::Instant,
+    /// Set once the "no client address" error was logged.
+    warned_no_peer: AtomicBool,
     clock: DefaultClock,
     shared: Option<Arc<dyn SharedRateLimiter>>,
     /// Keys the digest that names a client address in the shared store,
@@ -164,14 +236,27 @@ impl Limiter {
     /// A limiter enforcing `rules`, each tracking at most `max_keys` keys
     /// in process.
     pub(crate) fn new(rules: Vec<Rule>, max_keys: usize) -> Self {
+        let max_keys = max_keys.max(1);
         let rules = rules
             .into_iter()
             .map(|rule| {
-                // GCRA: one request every period/quota, a burst of quota.
-                let interval = (rule.period / rule.quota.get()).max(Duration::from_nanos(1));
-                let quota = Quota::with_period(interval)
-                    .expect("the interval is positive")
-                    .allow_burst(rule.quota);
+                let own = Table::new(&rule.name, "", rule.quota, rule.period, max_keys);
+                let wider = if rule.key == RuleKey::ClientIp {
+                    IPV6_WIDER
+                        .iter()
+                        .map(|&(prefix, times, suffix)| {
+                            let quota = rule.quota.saturating_mul(
+                                NonZeroU32::new(times).expect("multiples are positive"),
+                            );
+                            (
+                                prefix,
+                                Table::new(&rule.name, suffix, quota, rule.period, max_keys),
+                            )
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let policy = HeaderValue::from_str(&format!(
                     "\"{}\";q={};w={}",
                     rule.name,
@@ -181,18 +266,18 @@ impl Limiter {
                 .unwrap_or_else(|_| HeaderValue::from_static("\"otp\""));
                 ActiveRule {
                     rule,
-                    local: RateLimiter::keyed(quota)
-                        .with_middleware::<StateInformationMiddleware>(),
+                    own,
+                    wider,
                     policy,
                 }
             })
             .collect();
         Self {
             rules,
-            max_keys: max_keys.max(1),
+            max_keys,
             checks: AtomicU64::new(0),
-            last_full_sweep: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            warned_no_peer: AtomicBool::new(false),
             clock: DefaultClock::default(),
             shared: None,
             digest_key: zeroize::Zeroizing::new([0; 32]),
@@ -215,8 +300,8 @@ impl Limiter {
     }
 
     /// Runs the IP rules that apply to this request. `Ok(None)` when none
-    /// applies or the address is unknown; otherwise the rate headers of the
-    /// tightest rule.
+    /// applies; otherwise the rate headers of the tightest rule. Requests
+    /// with no known address share one "unknown" budget per rule.
     pub(crate) async fn check_edge(
         &self,
         traffic: Traffic,
@@ -228,22 +313,19 @@ impl Limiter {
         if !self.rules.iter().any(applies) {
             return Ok(None);
         }
-        let Some(ip) = ip else {
-            if !WARNED_NO_PEER.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "no client address on OTP requests: per-IP limits are off. Serve with \
-                     `into_make_service_with_connect_info::<SocketAddr>()` or insert a `ClientAddr`."
-                );
-            }
-            return Ok(None);
-        };
-        let key = LimitKey::Ip(ip_key(ip));
+        if ip.is_none() && !self.warned_no_peer.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                "no client address on OTP requests: they all share one \"unknown\" per-IP \
+                 budget. Serve with `into_make_service_with_connect_info::<SocketAddr>()` or \
+                 insert a `ClientAddr` extension per connection."
+            );
+        }
         let mut tightest: Option<(u32, RateHeaders)> = None;
         for active in &self.rules {
             if !applies(active) {
                 continue;
             }
-            let decision = self.check_rule(active, &key).await;
+            let decision = self.check_client(active, ip).await;
             if !decision.allowed {
                 let headers = [
                     (RATELIMIT_POLICY, active.policy.clone()),
@@ -275,6 +357,47 @@ impl Limiter {
         Ok(tightest.map(|(_, headers)| headers))
     }
 
+    /// One request from `ip` against one client-IP rule: IPv4 per address;
+    /// IPv6 per /64, then /56, then /48 (narrowest first, so a refusal
+    /// draws nothing from the wider budgets); no address: the one unknown
+    /// client, with a /48's budget.
+    async fn check_client(&self, active: &ActiveRule, ip: Option<IpAddr>) -> Decision {
+        let Some(ip) = ip else {
+            // Whoever they are, they are more than one client: the budget
+            // of a /48, the widest any one network gets.
+            let table = active.wider.last().map_or(&active.own, |(_, t)| t);
+            return self
+                .check_table(active, table, &LimitKey::UnknownClient)
+                .await;
+        };
+        let IpAddr::V6(v6) = ip else {
+            return self
+                .check_table(active, &active.own, &LimitKey::Ip(ip))
+                .await;
+        };
+        let mut combined = self
+            .check_table(active, &active.own, &LimitKey::Ip(ipv6_prefix(v6, 64)))
+            .await;
+        for (prefix, table) in &active.wider {
+            if !combined.allowed {
+                break;
+            }
+            let wide = self
+                .check_table(active, table, &LimitKey::Ip(ipv6_prefix(v6, *prefix)))
+                .await;
+            combined = Decision {
+                allowed: wide.allowed,
+                remaining: combined.remaining.min(wide.remaining),
+                wait: if wide.allowed {
+                    combined.wait.max(wide.wait)
+                } else {
+                    wide.wait
+                },
+            };
+        }
+        combined
+    }
+
     /// Runs the contact and country rules that apply to this request;
     /// `contact_key` is the contact's keyed digest.
     pub(crate) async fn check_contact(
@@ -292,7 +415,7 @@ impl Limiter {
                 (RuleKey::CountryCode, Contact::Mobile(m)) => LimitKey::Country(m.country_code()),
                 _ => continue,
             };
-            let decision = self.check_rule(active, &key).await;
+            let decision = self.check_table(active, &active.own, &key).await;
             if !decision.allowed {
                 tracing::warn!(
                     rule = %active.rule.name,
@@ -307,17 +430,19 @@ impl Limiter {
         Ok(())
     }
 
-    /// One request against one rule, in the shared store when there is one.
-    async fn check_rule(&self, active: &ActiveRule, key: &LimitKey) -> Decision {
+    /// One request against one table of a rule, in the shared store when
+    /// there is one.
+    async fn check_table(&self, active: &ActiveRule, table: &Table, key: &LimitKey) -> Decision {
         if let Some(shared) = &self.shared {
+            let (name, suffix) = (&active.rule.name, table.suffix);
             let shared_key = match key {
                 LimitKey::Ip(ip) => {
-                    format!("{}:{}", active.rule.name, ip_digest(&self.digest_key, *ip))
+                    format!("{name}{suffix}:{}", ip_digest(&self.digest_key, *ip))
                 }
-                _ => format!("{}:{key}", active.rule.name),
+                _ => format!("{name}{suffix}:{key}"),
             };
             match shared
-                .check(&shared_key, active.rule.quota.get(), active.rule.period)
+                .check(&shared_key, table.quota.get(), active.rule.period)
                 .await
             {
                 Ok(d) if d.allowed => {
@@ -340,31 +465,19 @@ impl Limiter {
                 ),
             }
         }
-        self.check_local(active, key)
+        self.check_local(active.rule.period, table, key)
     }
 
-    fn check_local(&self, active: &ActiveRule, key: &LimitKey) -> Decision {
-        self.maybe_clean(active);
-        if active.local.len() >= self.max_keys {
-            tracing::error!(
-                rule = %active.rule.name,
-                max_keys = self.max_keys,
-                "too many keys tracked; refusing new ones until they expire"
-            );
-            return Decision {
-                allowed: false,
-                remaining: 0,
-                wait: active.rule.period.as_secs().clamp(1, 60),
-            };
-        }
-        match active.local.check_key(key) {
+    fn check_local(&self, period: Duration, table: &Table, key: &LimitKey) -> Decision {
+        self.maybe_clean(table);
+        match table.local.check_key(key) {
             Ok(snapshot) => {
-                let quota = active.rule.quota.get();
+                let quota = table.quota.get();
                 let left = snapshot.remaining_burst_capacity();
                 let used = quota.saturating_sub(left);
                 // GCRA refills one request every period/quota.
-                let reset = (u128::from(used) * active.rule.period.as_millis())
-                    .div_ceil(u128::from(quota) * 1000);
+                let reset =
+                    (u128::from(used) * period.as_millis()).div_ceil(u128::from(quota) * 1000);
                 Decision {
                     allowed: true,
                     remaining: left,
@@ -379,29 +492,29 @@ impl Limiter {
         }
     }
 
-    /// How many keys each rule tracks in process.
+    /// How many keys each rule's own table tracks in process.
     #[cfg(test)]
     fn tracked(&self) -> Vec<usize> {
-        self.rules.iter().map(|r| r.local.len()).collect()
+        self.rules.iter().map(|r| r.own.local.len()).collect()
     }
 
-    fn maybe_clean(&self, active: &ActiveRule) {
+    fn maybe_clean(&self, table: &Table) {
         let n = self.checks.fetch_add(1, Ordering::Relaxed);
         let due = n.is_multiple_of(CLEANUP_EVERY);
         // A full table is swept at most once a second, so a flood of new
         // keys does not buy a full scan per request.
-        let full = !due && active.local.len() >= self.max_keys && {
+        let full = !due && table.local.len() >= self.max_keys && {
             let now = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            let last = self.last_full_sweep.load(Ordering::Relaxed);
+            let last = table.last_full_sweep.load(Ordering::Relaxed);
             now.saturating_sub(last) >= FULL_SWEEP_INTERVAL_NANOS
-                && self
+                && table
                     .last_full_sweep
                     .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
         };
         if due || full {
-            active.local.retain_recent();
-            active.local.shrink_to_fit();
+            table.local.retain_recent();
+            table.local.shrink_to_fit();
         }
     }
 }
@@ -423,15 +536,10 @@ fn ip_digest(key: &[u8; 32], ip: IpAddr) -> String {
     crate::contact::hex(&tag[..16])
 }
 
-/// IPv4 addresses as they are; IPv6 addresses by their /64 prefix.
-fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-    }
+/// `v6` with every bit after the first `prefix` cleared.
+fn ipv6_prefix(v6: Ipv6Addr, prefix: u8) -> IpAddr {
+    let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+    IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
 }
 
 #[cfg(test)]
@@ -480,7 +588,28 @@ mod tests {
         );
         assert!(limiter.check_now(Traffic::Send, b).is_ok());
         assert!(limiter.check_now(Traffic::Verify, a).is_ok());
-        assert!(limiter.check_now(Traffic::Send, None).unwrap().is_none());
+        // No address: one shared "unknown" budget (16 × 2), never unlimited.
+        for _ in 0..32 {
+            assert!(limiter.check_now(Traffic::Send, None).unwrap().is_some());
+        }
+        assert!(limiter.check_now(Traffic::Send, None).is_err());
+    }
+
+    #[test]
+    fn ipv6_prefixes_are_masked() {
+        let v6: Ipv6Addr = "2001:db8:aaaa:bbcc:1:2:3:4".parse().unwrap();
+        assert_eq!(
+            ipv6_prefix(v6, 64),
+            "2001:db8:aaaa:bbcc::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            ipv6_prefix(v6, 56),
+            "2001:db8:aaaa:bb00::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            ipv6_prefix(v6, 48),
+            "2001:db8:aaaa::".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -504,6 +633,9 @@ mod tests {
         }
         assert!(limiter.tracked()[0] <= 500, "{:?}", limiter.tracked());
         assert!(refused >= 4_000, "{refused} refused");
+        // The first addresses are still tracked, with their own budgets.
+        let first = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000));
+        assert!(limiter.check_now(Traffic::Send, Some(first)).is_ok());
     }
 
     #[test]

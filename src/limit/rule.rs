@@ -9,8 +9,10 @@ use crate::contact::Channel;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RuleKey {
-    /// The client's IP address (IPv4 per address, IPv6 per /64). Known
-    /// before the body is read, so these rules run first.
+    /// The client's IP address: IPv4 per address; IPv6 per /64, and also
+    /// per /56 (4× the quota) and per /48 (16×); requests with no known
+    /// address share one budget of 16× the quota. Known before the body is
+    /// read, so these rules run first.
     ClientIp,
     /// The contact (a keyed digest of the canonical email or the E.164
     /// number). Runs after parsing.
