@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(retry_after(&headers), None);
         headers.insert("retry-after", " 7 ".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        headers.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&headers), None);
         headers.insert("retry-after", "-1".parse().unwrap());
         assert_eq!(retry_after(&headers), None);

@@ -335,10 +335,9 @@ impl SmtpSenderBuilder {
             host: self.host.clone(),
             port: self.port,
             security: tls,
-            credentials: self
-                .credentials
-                .as_ref()
-                .map(|(user, password)| Credentials::new(user.clone(), password.expose().to_owned())),
+            credentials: self.credentials.as_ref().map(|(user, password)| {
+                Credentials::new(user.clone(), password.expose().to_owned())
+            }),
             hello_name: ClientId::default(),
             connect_timeout: self.timeout,
         };
@@ -360,7 +359,9 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 
 /// A connection could not be had from the pool: the server's refusal (or
 /// our TLS check's) is classified like any SMTP error; nothing was sent.
-fn pool_failure(error: deadpool::managed::PoolError<lettre::transport::smtp::Error>) -> DeliveryError {
+fn pool_failure(
+    error: deadpool::managed::PoolError<lettre::transport::smtp::Error>,
+) -> DeliveryError {
     match error {
         deadpool::managed::PoolError::Backend(error) => classify(error),
         other => DeliveryError::transient(format!("no SMTP connection: {other}")),
@@ -439,8 +440,11 @@ impl EmailSender for SmtpSender {
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         let email = self.message(message)?;
         let bytes = email.formatted();
-        match tokio::time::timeout(self.settings.timeout, self.send_raw(email.envelope(), &bytes))
-            .await
+        match tokio::time::timeout(
+            self.settings.timeout,
+            self.send_raw(email.envelope(), &bytes),
+        )
+        .await
         {
             Ok(result) => result,
             // The server may have taken the message and not yet answered.

@@ -81,7 +81,11 @@ impl managed::Manager for Connector {
         Ok(conn)
     }
 
-    async fn recycle(&self, conn: &mut AsyncSmtpConnection, metrics: &Metrics) -> RecycleResult<Error> {
+    async fn recycle(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<Error> {
         if conn.has_broken() {
             return Err(RecycleError::message("the connection failed"));
         }
