@@ -341,3 +341,46 @@ async fn an_email_that_times_out_is_retried_within_the_deadline() {
     );
     assert!(recorder.count() >= 2, "retried: {}", recorder.count());
 }
+
+#[tokio::test]
+async fn the_deadline_comes_from_the_environment() {
+    let server = MockServer::start().await;
+    let recorder = Recorder::new(vec![
+        twilio_error(429, 20429).insert_header("retry-after", "2"),
+        queued(),
+    ]);
+    mount_messages(&server, &recorder).await;
+    let uri = server.uri();
+    let from_env = |deadline: &str| {
+        let vars: Vec<(String, String)> = [
+            ("OTP_SECRET", common::SECRET),
+            ("SMS_SERVER", "TWILIO"),
+            ("TWILIO_ACCOUNT_SID", SID),
+            ("TWILIO_AUTH_TOKEN", TOKEN),
+            ("TWILIO_FROM_NUMBER", FROM),
+            ("TWILIO_API_BASE_URL", uri.as_str()),
+            ("OTP_DELIVERY_DEADLINE_SECONDS", deadline),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        tower_otp::OtpBuilder::from_env_with(move |k| {
+            vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    };
+    for bad in ["0", "soon"] {
+        let err = from_env(bad).unwrap_err();
+        assert!(
+            err.to_string().contains("OTP_DELIVERY_DEADLINE_SECONDS"),
+            "{bad}: {err}"
+        );
+    }
+    // Twilio asks for 2 s; a 1 s deadline cannot wait that long.
+    let otp = from_env("1")
+        .unwrap()
+        .hash_params(tower_otp::hash::HashParams::insecure_fast())
+        .build()
+        .unwrap();
+    assert_delivery_failed(&send_mobile(&otp, common::MOBILE).await);
+    assert_eq!(recorder.count(), 1);
+}
