@@ -359,8 +359,8 @@ impl OtpBuilder {
         self
     }
 
-    /// Retries for transient delivery failures. Default: 3 tries, 200 ms
-    /// backoff doubling.
+    /// Retries for transient delivery failures. Default: 3 tries, jittered
+    /// waits from 200 ms, 15 s for the whole delivery (see [`RetryPolicy`]).
     pub fn retry_policy(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

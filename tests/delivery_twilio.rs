@@ -495,10 +495,12 @@ async fn messaging_mode_sends_our_code_with_the_webotp_line() {
 }
 
 #[tokio::test]
-async fn messaging_5xx_is_tried_three_times_then_502_and_retry_is_not_rate_limited() {
+async fn messaging_503_is_tried_three_times_then_502_and_retry_is_not_rate_limited() {
+    // A 503 proves Twilio did not take the message (a 500 does not: that is
+    // sent once, tests/delivery_retry.rs).
     let server = MockServer::start().await;
     messages()
-        .respond_with(twilio_error(500, 20500, "Internal Server Error"))
+        .respond_with(twilio_error(503, 20503, "Service Unavailable"))
         .mount(&server)
         .await;
     let otp = common::builder()

@@ -6,7 +6,8 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 
 use super::{
-    DeliveryError, EmailMessage, EmailSender, RetryPolicy, SmsMessage, SmsSender, sms_text::SmsText,
+    DeliveryError, Duplicates, EmailMessage, EmailSender, RetryPolicy, SmsMessage, SmsSender,
+    sms_text::SmsText,
 };
 use crate::{
     contact::{Contact, Email, Mobile},
@@ -98,7 +99,10 @@ impl Dispatcher {
         })
     }
 
-    /// The retry policy for transient delivery failures.
+    /// The retry policy for transient delivery failures. Its
+    /// [`run`](RetryPolicy::run) never retries a failure after which the
+    /// message may have been sent: right for provider-sent codes (Twilio
+    /// Verify).
     pub(crate) fn retry(&self) -> &RetryPolicy {
         &self.retry
     }
@@ -130,9 +134,12 @@ impl Dispatcher {
         }
     }
 
-    /// Sends an email, retrying transient failures.
+    /// Sends an email, retrying transient failures, timeouts included (a
+    /// duplicate email is harmless), within the policy's deadline.
     pub(crate) async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
-        self.retry.run(|| self.email.send_email(message)).await
+        self.retry
+            .run_with(Duplicates::Harmless, || self.email.send_email(message))
+            .await
     }
 
     /// The email sender's readiness check.
@@ -154,7 +161,9 @@ impl Dispatcher {
         self.sms.is_some()
     }
 
-    /// Sends a text message, retrying transient failures.
+    /// Sends a text message, retrying only failures that prove it was not
+    /// sent (never after a timeout: it may have been), within the policy's
+    /// deadline.
     pub(crate) async fn send_sms(&self, to: &Mobile, body: String) -> Result<(), DeliveryError> {
         let Some(sender) = &self.sms else {
             return Err(DeliveryError::permanent(

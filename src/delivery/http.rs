@@ -62,23 +62,42 @@ impl fmt::Display for ProviderError {
 
 impl std::error::Error for ProviderError {}
 
-/// A failed exchange: connection errors, timeouts and unreadable answers may
-/// pass; a request we could not even build will not.
+/// A failed exchange. A request we could not even build will not pass; a
+/// connection that could not be opened proves nothing was sent; anything
+/// else (a timeout, a connection lost once the request went out, an
+/// unreadable answer) may pass, but the provider may have acted on it.
 pub(crate) fn transport_failure(error: reqwest::Error) -> DeliveryError {
     if error.is_builder() {
         DeliveryError::permanent(error)
-    } else {
+    } else if error.is_connect() && !error.is_timeout() {
         DeliveryError::transient(error)
+    } else {
+        DeliveryError::maybe_sent(error)
     }
 }
 
-/// An HTTP error status: 429 and 5xx may pass; other 4xx will not.
-pub(crate) fn status_failure(error: ProviderError) -> DeliveryError {
-    if error.status == 429 || error.status >= 500 {
-        DeliveryError::transient(error)
-    } else {
-        DeliveryError::permanent(error)
+/// An HTTP error status. 429 and 503 say the provider did not take the
+/// request (retry, after its `Retry-After` if it sent one); other 5xx may
+/// pass, but do not prove nothing was sent (a 504 may come after the work
+/// was done); other 4xx will not pass.
+pub(crate) fn status_failure(error: ProviderError, retry_after: Option<Duration>) -> DeliveryError {
+    let failure = match error.status {
+        429 | 503 => DeliveryError::transient(error),
+        500.. => DeliveryError::maybe_sent(error),
+        _ => DeliveryError::permanent(error),
+    };
+    match retry_after {
+        Some(wait) => failure.with_retry_after(wait),
+        None => failure,
     }
+}
+
+/// The wait a `Retry-After` header asks for, in its delay-seconds form (the
+/// one Twilio and SendGrid send); an HTTP-date or a malformed value is
+/// ignored (the policy's own backoff applies).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// Sends a readiness check (a `GET` the provider answers cheaply, sending
@@ -92,12 +111,12 @@ pub(crate) async fn ready_check(
     if status.is_success() {
         return Ok(());
     }
+    let wait = retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
-    Err(status_failure(ProviderError::new(
-        provider,
-        status.as_u16(),
-        &body,
-    )))
+    Err(status_failure(
+        ProviderError::new(provider, status.as_u16(), &body),
+        wait,
+    ))
 }
 
 #[cfg(test)]
@@ -106,17 +125,39 @@ mod tests {
 
     #[test]
     fn statuses_are_classified() {
-        for (status, transient) in [
-            (400, false),
-            (401, false),
-            (404, false),
-            (429, true),
-            (500, true),
-            (503, true),
+        // (status, transient, may have been sent)
+        for (status, transient, maybe_sent) in [
+            (400, false, false),
+            (401, false, false),
+            (404, false, false),
+            (429, true, false),
+            (500, true, true),
+            (502, true, true),
+            (503, true, false),
+            (504, true, true),
         ] {
-            let e = status_failure(ProviderError::new("x", status, "{}"));
-            assert_eq!(e.is_transient(), transient, "{status}");
+            let e = status_failure(ProviderError::new("x", status, "{}"), None);
+            assert_eq!(
+                (e.is_transient(), e.may_have_been_sent()),
+                (transient, maybe_sent),
+                "{status}"
+            );
         }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_is_read() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", " 7 ".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(
+            "retry-after",
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), None);
+        headers.insert("retry-after", "-1".parse().unwrap());
+        assert_eq!(retry_after(&headers), None);
     }
 
     #[test]

@@ -27,13 +27,24 @@
 //! Every sender makes **one** attempt per call, with a request timeout, and
 //! classifies its failure:
 //!
-//! - **transient** (connection errors, timeouts, HTTP 5xx and 429, SMTP 4xx
-//!   replies): the engine retries with [`RetryPolicy`] (default 3 tries in
-//!   all, 200 ms backoff doubling);
+//! - **transient, nothing sent** (connection refused, HTTP 429 and 503, SMTP
+//!   4xx replies): retried with [`RetryPolicy`];
+//! - **transient, may have been sent** (timeouts, a connection lost after
+//!   the request went out, HTTP 500/502/504; [`DeliveryError::maybe_sent`]):
+//!   an SMS (and a Twilio Verify start) is **never** retried, since a
+//!   second try could be a second message; an email is retried (a duplicate
+//!   email is harmless);
 //! - **permanent** (other HTTP 4xx, SMTP 5xx, TLS and configuration errors):
 //!   no retry;
 //! - **invalid recipient** (e.g. Twilio 21211, an unparsable address): no
 //!   retry, and the route answers `invalid_email` / `invalid_mobile`.
+//!
+//! Retries (default 3 tries in all) wait a jittered backoff (from 200 ms),
+//! or the provider's `Retry-After` when it sends one, and the whole delivery
+//! has **one deadline** (default 15 s, [`RetryPolicy::with_deadline`]): a
+//! wait that would pass it is not started, and a try still running at the
+//! deadline is cancelled. A cancelled SMTP send closes its connection
+//! rather than return it to the pool half-way through a message.
 //!
 //! When a send still fails, the route answers `502 delivery_failed` with a
 //! plain message; the provider's error text goes to the log only (with
@@ -77,6 +88,8 @@ pub(crate) mod sms_text;
 #[cfg(feature = "smtp")]
 #[cfg_attr(docsrs, doc(cfg(feature = "smtp")))]
 pub mod smtp;
+#[cfg(feature = "smtp")]
+mod smtp_pool;
 #[cfg(feature = "twilio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "twilio")))]
 pub mod twilio;
@@ -334,9 +347,18 @@ pub trait SmsVerifier: Send + Sync + fmt::Debug + 'static {
 
 /// A delivery failure. Opaque; keeps its source for the logs, never for
 /// clients.
+///
+/// Besides its kind it records two facts the [`RetryPolicy`] reads:
+/// whether the message **may have been sent** anyway
+/// ([`maybe_sent`](Self::maybe_sent): a timeout, a connection lost after
+/// the request went out, a 500 that proves nothing), and how long the
+/// provider asked us to wait ([`with_retry_after`](Self::with_retry_after),
+/// from a `Retry-After` header).
 #[derive(Debug)]
 pub struct DeliveryError {
     kind: DeliveryErrorKind,
+    maybe_sent: bool,
+    retry_after: Option<Duration>,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -348,34 +370,70 @@ enum DeliveryErrorKind {
 }
 
 impl DeliveryError {
-    /// A failure that may pass: connect error, timeout, 5xx, 429, SMTP 4xx.
-    pub fn transient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+    fn new(
+        kind: DeliveryErrorKind,
+        maybe_sent: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
         Self {
-            kind: DeliveryErrorKind::Transient,
+            kind,
+            maybe_sent,
+            retry_after: None,
             source: Some(source.into()),
         }
     }
 
+    /// A failure that may pass and that proves nothing was sent: the
+    /// connection was refused, the provider answered 429 or 503, an SMTP
+    /// server answered 4xx. Retried for every kind of message.
+    pub fn transient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::new(DeliveryErrorKind::Transient, false, source)
+    }
+
+    /// A failure that may pass but after which the message **may have been
+    /// sent**: a timeout, a connection lost once the request went out, a
+    /// provider's 500/502/504. [`RetryPolicy::run`] does not retry it (a
+    /// second SMS would be a second message, and a second bill); the
+    /// dispatcher retries it for email only, where a duplicate is harmless.
+    pub fn maybe_sent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::new(DeliveryErrorKind::Transient, true, source)
+    }
+
     /// A failure that will not pass by retrying: 4xx, SMTP 5xx, bad config.
     pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self {
-            kind: DeliveryErrorKind::Permanent,
-            source: Some(source.into()),
-        }
+        Self::new(DeliveryErrorKind::Permanent, false, source)
     }
 
     /// The provider says the recipient cannot receive messages (e.g. Twilio
     /// 21211): answered as `invalid_email` / `invalid_mobile`.
     pub fn invalid_recipient(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self {
-            kind: DeliveryErrorKind::InvalidRecipient,
-            source: Some(source.into()),
-        }
+        Self::new(DeliveryErrorKind::InvalidRecipient, false, source)
     }
 
-    /// Whether retrying may help.
+    /// The provider asked to be called again no sooner than `wait` (its
+    /// `Retry-After`): the [`RetryPolicy`] waits that long if it fits in its
+    /// deadline, and gives up otherwise.
+    #[must_use]
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// Whether retrying may help (for [`maybe_sent`](Self::maybe_sent)
+    /// failures too: whether to retry those depends on the message).
     pub fn is_transient(&self) -> bool {
         self.kind == DeliveryErrorKind::Transient
+    }
+
+    /// Whether the message may have been sent despite the failure (a
+    /// timeout or a lost connection): an SMS is then never retried.
+    pub fn may_have_been_sent(&self) -> bool {
+        self.maybe_sent
+    }
+
+    /// How long the provider asked us to wait before the next try.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Whether the provider refused the recipient itself.
@@ -386,10 +444,13 @@ impl DeliveryError {
 
 impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            DeliveryErrorKind::Transient => "transient delivery failure",
-            DeliveryErrorKind::Permanent => "permanent delivery failure",
-            DeliveryErrorKind::InvalidRecipient => "recipient refused by the provider",
+        let what = match (self.kind, self.maybe_sent) {
+            (DeliveryErrorKind::Transient, false) => "transient delivery failure",
+            (DeliveryErrorKind::Transient, true) => {
+                "transient delivery failure (the message may have been sent)"
+            }
+            (DeliveryErrorKind::Permanent, _) => "permanent delivery failure",
+            (DeliveryErrorKind::InvalidRecipient, _) => "recipient refused by the provider",
         };
         match &self.source {
             Some(source) => write!(f, "{what}: {source}"),
@@ -406,66 +467,191 @@ impl std::error::Error for DeliveryError {
     }
 }
 
-/// Bounded retries with exponential backoff, for transient failures only
-/// (it will grow, e.g. with an overall deadline, so it is `non_exhaustive`:
-/// build one with [`RetryPolicy::new`]).
+/// Bounded retries of transient failures, with jittered backoff, under one
+/// overall deadline (it may grow, so it is `non_exhaustive`: build one with
+/// [`RetryPolicy::new`] and [`with_deadline`](Self::with_deadline)).
+///
+/// - **Tries**: at most [`max_tries`](Self::max_tries) in all (default 3).
+/// - **Backoff**: "decorrelated jitter": each wait is drawn at random
+///   between [`initial_backoff`](Self::initial_backoff) (default 200 ms)
+///   and three times the previous wait, so many senders that failed at the
+///   same moment do not retry at the same moment.
+/// - **`Retry-After`**: when the provider names a wait (429/503 with
+///   `Retry-After`), that wait is used instead.
+/// - **Deadline**: the whole delivery, every try and every wait, ends
+///   within [`deadline`](Self::deadline) (default 15 s). A wait that would
+///   end past it is not started: the last failure is returned at once. A
+///   try still running at the deadline is cancelled (and counts as
+///   "may have been sent").
+/// - **Never twice when it may have arrived**: [`run`](Self::run) does not
+///   retry a failure after which the message may have been sent (a timeout,
+///   see [`DeliveryError::maybe_sent`]). SMS codes are sent this way; emails
+///   retry those too, since a duplicate email is harmless.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Total tries, the first included (default 3).
     pub max_tries: u32,
-    /// Delay before the second try; doubled after each try (default 200 ms).
+    /// The shortest wait before a retry (default 200 ms); later waits are
+    /// drawn between it and three times the previous wait.
     pub initial_backoff: Duration,
+    /// Time allowed for the whole delivery, retries and waits included
+    /// (default 15 s).
+    pub deadline: Duration,
 }
+
+/// The default [`RetryPolicy::deadline`].
+pub const DEFAULT_DELIVERY_DEADLINE: Duration = Duration::from_secs(15);
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
             max_tries: 3,
             initial_backoff: Duration::from_millis(200),
+            deadline: DEFAULT_DELIVERY_DEADLINE,
         }
     }
 }
 
+/// Which failures a retry loop may retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Duplicates {
+    /// Only failures that prove nothing was sent (SMS, provider codes).
+    Never,
+    /// Also failures after which the message may have been sent (email).
+    Harmless,
+}
+
 impl RetryPolicy {
-    /// `max_tries` tries in all (the first included), waiting
-    /// `initial_backoff` before the second and doubling after each.
+    /// `max_tries` tries in all (the first included), waiting at least
+    /// `initial_backoff` before each retry (jittered, see the type's docs),
+    /// within the default deadline of 15 s.
     pub fn new(max_tries: u32, initial_backoff: Duration) -> Self {
         Self {
             max_tries,
             initial_backoff,
+            ..Self::default()
         }
     }
 
-    /// No retries: one try only.
+    /// No retries: one try only (still bounded by the deadline).
     pub fn none() -> Self {
         Self {
             max_tries: 1,
             initial_backoff: Duration::ZERO,
+            ..Self::default()
         }
     }
 
-    /// Runs `attempt` until it succeeds, fails permanently, or the tries are
-    /// used up.
-    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, DeliveryError>
+    /// Time allowed for the whole delivery, every try and wait included.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, fails in a way
+    /// that may mean the message was sent, the tries are used up, or the
+    /// deadline passes.
+    pub async fn run<T, F, Fut>(&self, attempt: F) -> Result<T, DeliveryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DeliveryError>>,
     {
-        let mut backoff = self.initial_backoff;
+        self.run_with(Duplicates::Never, attempt).await
+    }
+
+    /// [`run`](Self::run), choosing whether failures that may have sent the
+    /// message are retried.
+    pub(crate) async fn run_with<T, F, Fut>(
+        &self,
+        duplicates: Duplicates,
+        mut attempt: F,
+    ) -> Result<T, DeliveryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DeliveryError>>,
+    {
+        let start = tokio::time::Instant::now();
+        // A deadline too far to represent is no deadline.
+        let deadline = start.checked_add(self.deadline);
+        let mut backoff = Backoff::new(self.initial_backoff);
         let mut tries = 0;
         loop {
             tries += 1;
-            match attempt().await {
+            let outcome = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, attempt())
+                    .await
+                    .unwrap_or_else(|_elapsed| {
+                        Err(DeliveryError::maybe_sent("the delivery deadline passed"))
+                    }),
+                None => attempt().await,
+            };
+            let err = match outcome {
                 Ok(value) => return Ok(value),
-                Err(err) if err.is_transient() && tries < self.max_tries.max(1) => {
-                    tracing::debug!(try_number = tries, error = %err, "delivery failed, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = backoff.saturating_mul(2);
-                }
-                Err(err) => return Err(err),
+                Err(err) => err,
+            };
+            let retryable = err.is_transient()
+                && (!err.may_have_been_sent() || duplicates == Duplicates::Harmless)
+                && tries < self.max_tries.max(1);
+            if !retryable {
+                return Err(err);
             }
+            let wait = err.retry_after().unwrap_or_else(|| backoff.next());
+            let now = tokio::time::Instant::now();
+            if deadline.is_some_and(|deadline| now + wait >= deadline) {
+                tracing::debug!(
+                    try_number = tries,
+                    wait_ms = wait.as_millis() as u64,
+                    error = %err,
+                    "delivery failed; the next try would pass the delivery deadline"
+                );
+                return Err(err);
+            }
+            tracing::debug!(
+                try_number = tries,
+                wait_ms = wait.as_millis() as u64,
+                error = %err,
+                "delivery failed, retrying"
+            );
+            tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// Decorrelated jitter ("Exponential Backoff And Jitter", AWS architecture
+/// blog): each wait is uniform between the base and three times the
+/// previous wait.
+struct Backoff {
+    base: Duration,
+    previous: Duration,
+}
+
+impl Backoff {
+    fn new(base: Duration) -> Self {
+        Self {
+            base,
+            previous: base,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let low = self.base;
+        let high = self.previous.saturating_mul(3).max(low);
+        let wait = low + (high - low).mul_f64(unit_random());
+        self.previous = wait;
+        wait
+    }
+}
+
+/// A number in `[0, 1]` from the OS generator (0.5 if it fails: jitter is
+/// about spreading retries, not secrecy).
+fn unit_random() -> f64 {
+    use rand::{TryRng, rngs::SysRng};
+    match SysRng.try_next_u64() {
+        // 53 random bits: every such f64 in [0, 1) is equally likely.
+        Ok(bits) => (bits >> 11) as f64 / (1u64 << 53) as f64,
+        Err(_) => 0.5,
     }
 }
 

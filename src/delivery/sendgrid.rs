@@ -10,7 +10,8 @@
 //! reference, and the `sendgrid` crate's `v3` module on docs.rs).
 //!
 //! Failures: connection errors, timeouts, 429 and 5xx are transient (the
-//! engine retries them); other 4xx are permanent, and a 400 whose error
+//! engine retries them, after SendGrid's `Retry-After` when it sends one,
+//! within the delivery deadline); other 4xx are permanent, and a 400 whose error
 //! `field` is a recipient's email (`personalizations.0.to.0.email`) is an
 //! invalid recipient (the route answers `invalid_email`). The response body
 //! goes to the log only, with contacts masked.
@@ -188,12 +189,13 @@ impl EmailSender for SendGridSender {
         if status.is_success() {
             return Ok(());
         }
+        let retry_after = http::retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         let error = ProviderError::new("SendGrid", status.as_u16(), &body);
         if status == reqwest::StatusCode::BAD_REQUEST && refuses_a_recipient(&body) {
             return Err(DeliveryError::invalid_recipient(error));
         }
-        Err(http::status_failure(error))
+        Err(http::status_failure(error, retry_after))
     }
 
     /// `GET /v3/scopes`: the key works and the API answers.

@@ -24,9 +24,15 @@
 //! (the engine retries them); 5xx replies, TLS and address errors are
 //! permanent. The server's reply text goes to the log only.
 //!
-//! The transport (and its connection pool) is created on the first send, so
-//! a sender may be built outside a tokio runtime; the pool then belongs to
-//! the runtime of that first send, so use one sender per runtime.
+//! Connections are pooled ([`max_connections`](SmtpSenderBuilder::max_connections),
+//! default 10; a send waits for a free one within its timeout) and reused
+//! only when they are known to be clean: a send that times out or is
+//! cancelled (its future dropped, e.g. when the delivery deadline passes)
+//! closes its connection instead of returning it to the pool, so the next
+//! message can never read the previous one's late replies or end up inside
+//! its body. A reused connection must answer `NOOP` first. A sender may be
+//! built outside a tokio runtime, but its connections belong to the
+//! runtime that opened them: use one sender per runtime.
 //!
 //! ```
 //! use tower_otp::{Otp, delivery::SmtpSender};
@@ -40,22 +46,27 @@
 //! let otp = Otp::builder().email_sender(sender);
 //! ```
 
-use std::{net::IpAddr, sync::OnceLock, time::Duration};
+use std::{net::IpAddr, time::Duration};
 
 use async_trait::async_trait;
 use lettre::{
-    AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    Message,
+    address::Envelope,
     message::{
         Mailbox, MultiPart, SinglePart,
         header::{ContentDisposition, ContentType},
     },
     transport::smtp::{
         authentication::Credentials,
-        client::{Certificate, Tls, TlsParameters},
+        client::{Certificate, TlsParameters},
+        extension::ClientId,
     },
 };
 
-use super::{DeliveryError, EmailMessage, EmailSender};
+use super::{
+    DeliveryError, EmailMessage, EmailSender,
+    smtp_pool::{self, Checkout, Connector, Security, SmtpPool},
+};
 use crate::{ConfigError, Secret};
 
 /// The From used when none is configured (Django's `DEFAULT_FROM_EMAIL`
@@ -80,8 +91,7 @@ pub enum SmtpSecurity {
 pub struct SmtpSender {
     settings: SmtpSenderBuilder,
     from: Mailbox,
-    tls: Tls,
-    transport: OnceLock<AsyncSmtpTransport<Tokio1Executor>>,
+    pool: SmtpPool,
 }
 
 impl std::fmt::Debug for SmtpSender {
@@ -156,22 +166,14 @@ impl SmtpSender {
         SmtpSenderBuilder::new(host.into(), 25, SmtpSecurity::Plain)
     }
 
-    fn transport(&self) -> &AsyncSmtpTransport<Tokio1Executor> {
-        self.transport.get_or_init(|| {
-            let s = &self.settings;
-            let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-                .port(s.port)
-                .tls(self.tls.clone())
-                .timeout(Some(s.timeout))
-                .pool_config(
-                    lettre::transport::smtp::PoolConfig::new().max_size(s.max_connections),
-                );
-            if let Some((user, password)) = &s.credentials {
-                builder = builder
-                    .credentials(Credentials::new(user.clone(), password.expose().to_owned()));
-            }
-            builder.build()
-        })
+    /// One exchange on a pooled connection. The connection goes back to
+    /// the pool only if lettre's `send` returns; if this future is dropped
+    /// first, the connection is closed (see `smtp_pool`).
+    async fn send_raw(&self, envelope: &Envelope, email: &[u8]) -> Result<(), DeliveryError> {
+        let mut checkout = Checkout::take(&self.pool).await.map_err(pool_failure)?;
+        let result = checkout.conn().send(envelope, email).await;
+        checkout.finish();
+        result.map(drop).map_err(classify)
     }
 
     fn message(&self, message: &EmailMessage) -> Result<Message, DeliveryError> {
@@ -255,8 +257,9 @@ impl SmtpSenderBuilder {
         self
     }
 
-    /// Time allowed for each step of the SMTP exchange, and for one whole
-    /// send. Default 10 s.
+    /// Time allowed for one whole send (waiting for a pooled connection,
+    /// connecting, and the exchange), and for opening the connection.
+    /// Default 10 s. A send that runs out of time closes its connection.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -275,7 +278,8 @@ impl SmtpSenderBuilder {
         self
     }
 
-    /// Connections kept in the pool. Default 10.
+    /// The most connections open at once (sends beyond it wait for one to
+    /// be free). Default 10.
     pub fn max_connections(mut self, connections: u32) -> Self {
         self.max_connections = connections.max(1);
         self
@@ -296,7 +300,7 @@ impl SmtpSenderBuilder {
                          password) cross the network in the clear"
                     );
                 }
-                Tls::None
+                Security::Plain
             }
             SmtpSecurity::StartTls | SmtpSecurity::ImplicitTls => {
                 let name = self
@@ -324,17 +328,27 @@ impl SmtpSenderBuilder {
                     source: Box::new(e),
                 })?;
                 if self.security == SmtpSecurity::StartTls {
-                    Tls::Required(params)
+                    Security::StartTls(params)
                 } else {
-                    Tls::Wrapper(params)
+                    Security::Wrapper(params)
                 }
             }
         };
+        let connector = Connector {
+            host: self.host.clone(),
+            port: self.port,
+            security: tls,
+            credentials: self.credentials.as_ref().map(|(user, password)| {
+                Credentials::new(user.clone(), password.expose().to_owned())
+            }),
+            hello_name: ClientId::default(),
+            connect_timeout: self.timeout,
+        };
+        let pool = smtp_pool::pool(connector, self.max_connections as usize);
         Ok(SmtpSender {
             settings: self,
             from,
-            tls,
-            transport: OnceLock::new(),
+            pool,
         })
     }
 }
@@ -344,6 +358,17 @@ pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A connection could not be had from the pool: the server's refusal (or
+/// our TLS check's) is classified like any SMTP error; nothing was sent.
+fn pool_failure(
+    error: deadpool::managed::PoolError<lettre::transport::smtp::Error>,
+) -> DeliveryError {
+    match error {
+        deadpool::managed::PoolError::Backend(error) => classify(error),
+        other => DeliveryError::transient(format!("no SMTP connection: {other}")),
+    }
 }
 
 fn classify(error: lettre::transport::smtp::Error) -> DeliveryError {
@@ -392,14 +417,23 @@ fn is_bad_tls_peer(error: &lettre::transport::smtp::Error) -> bool {
 
 #[async_trait]
 impl EmailSender for SmtpSender {
+    /// A connection from the pool: a parked one that answers `NOOP`, or a
+    /// new one (connected, TLS and login done).
     async fn ready(&self) -> Result<(), DeliveryError> {
-        match tokio::time::timeout(self.settings.timeout, self.transport().test_connection()).await
-        {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(DeliveryError::transient(
-                "the SMTP server did not answer NOOP",
-            )),
-            Ok(Err(error)) => Err(classify(error)),
+        let checkout = async {
+            let mut checkout = Checkout::take(&self.pool).await.map_err(pool_failure)?;
+            let answered = checkout.conn().test_connected().await;
+            checkout.finish();
+            if answered {
+                Ok(())
+            } else {
+                Err(DeliveryError::transient(
+                    "the SMTP server did not answer NOOP",
+                ))
+            }
+        };
+        match tokio::time::timeout(self.settings.timeout, checkout).await {
+            Ok(result) => result,
             Err(_) => Err(DeliveryError::transient(
                 "the SMTP server did not answer in time",
             )),
@@ -408,10 +442,16 @@ impl EmailSender for SmtpSender {
 
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         let email = self.message(message)?;
-        match tokio::time::timeout(self.settings.timeout, self.transport().send(email)).await {
-            Ok(Ok(_response)) => Ok(()),
-            Ok(Err(error)) => Err(classify(error)),
-            Err(_elapsed) => Err(DeliveryError::transient("SMTP send timed out")),
+        let bytes = email.formatted();
+        match tokio::time::timeout(
+            self.settings.timeout,
+            self.send_raw(email.envelope(), &bytes),
+        )
+        .await
+        {
+            Ok(result) => result,
+            // The server may have taken the message and not yet answered.
+            Err(_elapsed) => Err(DeliveryError::maybe_sent("SMTP send timed out")),
         }
     }
 }

@@ -25,7 +25,8 @@
 //! | check: 429 / 60202 (max check attempts) | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `max_attempts_reached` | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `expired` / `canceled` | [`ProviderCheck::Expired`] |
-//! | connection error, timeout, 429, 5xx | transient: retried by the engine |
+//! | connection refused, 429, 503 | transient, nothing sent: retried (after `Retry-After` if given) |
+//! | timeout, connection lost, 500, 502, 504 | transient, may have been sent: **not** retried (an SMS could go out twice) |
 //! | other 4xx | permanent |
 //!
 //! The engine counts attempts itself in Verify mode too, so `attempts_left`
@@ -101,13 +102,15 @@ impl Account {
         }
     }
 
-    /// Posts `form` to `url`: the success body, or the status, the Twilio
-    /// error code and the raw error body.
+    /// Posts `form` to `url`: the success body, or Twilio's refusal.
+    ///
+    /// A 2xx whose body cannot be read is still a success (empty body):
+    /// Twilio took the request, so it must not be sent again.
     async fn post(
         &self,
         url: String,
         form: &[(&str, &str)],
-    ) -> Result<Result<String, (u16, Option<u32>, String)>, DeliveryError> {
+    ) -> Result<Result<String, Refusal>, DeliveryError> {
         let response = self
             .client
             .post(url)
@@ -118,15 +121,32 @@ impl Account {
             .await
             .map_err(http::transport_failure)?;
         let status = response.status();
-        let body = response.text().await.map_err(http::transport_failure)?;
         if status.is_success() {
-            return Ok(Ok(body));
+            return Ok(Ok(response.text().await.unwrap_or_default()));
         }
+        let retry_after = http::retry_after(response.headers());
+        let body = response.text().await.unwrap_or_default();
         let code = serde_json::from_str::<TwilioError>(&body)
             .unwrap_or_default()
             .code;
-        Ok(Err((status.as_u16(), code, body)))
+        Ok(Err(Refusal {
+            status: status.as_u16(),
+            code,
+            body,
+            retry_after,
+        }))
     }
+}
+
+/// A non-2xx answer from Twilio.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    /// Twilio's error code, when the body has one.
+    code: Option<u32>,
+    body: String,
+    /// The wait its `Retry-After` header asks for.
+    retry_after: Option<Duration>,
 }
 
 impl Account {
@@ -142,11 +162,11 @@ impl Account {
 }
 
 /// The usual reading of a Twilio error (see the module table).
-fn failure(status: u16, code: Option<u32>, body: &str) -> DeliveryError {
-    let error = ProviderError::new("Twilio", status, body);
-    match code {
+fn failure(refusal: &Refusal) -> DeliveryError {
+    let error = ProviderError::new("Twilio", refusal.status, &refusal.body);
+    match refusal.code {
         Some(21211 | 21614) => DeliveryError::invalid_recipient(error),
-        _ => http::status_failure(error),
+        _ => http::status_failure(error, refusal.retry_after),
     }
 }
 
@@ -203,7 +223,7 @@ impl SmsVerifier for TwilioVerify {
         let form = [("To", to.as_str()), ("Channel", "sms")];
         match self.account.post(self.url("Verifications"), &form).await? {
             Ok(_) => Ok(()),
-            Err((status, code, body)) => Err(failure(status, code, &body)),
+            Err(refusal) => Err(failure(&refusal)),
         }
     }
 
@@ -225,9 +245,13 @@ impl SmsVerifier for TwilioVerify {
                     _ => ProviderCheck::Rejected,
                 })
             }
-            Err((404, _, _)) | Err((_, Some(20404), _)) => Ok(ProviderCheck::Expired),
-            Err((429, _, _)) | Err((_, Some(60202), _)) => Ok(ProviderCheck::TooManyAttempts),
-            Err((status, code, body)) => Err(failure(status, code, &body)),
+            Err(refusal) if refusal.status == 404 || refusal.code == Some(20404) => {
+                Ok(ProviderCheck::Expired)
+            }
+            Err(refusal) if refusal.status == 429 || refusal.code == Some(60202) => {
+                Ok(ProviderCheck::TooManyAttempts)
+            }
+            Err(refusal) => Err(failure(&refusal)),
         }
     }
 
@@ -315,7 +339,7 @@ impl SmsSender for TwilioMessaging {
         ];
         match self.account.post(url, &form).await? {
             Ok(_) => Ok(()),
-            Err((status, code, body)) => Err(failure(status, code, &body)),
+            Err(refusal) => Err(failure(&refusal)),
         }
     }
 

@@ -24,6 +24,7 @@
 //! | `OTP_GRANT_TTL_SECONDS` | `grant_ttl` | seconds | 1800 |
 //! | `OTP_SINGLE_USE_GRANTS` | `single_use_grants` | boolean: a grant is spent the first time an extractor accepts it | false |
 //! | `OTP_BODY_TIMEOUT_SECONDS` | `body_timeout` | seconds for the body to arrive | 10 |
+//! | `OTP_DELIVERY_DEADLINE_SECONDS` | `retry_policy` (deadline) | seconds for one delivery, retries included (1 or more) | 15 |
 //! | `OTP_COOKIE_SECURE` | `insecure_cookie` | boolean: `Secure` on the grant cookie | true |
 //! | `OTP_ERROR_FORMAT` | `error_format` | `contract` or `problem` (RFC 9457) | `contract` |
 //! | `OTP_IP_SEND_PER_MINUTE` | `ip_limits` (sends) | per client IP per minute, 0 = off | 10 |
@@ -294,6 +295,24 @@ static VARIABLES: &[EnvVar] = &[
         "seconds",
         "10",
         |b, v, _| Ok(b.body_timeout(seconds("OTP_BODY_TIMEOUT_SECONDS", v)?))
+    ),
+    var!(
+        "OTP_DELIVERY_DEADLINE_SECONDS",
+        "retry_policy",
+        "retry_policy",
+        "seconds for one delivery, retries included (1 or more)",
+        "15",
+        |mut b, v, _| {
+            let deadline = seconds("OTP_DELIVERY_DEADLINE_SECONDS", v)?;
+            if deadline.is_zero() {
+                return Err(ConfigError::invalid(
+                    "OTP_DELIVERY_DEADLINE_SECONDS",
+                    "must be at least 1 second",
+                ));
+            }
+            b.retry = b.retry.with_deadline(deadline);
+            Ok(b)
+        }
     ),
     var!(
         "OTP_COOKIE_SECURE",

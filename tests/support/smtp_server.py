@@ -14,6 +14,10 @@ Modes:
 --reply "451 4.3.0 Try again later" answers every DATA with that line instead
 of accepting the message (to test transient/permanent classification); each
 such attempt is counted in `attempts.txt`.
+--slow-rcpt ADDRESS --slow-seconds S: a message for ADDRESS is answered (and
+saved) only S seconds after the end of its DATA, as a server that is slow to
+take a message (to test sends cut short while the reply is owed). A client
+that hangs up meanwhile cancels it: it is never saved.
 """
 
 import argparse
@@ -27,13 +31,18 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self, maildir, reply):
+    def __init__(self, maildir, reply, slow_rcpt=None, slow_seconds=0.0):
         self.maildir = maildir
         self.reply = reply
+        self.slow_rcpt = slow_rcpt
+        self.slow_seconds = slow_seconds
         self.count = 0
         self.attempts = 0
 
     async def handle_DATA(self, server, session, envelope):
+        if self.slow_rcpt and self.slow_rcpt in envelope.rcpt_tos:
+            # aiosmtpd cancels this handler when the client hangs up.
+            await asyncio.sleep(self.slow_seconds)
         if self.reply:
             self.attempts += 1
             with open(os.path.join(self.maildir, "attempts.txt"), "w") as f:
@@ -72,6 +81,8 @@ async def main():
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--reply")
+    p.add_argument("--slow-rcpt")
+    p.add_argument("--slow-seconds", type=float, default=0.0)
     args = p.parse_args()
 
     tls = None
@@ -79,7 +90,7 @@ async def main():
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.cert, args.key)
 
-    handler = Handler(args.maildir, args.reply)
+    handler = Handler(args.maildir, args.reply, args.slow_rcpt, args.slow_seconds)
     kwargs = {}
     if args.user:
         kwargs["authenticator"] = authenticator(args.user, args.password)
