@@ -73,6 +73,13 @@ pub(crate) struct Engine {
     pub(crate) grants: GrantCodec,
 }
 
+/// What a send request asks for besides the contact.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SendOptions {
+    /// The reader's languages, best first.
+    pub(crate) languages: Languages,
+}
+
 /// A successful send.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SendOutcome {
@@ -90,7 +97,7 @@ impl Engine {
     pub(crate) async fn send(
         self: &Arc<Self>,
         contact: &Contact,
-        languages: &Languages,
+        options: &SendOptions,
     ) -> Result<SendOutcome, ApiError> {
         let outcome = SendOutcome {
             expires_in: self.settings.code_ttl.as_secs(),
@@ -187,7 +194,7 @@ impl Engine {
         let delivery = {
             let engine = Arc::clone(self);
             let contact = contact.clone();
-            let languages = languages.clone();
+            let options = options.clone();
             async move {
                 let result = match (engine.owners.of(&contact), code) {
                     (Owner::Provider { verifier, mobile }, None) => {
@@ -197,7 +204,7 @@ impl Engine {
                         let message = CodeMessage {
                             code: code.as_str(),
                             ttl: engine.settings.code_ttl,
-                            languages: &languages,
+                            languages: &options.languages,
                         };
                         engine.dispatch.send_code(&contact, message).await
                     }

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::{RouteContext, contact_field};
 use crate::{
     contact::Channel,
+    engine::SendOptions,
     error::{ApiError, json_response},
     language::Languages,
 };
@@ -22,8 +23,10 @@ pub(super) async fn serve(
     // An unknown or malformed "locale" is ignored: Accept-Language, then
     // English, decide.
     let locale = object.get("locale").and_then(Value::as_str);
-    let languages = Languages::for_request(locale, &parts.headers);
-    let sent = ctx.engine.send(&contact, &languages).await?;
+    let options = SendOptions {
+        languages: Languages::for_request(locale, &parts.headers),
+    };
+    let sent = ctx.engine.send(&contact, &options).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
