@@ -177,6 +177,7 @@ pub mod contact;
 pub mod error;
 pub mod hash;
 pub mod language;
+pub mod purpose;
 mod secret;
 mod time;
 

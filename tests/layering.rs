@@ -15,9 +15,8 @@ fn layer_of(module: &str) -> Option<(u8, &'static str)> {
         "engine" | "gate" | "extract" => (2, "domain"),
         "limit" | "store" | "delivery" | "notify" | "template" | "policy" | "audit"
         | "test_mode" => (1, "services"),
-        "contact" | "code" | "hash" | "argon" | "secret" | "error" | "time" | "language" => {
-            (0, "primitives")
-        }
+        "contact" | "code" | "hash" | "argon" | "secret" | "error" | "time" | "language"
+        | "purpose" => (0, "primitives"),
         _ => return None,
     })
 }

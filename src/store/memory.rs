@@ -318,7 +318,7 @@ impl MemoryStore {
     /// live code. For tests and diagnostics.
     pub fn attempts_used(&self, key: &StoreKey) -> Option<u32> {
         lock(&self.codes)
-            .live(key.as_str(), Instant::now())
+            .live(&key.code_slot(), Instant::now())
             .map(|e| e.attempts_used)
     }
 
@@ -412,9 +412,10 @@ impl OtpStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut codes = lock(&self.codes);
-        codes.reserve_slot(key.as_str(), "codes", now)?;
+        let slot = key.code_slot();
+        codes.reserve_slot(&slot, "codes", now)?;
         codes.map.insert(
-            key.as_str().to_owned(),
+            slot.into_owned(),
             CodeEntry {
                 record: record.clone(),
                 attempts_used: 0,
@@ -444,7 +445,7 @@ impl OtpStore for MemoryStore {
         }
         let mut codes = lock(&self.codes);
         drop(failures);
-        Ok(match codes.live(key.as_str(), now) {
+        Ok(match codes.live(&key.code_slot(), now) {
             None => Attempt::NoCode,
             Some(entry) if entry.attempts_used >= max_attempts => Attempt::Exhausted,
             Some(entry) => {
@@ -459,11 +460,12 @@ impl OtpStore for MemoryStore {
 
     async fn remove_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
         let mut codes = lock(&self.codes);
+        let slot = key.code_slot();
         let is_current = codes
-            .live(key.as_str(), Instant::now())
+            .live(&slot, Instant::now())
             .is_some_and(|e| &e.record.salt == salt);
         if is_current {
-            codes.map.remove(key.as_str());
+            codes.map.remove(slot.as_ref());
         }
         Ok(is_current)
     }
@@ -472,11 +474,12 @@ impl OtpStore for MemoryStore {
         // Lock order: failures, then codes.
         let mut failures = lock(&self.failures);
         let mut codes = lock(&self.codes);
+        let slot = key.code_slot();
         let consumed = codes
-            .live(key.as_str(), Instant::now())
+            .live(&slot, Instant::now())
             .is_some_and(|e| &e.record.salt == salt);
         if consumed {
-            codes.map.remove(key.as_str());
+            codes.map.remove(slot.as_ref());
             failures.map.remove(key.as_str());
         }
         Ok(consumed)

@@ -159,23 +159,56 @@ pub use redis::{RedisStore, RedisStoreBuilder};
 
 /// The store key of one contact: a keyed digest (hex), never the raw contact.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StoreKey(String);
+pub struct StoreKey {
+    digest: String,
+    /// The code's purpose, when not the default (`verify`).
+    purpose: Option<Box<str>>,
+}
 
 impl StoreKey {
     /// Wraps a digest. The engine makes these; stores only read them.
     pub fn new(digest: impl Into<String>) -> Self {
-        Self(digest.into())
+        Self {
+            digest: digest.into(),
+            purpose: None,
+        }
     }
 
-    /// The digest as text (hex digits only).
+    /// This contact's key for a code of `purpose`: codes live per
+    /// (purpose, contact), while cooldown, quota and failure budget stay per
+    /// contact ([`as_str`](Self::as_str)).
+    pub fn with_purpose(&self, purpose: &str) -> Self {
+        Self {
+            digest: self.digest.clone(),
+            purpose: (purpose != crate::purpose::DEFAULT_PURPOSE).then(|| purpose.into()),
+        }
+    }
+
+    /// The contact's digest as text (hex digits only): the key of its
+    /// cooldown, quota and failure budget.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.digest
+    }
+
+    /// The code's purpose, `None` for the default (`verify`).
+    pub fn purpose(&self) -> Option<&str> {
+        self.purpose.as_deref()
+    }
+
+    /// Where a code of this key lives: the digest for the default purpose,
+    /// `<digest>:<purpose>` for the others. Stores key codes by it, so that
+    /// a code for one purpose never answers for another.
+    pub fn code_slot(&self) -> std::borrow::Cow<'_, str> {
+        match &self.purpose {
+            None => std::borrow::Cow::Borrowed(&self.digest),
+            Some(purpose) => std::borrow::Cow::Owned(format!("{}:{purpose}", self.digest)),
+        }
     }
 }
 
 impl fmt::Display for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.code_slot())
     }
 }
 

@@ -19,7 +19,7 @@
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
-//! | `<prefix>{<digest>}:code` | hash | `rec` (salt, secret id, Argon2 hash), `att` (attempts used) | after the code TTL |
+//! | `<prefix>{<digest>}:code` (default purpose), `<prefix>{<digest>}:code:<purpose>` | hash | `rec` (salt, secret id, Argon2 hash), `att` (attempts used) | after the code TTL |
 //! | `<prefix>{<digest>}:send` | hash | `cd` (cooldown end), `n` (sends), `we` (window end), in ms | at the later of cooldown end and window end |
 //! | `<prefix>{<digest>}:fail` | hash | `n` (consecutive wrong codes), `lu` (locked until, ms) | [`FailureBudget::keep`] (24 h) after the last failure, or when the lock ends if later; deleted by a success or an unlock |
 //!
@@ -664,7 +664,10 @@ impl RedisStore {
     /// The Redis key holding `key`'s code (`<prefix>{<digest>}:code`). For
     /// diagnostics and tests.
     pub fn code_key(&self, key: &StoreKey) -> String {
-        format!("{}{{{}}}:code", self.prefix, key.as_str())
+        match key.purpose() {
+            None => format!("{}{{{}}}:code", self.prefix, key.as_str()),
+            Some(purpose) => format!("{}{{{}}}:code:{purpose}", self.prefix, key.as_str()),
+        }
     }
 
     /// The Redis key holding `key`'s cooldown and quota

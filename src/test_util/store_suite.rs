@@ -218,6 +218,39 @@ pub async fn expiry(h: Harness) {
     );
 }
 
+/// Codes live per (purpose, contact): a code for one purpose is not found
+/// under another, and sending for one purpose does not replace another's;
+/// the failure budget stays the contact's.
+pub async fn purposes_keep_codes_apart(h: Harness) {
+    let s = &h.store;
+    let contact = random_key();
+    let (login, reset) = (contact.with_purpose("login"), contact.with_purpose("reset"));
+    let (a, b) = (record(), record());
+    let ttl = Duration::from_secs(60);
+    s.put_code(&login, &a, ttl).await.unwrap();
+    assert_eq!(s.begin_attempt(&reset, 5).await.unwrap(), Attempt::NoCode);
+    assert_eq!(s.begin_attempt(&contact, 5).await.unwrap(), Attempt::NoCode);
+    s.put_code(&reset, &b, ttl).await.unwrap();
+    assert!(matches!(
+        s.begin_attempt(&login, 5).await.unwrap(),
+        Attempt::Granted { record, attempts_used: 1 } if record == a
+    ));
+    assert!(!s.remove_code(&reset, &a.salt).await.unwrap());
+    assert!(s.remove_code(&login, &a.salt).await.unwrap());
+    assert!(matches!(
+        s.begin_attempt(&reset, 5).await.unwrap(),
+        Attempt::Granted { record, .. } if record == b
+    ));
+    // A lock earned under one purpose holds for every purpose.
+    let budget = crate::store::FailureBudget::new(1);
+    s.record_failure(&login, &budget).await.unwrap();
+    assert!(matches!(
+        s.begin_attempt(&reset, 5).await.unwrap(),
+        Attempt::Locked { .. }
+    ));
+    s.reset_failures(&contact).await.unwrap();
+}
+
 /// A new code replaces the old one with a fresh attempt count; the old
 /// salt no longer removes anything.
 pub async fn replace_on_resend(h: Harness) {
@@ -881,6 +914,7 @@ macro_rules! store_conformance {
             $crate::store_conformance!(@tests $factory;
                 expiry,
                 replace_on_resend,
+                purposes_keep_codes_apart,
                 attempts,
                 attempts_exceeded_destroys_code,
                 single_use,
