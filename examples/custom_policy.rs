@@ -88,8 +88,8 @@ async fn main() {
 
 async fn register(
     State(users): State<Users>,
-    VerifiedEmail(email): VerifiedEmail,
-    VerifiedMobile(mobile): VerifiedMobile,
+    VerifiedEmail(email, _): VerifiedEmail,
+    VerifiedMobile(mobile, _): VerifiedMobile,
 ) -> Result<Json<Value>, Response> {
     let fresh = users
         .write()

@@ -78,8 +78,8 @@ async fn main() {
 }
 
 async fn register(
-    VerifiedEmail(email): VerifiedEmail,
-    VerifiedMobile(mobile): VerifiedMobile,
+    VerifiedEmail(email, _): VerifiedEmail,
+    VerifiedMobile(mobile, _): VerifiedMobile,
 ) -> Json<Value> {
     // Create the account here.
     Json(json!({ "status": "success", "email": email.as_str(), "mobile": mobile.as_str() }))

@@ -85,8 +85,8 @@ async fn main() {
 
 /// Runs only when the caller holds a grant for both an email and a mobile.
 async fn register(
-    VerifiedEmail(email): VerifiedEmail,
-    VerifiedMobile(mobile): VerifiedMobile,
+    VerifiedEmail(email, _): VerifiedEmail,
+    VerifiedMobile(mobile, _): VerifiedMobile,
 ) -> Json<Value> {
     Json(json!({
         "status": "success",

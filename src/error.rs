@@ -51,6 +51,8 @@ pub enum ApiError {
         /// The configured code length.
         length: u8,
     },
+    /// 400: the `"purpose"` is not a registered purpose name.
+    InvalidPurpose,
     /// 400: wrong code.
     OtpInvalid {
         /// How many more wrong codes are allowed before the code is destroyed.
@@ -122,6 +124,7 @@ impl ApiError {
             | Self::InvalidMobile
             | Self::CannotReceiveSms
             | Self::InvalidOtpFormat { .. }
+            | Self::InvalidPurpose
             | Self::OtpInvalid { .. }
             | Self::OtpExpired => StatusCode::BAD_REQUEST,
             Self::VerificationRequired => StatusCode::UNAUTHORIZED,
@@ -145,6 +148,7 @@ impl ApiError {
             Self::InvalidEmail => "invalid_email",
             Self::InvalidMobile | Self::CannotReceiveSms => "invalid_mobile",
             Self::InvalidOtpFormat { .. } => "invalid_otp_format",
+            Self::InvalidPurpose => "invalid_purpose",
             Self::OtpInvalid { .. } => "otp_invalid",
             Self::OtpExpired => "otp_expired",
             Self::VerificationRequired => "verification_required",
@@ -178,6 +182,7 @@ impl ApiError {
             Self::InvalidOtpFormat { length } => {
                 format!("The code must be exactly {length} digits.")
             }
+            Self::InvalidPurpose => "The purpose is not one this service accepts.".into(),
             Self::OtpInvalid { attempts_left } => {
                 format!("The code is incorrect. {attempts_left} attempt(s) left.")
             }
@@ -226,6 +231,9 @@ impl ApiError {
         match self {
             Self::MissingField { field } => {
                 body.insert("field".into(), json!(field));
+            }
+            Self::InvalidPurpose => {
+                body.insert("field".into(), json!("purpose"));
             }
             Self::OtpInvalid { attempts_left } => {
                 body.insert("attempts_left".into(), json!(attempts_left));

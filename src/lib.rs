@@ -21,7 +21,7 @@
 //! use axum::{Router, routing::{get, post}, Json};
 //! use tower_otp::{Otp, VerifiedEmail};
 //!
-//! async fn profile(VerifiedEmail(email): VerifiedEmail) -> String {
+//! async fn profile(VerifiedEmail(email, _): VerifiedEmail) -> String {
 //!     format!("hello {}", email.as_str())
 //! }
 //!
@@ -91,7 +91,7 @@
 //!     .build()
 //!     .unwrap();
 //! let app: Router = Router::new()
-//!     .route("/me", get(|VerifiedEmail(e): VerifiedEmail| async move { e.as_str().to_owned() }))
+//!     .route("/me", get(|VerifiedEmail(e, _): VerifiedEmail| async move { e.as_str().to_owned() }))
 //!     .layer(otp.layer());
 //! let post = |path: &str, body: serde_json::Value| {
 //!     Request::post(path)

@@ -99,7 +99,7 @@ impl Otp {
     /// let otp = Otp::builder().secret("an example secret, use 32+ random bytes").build().unwrap();
     /// let app: Router = Router::new()
     ///     .nest("/api", otp.router())   // POST /api/send-otp/, /api/verify-otp/, ...
-    ///     .route("/me", get(|VerifiedEmail(e): VerifiedEmail| async move { e.as_str().to_owned() }))
+    ///     .route("/me", get(|VerifiedEmail(e, _): VerifiedEmail| async move { e.as_str().to_owned() }))
     ///     .layer(otp.gate_layer());
     /// ```
     #[cfg(feature = "axum")]
@@ -183,7 +183,7 @@ impl Otp {
     ///
     /// async fn register(
     ///     State(otp): State<Otp>,
-    ///     VerifiedEmail(email): VerifiedEmail,
+    ///     VerifiedEmail(email, _): VerifiedEmail,
     /// ) -> impl IntoResponse {
     ///     // ... create the account ...
     ///     ([(SET_COOKIE, otp.clear_grant_cookie())], Json(serde_json::json!({"email": email.as_str()})))
@@ -292,6 +292,8 @@ pub struct OtpBuilder {
     pub(crate) production: bool,
     pub(crate) shared_limiter: Option<Arc<dyn SharedRateLimiter>>,
     pub(crate) rules: Vec<Rule>,
+    pub(crate) purposes: crate::purpose::Purposes,
+    invalid_purpose: Option<String>,
     /// Which settings came from the environment, so that errors name the
     /// variable.
     pub(crate) origins: crate::env::Origins,
@@ -650,6 +652,27 @@ impl OtpBuilder {
         self
     }
 
+    /// Registers a purpose declared with [`purpose!`](crate::purpose!), so
+    /// that sends and verifies may name it. The built-ins (`verify`,
+    /// `signup`, `login`, `reset`, `change_contact`) need no registration.
+    pub fn purpose<P: crate::purpose::Purpose>(self) -> Self {
+        match P::NAME {
+            Some(name) => self.purpose_name(name),
+            None => self,
+        }
+    }
+
+    /// Registers a purpose by name (lower-case ASCII letters, digits and
+    /// `_`, at most 32 characters; checked at [`build`](Self::build)).
+    pub fn purpose_name(mut self, name: &str) -> Self {
+        if crate::purpose::is_valid_name(name) {
+            self.purposes.add(name);
+        } else {
+            self.invalid_purpose = Some(name.chars().take(40).collect());
+        }
+        self
+    }
+
     /// The channels served. Default [`Channels::BOTH`]; a channel turned
     /// off has no routes (its paths pass through to the inner service) and
     /// its sender is not checked by [`production`](Self::production).
@@ -676,6 +699,15 @@ impl OtpBuilder {
 
     fn compose(self) -> Result<Otp, ConfigError> {
         self.config.validate()?;
+        if let Some(name) = &self.invalid_purpose {
+            return Err(ConfigError::invalid(
+                "purpose",
+                format!(
+                    "{name:?}: purpose names are lower-case ASCII letters, digits and _, at \
+                     most 32 characters"
+                ),
+            ));
+        }
         let configured_secret = self.secret.is_some();
         let secret = match (self.secret, self.random_secret) {
             (Some(secret), _) => secret,
@@ -800,6 +832,7 @@ impl OtpBuilder {
                     quota: config.send_quota,
                     window: config.send_quota_window,
                 },
+                purposes: self.purposes,
                 failure_budget: (config.failure_budget > 0)
                     .then(|| crate::store::FailureBudget::new(config.failure_budget)),
                 enumeration_safe: config.enumeration_safe,

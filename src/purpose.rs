@@ -123,11 +123,6 @@ impl Purposes {
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
-
-    /// Every registered name.
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(String::as_str)
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tower_otp::{VerifiedEmail, delivery::MemoryOutbox};
 fn me() -> Router {
     Router::new().route(
         "/me",
-        get(|VerifiedEmail(e): VerifiedEmail| async move { e.as_str().to_owned() }),
+        get(|VerifiedEmail(e, _): VerifiedEmail| async move { e.as_str().to_owned() }),
     )
 }
 

@@ -184,23 +184,22 @@ async fn start_server() -> TestResult<(SocketAddr, MemoryOutbox)> {
         .sms_sender(outbox.clone())
         .insecure_cookie()
         .build()?;
-    let app =
-        Router::new()
-            .route("/", get(|| async { Html(PAGE) }))
-            .route(
-                "/register",
-                post(
-                    |VerifiedEmail(email): VerifiedEmail,
-                     VerifiedMobile(mobile): VerifiedMobile| async move {
-                        Json(json!({
-                            "status": "success",
-                            "email": email.as_str(),
-                            "mobile": mobile.as_str(),
-                        }))
-                    },
-                ),
-            )
-            .layer(otp.layer());
+    let app = Router::new()
+        .route("/", get(|| async { Html(PAGE) }))
+        .route(
+            "/register",
+            post(
+                |VerifiedEmail(email, _): VerifiedEmail,
+                 VerifiedMobile(mobile, _): VerifiedMobile| async move {
+                    Json(json!({
+                        "status": "success",
+                        "email": email.as_str(),
+                        "mobile": mobile.as_str(),
+                    }))
+                },
+            ),
+        )
+        .layer(otp.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -27,12 +27,12 @@ use crate::{
     gate::{
         codec::{GrantCodec, VerifiedToken},
         extract::VerifiedContact,
-        proof::DEFAULT_PURPOSE,
     },
     hash::{HashError, HashPool},
     language::Languages,
     limit::{Limiter, Traffic, sms_guard::SmsGuard},
     policy::{ContactPolicy, PolicyDecision},
+    purpose::{DEFAULT_PURPOSE, Purposes},
     secret::KeyRing,
     store::{
         Attempt, CodeRecord, FailureBudget, OtpStore, SendLimits, SendReservation, StoreError,
@@ -54,6 +54,8 @@ pub(crate) struct FlowSettings {
     /// (`None`: no budget).
     pub(crate) failure_budget: Option<FailureBudget>,
     pub(crate) enumeration_safe: bool,
+    /// The purposes requests may name.
+    pub(crate) purposes: Purposes,
 }
 
 /// The send and verify flow, and what it needs: store, hashing pool,
@@ -74,10 +76,21 @@ pub(crate) struct Engine {
 }
 
 /// What a send request asks for besides the contact.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct SendOptions {
     /// The reader's languages, best first.
     pub(crate) languages: Languages,
+    /// The purpose the code is for (a registered name).
+    pub(crate) purpose: String,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self {
+            languages: Languages::none(),
+            purpose: DEFAULT_PURPOSE.to_owned(),
+        }
+    }
 }
 
 /// A successful send.
@@ -106,7 +119,7 @@ impl Engine {
         if self.is_test_contact(contact) {
             // A record with no hash (the fixed code is compared instead), so
             // that wrong guesses cost attempts like anyone's.
-            let key = self.store_key(contact, 0);
+            let key = self.store_key(contact, 0).with_purpose(&options.purpose);
             let record = CodeRecord::new(random_salt(), Vec::new(), self.keys.current().id);
             self.store
                 .put_code(&key, &record, self.settings.code_ttl)
@@ -115,6 +128,7 @@ impl Engine {
             tracing::info!(contact = %contact.masked(), "test contact: nothing sent");
             return Ok(outcome);
         }
+        self.provider_allows(contact, &options.purpose)?;
         if let Contact::Mobile(mobile) = contact {
             self.sms_guard.check_country(mobile).inspect_err(|_| {
                 audit::record(Outcome::Rejected, contact);
@@ -161,6 +175,9 @@ impl Engine {
         }
 
         let salt = random_salt();
+        // Codes live per (purpose, contact); the cooldown and quota above
+        // are the contact's.
+        let code_key = key.with_purpose(&options.purpose);
         // An enumeration-safe refusal keeps a real, hashed decoy even when a
         // provider owns the contact's codes.
         let owner = if refused {
@@ -172,10 +189,13 @@ impl Engine {
         // here means nothing was sent, so the cooldown is released.
         let stored = match owner {
             Owner::Provider { .. } => self
-                .store_placeholder(&key, salt, contact)
+                .store_placeholder(&code_key, salt, contact)
                 .await
                 .map(|()| None),
-            Owner::Hash => self.store_new_code(&key, salt, contact).await.map(Some),
+            Owner::Hash => self
+                .store_new_code(&code_key, salt, contact)
+                .await
+                .map(Some),
         };
         let code = match stored {
             Ok(code) => code,
@@ -301,11 +321,13 @@ impl Engine {
         &self,
         contact: &Contact,
         candidate: &str,
+        purpose: &str,
         held: Option<VerifiedContact>,
     ) -> Result<VerifiedToken, ApiError> {
         // A test contact's code is the fixed one; its attempts and failure
         // budget count like anyone's.
         let test = self.test_contacts.as_ref().filter(|t| t.contains(contact));
+        self.provider_allows(contact, purpose)?;
         let owner = self.owners.of(contact);
         // The current secret's key: the contact rules' key, and the first
         // place the attempt looks.
@@ -330,7 +352,9 @@ impl Engine {
             ),
         };
 
-        let (key, attempt) = self.begin_attempt(contact, current_key.clone()).await?;
+        let (key, attempt) = self
+            .begin_attempt(contact, purpose, current_key.with_purpose(purpose))
+            .await?;
         let (record, attempts_used) = match attempt {
             Attempt::Locked { retry_after } => {
                 // The failure budget is used up: refused before any attempt
@@ -429,7 +453,7 @@ impl Engine {
             audit::record(Outcome::OtpExpired, contact);
             return Err(ApiError::OtpExpired);
         }
-        if key != current_key && self.settings.failure_budget.is_some() {
+        if key.as_str() != current_key.as_str() && self.settings.failure_budget.is_some() {
             // A code sent before a secret rotation: failures are counted
             // under the current key.
             self.store
@@ -438,13 +462,29 @@ impl Engine {
                 .map_err(|e| store_failure(&e, contact))?;
         }
         audit::record(Outcome::Verified, contact);
-        Ok(self.grant(contact, held))
+        Ok(self.grant(contact, purpose, held))
     }
 
-    /// A grant for `contact` plus whatever `held` already proves (each held
-    /// proof keeps its own expiry; see [`GrantCodec::issue`]).
-    fn grant(&self, contact: &Contact, held: Option<VerifiedContact>) -> VerifiedToken {
-        self.grants.issue(contact, DEFAULT_PURPOSE, held.as_ref())
+    /// A grant for `contact` (proven for `purpose`) plus whatever `held`
+    /// already proves (each held proof keeps its own expiry; see
+    /// [`GrantCodec::issue`]).
+    fn grant(
+        &self,
+        contact: &Contact,
+        purpose: &str,
+        held: Option<VerifiedContact>,
+    ) -> VerifiedToken {
+        self.grants.issue(contact, purpose, held.as_ref())
+    }
+
+    /// A provider that generates and checks codes itself (Twilio Verify)
+    /// keeps one pending code per number, and may send the same code again:
+    /// it cannot keep purposes apart, so it serves the default purpose only.
+    fn provider_allows(&self, contact: &Contact, purpose: &str) -> Result<(), ApiError> {
+        match self.owners.of(contact) {
+            Owner::Provider { .. } if purpose != DEFAULT_PURPOSE => Err(ApiError::InvalidPurpose),
+            _ => Ok(()),
+        }
     }
 
     fn is_test_contact(&self, contact: &Contact) -> bool {
@@ -481,10 +521,12 @@ impl Engine {
     async fn begin_attempt(
         &self,
         contact: &Contact,
+        purpose: &str,
         current_key: StoreKey,
     ) -> Result<(StoreKey, Attempt), ApiError> {
         let max = self.settings.max_attempts;
-        let older = (1..self.keys.all().len()).map(|index| self.store_key(contact, index));
+        let older = (1..self.keys.all().len())
+            .map(|index| self.store_key(contact, index).with_purpose(purpose));
         for key in std::iter::once(current_key.clone()).chain(older) {
             let attempt = self
                 .store

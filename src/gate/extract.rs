@@ -27,7 +27,7 @@
 //! use axum::{Router, routing::post, Json};
 //! use tower_otp::{Otp, VerifiedEmail, VerifiedMobile};
 //!
-//! async fn register(VerifiedEmail(email): VerifiedEmail, VerifiedMobile(mobile): VerifiedMobile)
+//! async fn register(VerifiedEmail(email, _): VerifiedEmail, VerifiedMobile(mobile, _): VerifiedMobile)
 //!     -> Json<serde_json::Value> {
 //!     Json(serde_json::json!({ "email": email.as_str(), "mobile": mobile.as_str() }))
 //! }
@@ -37,6 +37,7 @@
 //! ```
 
 use std::{
+    marker::PhantomData,
     sync::{
         Arc, LazyLock,
         atomic::{AtomicBool, Ordering},
@@ -54,16 +55,34 @@ use super::{
 use crate::{
     contact::{Email, Mobile},
     error::{ApiError, ErrorFormat, ErrorShape},
+    purpose::{Purpose, Verify},
     store::{OtpStore, StoreKey},
 };
 
-/// A proven email address (the grant must cover email).
+/// A proven email address (the grant must cover email, proven for purpose
+/// `P`: by default [`Verify`], the default purpose; `VerifiedEmail<Login>`
+/// accepts only a proof made for `login`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedEmail(pub Email);
+pub struct VerifiedEmail<P: Purpose = Verify>(pub Email, pub PhantomData<P>);
 
-/// A proven mobile number (the grant must cover mobile).
+/// A proven mobile number (the grant must cover mobile, proven for purpose
+/// `P`, by default [`Verify`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedMobile(pub Mobile);
+pub struct VerifiedMobile<P: Purpose = Verify>(pub Mobile, pub PhantomData<P>);
+
+impl<P: Purpose> VerifiedEmail<P> {
+    /// The proven address.
+    pub fn into_inner(self) -> Email {
+        self.0
+    }
+}
+
+impl<P: Purpose> VerifiedMobile<P> {
+    /// The proven number.
+    pub fn into_inner(self) -> Mobile {
+        self.0
+    }
+}
 
 /// The grant checker the layer puts in the extensions of every
 /// passed-through request that may carry a grant: the keys that verify
@@ -375,23 +394,30 @@ trait FromGrant: Sized {
 }
 
 #[cfg(feature = "axum")]
-impl FromGrant for VerifiedContact {
+impl<P: Purpose> FromGrant for VerifiedContact<P> {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
-        (!grant.is_empty()).then_some(grant)
+        let view = grant.view::<P>();
+        (!view.is_empty()).then_some(view)
     }
 }
 
 #[cfg(feature = "axum")]
-impl FromGrant for VerifiedEmail {
+impl<P: Purpose> FromGrant for VerifiedEmail<P> {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
-        grant.into_email().map(VerifiedEmail)
+        grant
+            .view::<P>()
+            .into_email()
+            .map(|email| VerifiedEmail(email, PhantomData))
     }
 }
 
 #[cfg(feature = "axum")]
-impl FromGrant for VerifiedMobile {
+impl<P: Purpose> FromGrant for VerifiedMobile<P> {
     fn from_grant(grant: VerifiedContact) -> Option<Self> {
-        grant.into_mobile().map(VerifiedMobile)
+        grant
+            .view::<P>()
+            .into_mobile()
+            .map(|mobile| VerifiedMobile(mobile, PhantomData))
     }
 }
 
@@ -404,8 +430,8 @@ mod axum_impls {
     use http::request::Parts;
 
     use super::{
-        FromGrant, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile, accepted,
-        required,
+        FromGrant, Purpose, VerificationRejection, VerifiedContact, VerifiedEmail, VerifiedMobile,
+        accepted, required,
     };
 
     #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -418,7 +444,7 @@ mod axum_impls {
     macro_rules! extractor {
         ($ty:ty) => {
             #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-            impl<S: Send + Sync> FromRequestParts<S> for $ty {
+            impl<S: Send + Sync, P: Purpose> FromRequestParts<S> for $ty {
                 type Rejection = VerificationRejection;
 
                 async fn from_request_parts(
@@ -430,7 +456,7 @@ mod axum_impls {
             }
 
             #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-            impl<S: Send + Sync> OptionalFromRequestParts<S> for $ty {
+            impl<S: Send + Sync, P: Purpose> OptionalFromRequestParts<S> for $ty {
                 type Rejection = VerificationRejection;
 
                 async fn from_request_parts(
@@ -443,7 +469,7 @@ mod axum_impls {
         };
     }
 
-    extractor!(VerifiedContact);
-    extractor!(VerifiedEmail);
-    extractor!(VerifiedMobile);
+    extractor!(VerifiedContact<P>);
+    extractor!(VerifiedEmail<P>);
+    extractor!(VerifiedMobile<P>);
 }

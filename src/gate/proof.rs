@@ -1,12 +1,15 @@
 //! [`VerifiedContact`]: what a valid grant proves.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    marker::PhantomData,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
-use crate::contact::{Contact, Email, Mobile};
-
-/// The purpose a code is sent and a contact proven for when the request
-/// names none.
-pub(crate) const DEFAULT_PURPOSE: &str = "verify";
+pub(crate) use crate::purpose::DEFAULT_PURPOSE;
+use crate::{
+    contact::{Contact, Email, Mobile},
+    purpose::{Purpose, Verify},
+};
 
 /// One proven contact in a grant: for what, and until when (unix seconds).
 /// Each proof keeps its own expiry: adding a contact to a grant never
@@ -24,10 +27,12 @@ impl Proof {
     }
 }
 
-/// What a valid grant proves: at least one of an email address and a mobile
-/// number, each until its own expiry.
+/// What a valid grant proves for purpose `P` (by default [`Verify`], the
+/// default purpose; [`AnyPurpose`](crate::purpose::AnyPurpose) for any): at
+/// least one of an email address and a mobile number, each until its own
+/// expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedContact {
+pub struct VerifiedContact<P: Purpose = Verify> {
     email: Option<Email>,
     mobile: Option<Mobile>,
     expires_at: SystemTime,
@@ -38,15 +43,16 @@ pub struct VerifiedContact {
     /// Signed with the current secret (not only with a rotated-out one):
     /// only such grants are carried into a new grant.
     current_key: bool,
+    purpose: PhantomData<P>,
 }
 
-impl VerifiedContact {
-    /// What `proofs` (all live) prove for the default purpose.
+impl<P: Purpose> VerifiedContact<P> {
+    /// What `proofs` (all live) prove for `P`.
     pub(crate) fn from_proofs(proofs: Vec<Proof>, id: Option<String>, current_key: bool) -> Self {
         let find = |channel| {
-            proofs
-                .iter()
-                .find(|p| p.purpose == DEFAULT_PURPOSE && p.contact.channel() == channel)
+            proofs.iter().find(|p| {
+                P::NAME.is_none_or(|name| p.purpose == name) && p.contact.channel() == channel
+            })
         };
         let email = find(crate::contact::Channel::Email);
         let mobile = find(crate::contact::Channel::Mobile);
@@ -70,7 +76,32 @@ impl VerifiedContact {
             proofs,
             id,
             current_key,
+            purpose: PhantomData,
         }
+    }
+
+    /// The same grant seen for purpose `Q`.
+    pub(crate) fn view<Q: Purpose>(&self) -> VerifiedContact<Q> {
+        VerifiedContact::from_proofs(self.proofs.clone(), self.id.clone(), self.current_key)
+    }
+
+    /// The purpose of each proven contact shown here: the email's and the
+    /// mobile number's (useful with `AnyPurpose`).
+    pub fn purposes(&self) -> (Option<&str>, Option<&str>) {
+        let of = |channel| {
+            self.proofs
+                .iter()
+                .find(|p| {
+                    P::NAME.is_none_or(|name| p.purpose == name) && p.contact.channel() == channel
+                })
+                .map(|p| p.purpose.as_str())
+        };
+        (
+            self.email.as_ref().and(of(crate::contact::Channel::Email)),
+            self.mobile
+                .as_ref()
+                .and(of(crate::contact::Channel::Mobile)),
+        )
     }
 
     /// The grant's id, if it has one.

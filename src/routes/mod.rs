@@ -213,6 +213,25 @@ where
 }
 
 /// Reads the contact field of `channel` from a request object.
+/// The request's `"purpose"`: absent or `null` is the default; anything
+/// else must be a registered name (400 `invalid_purpose` otherwise).
+fn purpose_field(
+    ctx: &RouteContext,
+    object: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, ApiError> {
+    match object.get("purpose") {
+        None | Some(serde_json::Value::Null) => Ok(crate::purpose::DEFAULT_PURPOSE.to_owned()),
+        Some(serde_json::Value::String(name)) => ctx
+            .engine
+            .settings
+            .purposes
+            .get(name)
+            .map(str::to_owned)
+            .ok_or(ApiError::InvalidPurpose),
+        Some(_) => Err(ApiError::InvalidPurpose),
+    }
+}
+
 fn contact_field(
     ctx: &RouteContext,
     channel: Channel,

@@ -5,7 +5,7 @@ use http::{Response, StatusCode, request::Parts};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
-use super::{RouteContext, contact_field};
+use super::{RouteContext, contact_field, purpose_field};
 use crate::{
     contact::Channel,
     engine::SendOptions,
@@ -20,11 +20,13 @@ pub(super) async fn serve(
     object: &Map<String, Value>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let contact = contact_field(ctx, channel, object)?;
+    let purpose = purpose_field(ctx, object)?;
     // An unknown or malformed "locale" is ignored: Accept-Language, then
     // English, decide.
     let locale = object.get("locale").and_then(Value::as_str);
     let options = SendOptions {
         languages: Languages::for_request(locale, &parts.headers),
+        purpose,
     };
     let sent = ctx.engine.send(&contact, &options).await?;
     Ok(json_response(

@@ -6,7 +6,7 @@ use http::{Response, StatusCode, header, request::Parts};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
-use super::{RouteContext, body::string_field, contact_field};
+use super::{RouteContext, body::string_field, contact_field, purpose_field};
 use crate::{
     code,
     contact::Channel,
@@ -21,6 +21,7 @@ pub(super) async fn serve(
     object: &Map<String, Value>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let contact = contact_field(ctx, channel, object)?;
+    let purpose = purpose_field(ctx, object)?;
     let length = ctx.engine.settings.code_length;
     let candidate = string_field(object, "otp", || ApiError::InvalidOtpFormat { length })?;
     if !code::is_well_formed(candidate, length) {
@@ -36,14 +37,22 @@ pub(super) async fn serve(
     {
         held = None;
     }
-    let granted = ctx.engine.verify(&contact, candidate, held).await?;
+    let granted = ctx
+        .engine
+        .verify(&contact, candidate, &purpose, held)
+        .await?;
 
+    // What the grant now proves for this purpose.
     let mut verified = Map::new();
-    if let Some(email) = granted.contact.email() {
-        verified.insert("email".into(), json!(email.as_str()));
-    }
-    if let Some(mobile) = granted.contact.mobile() {
-        verified.insert("mobile".into(), json!(mobile.as_str()));
+    for proof in granted
+        .contact
+        .proofs()
+        .iter()
+        .filter(|p| p.purpose == purpose)
+    {
+        verified
+            .entry(proof.contact.channel().as_str())
+            .or_insert_with(|| json!(proof.contact.as_str()));
     }
     let mut response = json_response(
         StatusCode::OK,
@@ -51,6 +60,7 @@ pub(super) async fn serve(
             "status": "success",
             "message": format!("Your {} is verified.", contact.channel()),
             "verified": verified,
+            "purpose": purpose,
             "token": granted.token,
         }),
     );

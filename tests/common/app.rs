@@ -187,18 +187,18 @@ pub fn host_routes() -> Router {
         .route(
             "/register",
             post(
-                |VerifiedEmail(e): VerifiedEmail, VerifiedMobile(m): VerifiedMobile| async move {
+                |VerifiedEmail(e, _): VerifiedEmail, VerifiedMobile(m, _): VerifiedMobile| async move {
                     Json(json!({"status": "success", "email": e.as_str(), "mobile": m.as_str()}))
                 },
             ),
         )
         .route(
             "/email-only",
-            get(|VerifiedEmail(e): VerifiedEmail| async move { e.as_str().to_owned() }),
+            get(|VerifiedEmail(e, _): VerifiedEmail| async move { e.as_str().to_owned() }),
         )
         .route(
             "/mobile-only",
-            get(|VerifiedMobile(m): VerifiedMobile| async move { m.as_str().to_owned() }),
+            get(|VerifiedMobile(m, _): VerifiedMobile| async move { m.as_str().to_owned() }),
         )
         .route(
             "/any",
