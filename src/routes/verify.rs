@@ -11,6 +11,7 @@ use crate::{
     code,
     contact::Channel,
     error::{ApiError, json_response},
+    events::EventKind,
     gate::{codec, location::grant_cookie},
 };
 
@@ -36,7 +37,12 @@ pub(super) async fn serve(
     {
         held = None;
     }
-    let granted = ctx.engine.verify(&contact, candidate, held).await?;
+    let granted = ctx
+        .engine
+        .verify(&contact, candidate, held)
+        .await
+        .inspect_err(|error| ctx.emit_refusal(error, &contact))?;
+    ctx.emit(EventKind::Verified, channel, Some(&contact));
 
     let mut verified = Map::new();
     if let Some(email) = granted.contact.email() {
