@@ -251,13 +251,17 @@ impl SinkKind {
     }
 }
 
+/// What a subscriber's task takes when it starts: the queue's receiving
+/// end and the subscriber.
+type Pending = (mpsc::Receiver<Event>, Arc<dyn EventSink>);
+
 /// One subscriber: its queue, and what its task needs until it starts.
 struct Subscription {
     kind: SinkKind,
     tx: mpsc::Sender<Event>,
     /// Taken by the first emit, which starts the task (building an `Otp`
     /// needs no runtime; serving a request runs on one).
-    pending: Mutex<Option<(mpsc::Receiver<Event>, Arc<dyn EventSink>)>>,
+    pending: Mutex<Option<Pending>>,
     started: OnceLock<()>,
 }
 
