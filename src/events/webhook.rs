@@ -291,12 +291,12 @@ fn jittered(base: Duration) -> Duration {
 mod tests {
     use super::*;
 
-    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     #[test]
     fn signs_as_the_standard_example() {
         // The Standard Webhooks reference libraries' test vector.
-        let hook = Webhook::new("https://example.com/", SECRET).unwrap();
+        let hook = Webhook::new("https://example.com/", WHSEC).unwrap();
         let body = r#"{"test": 2432232314}"#;
         assert_eq!(
             hook.signature("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body),
@@ -317,12 +317,12 @@ mod tests {
             assert!(!shown.contains(&secret[secret.len() - 6..]), "{shown}");
         }
         for url in ["ftp://example.com/", "not a url", "file:///etc/passwd"] {
-            let err = Webhook::new(url, SECRET).unwrap_err();
+            let err = Webhook::new(url, WHSEC).unwrap_err();
             assert!(err.to_string().contains("webhook_url"), "{err}");
         }
         let shown = format!(
             "{:?}",
-            Webhook::new("https://x.io/h?token=abc", SECRET).unwrap()
+            Webhook::new("https://x.io/h?token=abc", WHSEC).unwrap()
         );
         assert!(!shown.contains("abc") && !shown.contains("MfKQ"), "{shown}");
     }
