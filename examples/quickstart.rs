@@ -19,7 +19,8 @@
 //!
 //! Every environment variable of DESIGN.md / the README is honoured through
 //! `OtpBuilder::from_env` (e.g. `REDIS_OTP_URL` for Redis, `EMAIL_SERVER=SMTP`
-//! with `EMAIL_HOST`…, `SMS_SERVER=TWILIO` with `TWILIO_*`…).
+//! with `EMAIL_HOST`…, `SMS_SERVER=TWILIO` with `TWILIO_*`…,
+//! `OTP_WEBHOOK_URL` + `OTP_WEBHOOK_SECRET` for signed event webhooks).
 
 use std::net::SocketAddr;
 

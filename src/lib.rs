@@ -138,6 +138,7 @@
 //! | `smtp` | yes | `SmtpSender` (lettre, rustls) |
 //! | `sendgrid` | yes | `SendGridSender` (reqwest, rustls) |
 //! | `twilio` | yes | `TwilioVerify`, `TwilioMessaging` (reqwest, rustls) |
+//! | `webhooks` | yes | signed webhooks for OTP events (`events::webhook`, reqwest, rustls) |
 //! | `metrics` | no | counters through the `metrics` facade |
 //! | `test-util` | no | `Otp::grant_for_tests`, the store conformance suite, `MemoryOutbox` failures |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -161,6 +162,7 @@ pub use gate::extract;
 // Services.
 pub mod audit;
 pub mod delivery;
+pub mod events;
 pub mod limit;
 pub mod notify;
 pub mod policy;

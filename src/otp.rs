@@ -12,6 +12,7 @@ use crate::{
     },
     engine::{CodeOwners, Engine, FlowSettings},
     error::{ConfigError, ErrorFormat},
+    events::{EventSettings, EventSink},
     gate::{codec::GrantCodec, extract::GrantChecker, location::GrantLocation},
     hash::{HashParams, HashPool},
     limit::{
@@ -194,6 +195,15 @@ impl Otp {
         crate::gate::codec::clear_cookie(crate::gate::location::grant_cookie(secure), secure)
     }
 
+    /// Events dropped so far because a subscriber's queue (an
+    /// [`on_event`](OtpBuilder::on_event) hook's or the webhook's) was
+    /// full. Dropping keeps a slow subscriber from slowing the routes; a
+    /// growing count means a subscriber cannot keep up (see
+    /// [`events`](crate::events)).
+    pub fn events_dropped(&self) -> u64 {
+        self.inner.layer.ctx.events.dropped()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &OtpConfig {
         &self.inner.config
@@ -294,6 +304,7 @@ pub struct OtpBuilder {
     pub(crate) rules: Vec<Rule>,
     pub(crate) purposes: crate::purpose::Purposes,
     invalid_purpose: Option<String>,
+    pub(crate) events: EventSettings,
     /// Which settings came from the environment, so that errors name the
     /// variable.
     pub(crate) origins: crate::env::Origins,
@@ -681,6 +692,44 @@ impl OtpBuilder {
         self
     }
 
+    /// Subscribes `sink` (an async closure taking an
+    /// [`Event`](crate::events::Event), or an [`EventSink`]) to the
+    /// events of the routes. It runs on its own task from a bounded queue:
+    /// it cannot slow an answer, and events it cannot keep up with are
+    /// dropped and counted ([`Otp::events_dropped`]). May be called several
+    /// times. Default: no subscriber. See [`events`](crate::events).
+    pub fn on_event(mut self, sink: impl EventSink) -> Self {
+        self.events.hooks.push(std::sync::Arc::new(sink));
+        self
+    }
+
+    /// POSTs every event to a signed webhook (Standard Webhooks), off the
+    /// request path, with retries. Default none (`OTP_WEBHOOK_URL` and
+    /// `OTP_WEBHOOK_SECRET` set it). See [`events::webhook`](crate::events::webhook).
+    #[cfg(feature = "webhooks")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "webhooks")))]
+    pub fn webhook(mut self, webhook: crate::events::webhook::Webhook) -> Self {
+        self.events.webhook = Some(webhook);
+        self
+    }
+
+    /// Events each subscriber's queue (each hook's, the webhook's) holds
+    /// before new ones are dropped and counted. Default
+    /// [`DEFAULT_QUEUE_CAPACITY`](crate::events::DEFAULT_QUEUE_CAPACITY) (1024).
+    pub fn event_queue(mut self, capacity: usize) -> Self {
+        self.events.capacity = Some(capacity);
+        self
+    }
+
+    /// Puts contacts in events (hooks and webhooks) as typed
+    /// (`ada@example.com`) instead of masked (`a***@example.com`). For a
+    /// receiver that must know the address, e.g. a CRM. Default off. Logs
+    /// stay masked.
+    pub fn unmasked_event_contacts(mut self) -> Self {
+        self.events.unmasked = true;
+        self
+    }
+
     /// Answers refused contacts exactly as accepted ones and delivers in the
     /// background, so responses reveal nothing about who is registered.
     /// Default off. See [`policy`](crate::policy) for what changes.
@@ -862,6 +911,7 @@ impl OtpBuilder {
             engine,
             limiter,
             checker,
+            events: self.events.into_bus()?,
             http: HttpSettings {
                 body_limit: config.body_limit,
                 body_timeout: config.body_timeout,

@@ -260,3 +260,27 @@ async fn a_provider_verifier_serves_the_default_purpose_only() {
     .assert_error(400, "invalid_purpose");
     app.send_mobile(common::MOBILE).await.assert_success();
 }
+
+#[tokio::test]
+async fn events_carry_the_purpose() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        common::builder_with(&outbox).on_event(move |event: tower_otp::events::Event| {
+            let _ = tx.send(event);
+            std::future::ready(())
+        }),
+        outbox,
+    );
+    send(&app, json!("login")).await.assert_success();
+    verify(&app, json!("login"), &app.code_for(EMAIL))
+        .await
+        .assert_success();
+    for _ in 0..3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.purpose(), "login", "{:?}", event.kind());
+    }
+}

@@ -34,6 +34,8 @@
 //! | `OTP_SMS_ALLOWED_COUNTRIES` | `sms_guard` (allow) | comma-separated calling codes (`91,1`) | all |
 //! | `OTP_SMS_DENIED_COUNTRIES` | `sms_guard` (deny) | comma-separated calling codes | none |
 //! | `OTP_SMS_COUNTRY_BUDGET_PER_HOUR` | `sms_guard` (budget) | SMS codes per calling code per hour, 0 = no cap | no cap |
+//! | `OTP_WEBHOOK_URL` | `webhook` | `http(s)://` URL that receives every event, signed (Standard Webhooks; feature `webhooks`) | none |
+//! | `OTP_WEBHOOK_SECRET` | `webhook` (key) | `whsec_` + base64 of 24 to 64 bytes; required with `OTP_WEBHOOK_URL`, and only with it | none |
 //! | `OTP_WEBOTP_HOST` | `webotp_host` | host name for the `@host #code` SMS line | none |
 //! | `OTP_WEBOTP_EMBEDDED_HOST` | `webotp_embedded_host` | the embedding site's host (` %host` on that line) | none |
 //! | `OTP_ANDROID_APP_HASH` | `android_app_hash` | 11-character SMS Retriever app hash added to SMS codes | none |
@@ -439,6 +441,31 @@ static VARIABLES: &[EnvVar] = &[
         }
     ),
     var!(
+        "OTP_WEBHOOK_URL",
+        "webhook",
+        "webhook_url",
+        "http(s) URL",
+        "none",
+        webhook
+    ),
+    var!(
+        "OTP_WEBHOOK_SECRET",
+        "webhook",
+        "webhook_secret",
+        "whsec_ + base64",
+        "none",
+        |b, _, env| {
+            // Read by OTP_WEBHOOK_URL's entry; alone it is a mistake.
+            match env.get("OTP_WEBHOOK_URL") {
+                Some(_) => Ok(b),
+                None => Err(ConfigError::missing(
+                    "OTP_WEBHOOK_URL",
+                    "OTP_WEBHOOK_SECRET is set: set both or neither",
+                )),
+            }
+        }
+    ),
+    var!(
         "OTP_WEBOTP_HOST",
         "webotp_host",
         "webotp_host",
@@ -627,6 +654,37 @@ fn rename(error: ConfigError, variable: &'static str) -> ConfigError {
             reason,
         },
         other => other,
+    }
+}
+
+/// `OTP_WEBHOOK_URL` with `OTP_WEBHOOK_SECRET`: both or neither.
+fn webhook(builder: OtpBuilder, url: &str, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
+    let secret = env.require(
+        "OTP_WEBHOOK_SECRET",
+        "OTP_WEBHOOK_URL is set, so the webhook needs its signing secret (whsec_...)",
+    )?;
+    #[cfg(feature = "webhooks")]
+    {
+        let hook = crate::events::webhook::Webhook::new(url, &secret).map_err(|e| {
+            let variable = match &e {
+                ConfigError::Invalid {
+                    name: "webhook_secret",
+                    ..
+                } => "OTP_WEBHOOK_SECRET",
+                _ => "OTP_WEBHOOK_URL",
+            };
+            rename(e, variable)
+        })?;
+        Ok(builder.webhook(hook))
+    }
+    #[cfg(not(feature = "webhooks"))]
+    {
+        let _ = (builder, url, secret);
+        Err(ConfigError::invalid(
+            "OTP_WEBHOOK_URL",
+            "webhooks need tower-otp's `webhooks` feature, which is not compiled in \
+             (enable it in Cargo.toml)",
+        ))
     }
 }
 

@@ -26,10 +26,11 @@ use tracing::Instrument;
 pub(crate) use paths::RoutePaths;
 
 use crate::{
-    contact::{Channel, Region},
+    contact::{Channel, Contact, Region},
     engine::Engine,
     error::{ApiError, ErrorFormat},
-    gate::extract::GrantChecker,
+    events::{EventBus, EventKind},
+    gate::{extract::GrantChecker, proof::DEFAULT_PURPOSE},
     limit::{Limiter, Traffic, client_ip::TrustedProxies, client_ip::client_ip},
 };
 
@@ -131,14 +132,44 @@ pub(crate) struct HttpSettings {
     pub(crate) error_format: ErrorFormat,
 }
 
-/// What the routes need: the flow, the limiter, the grant checker and the
-/// HTTP settings.
+/// What the routes need: the flow, the limiter, the grant checker, the
+/// event subscribers and the HTTP settings.
 #[derive(Debug)]
 pub(crate) struct RouteContext {
     pub(crate) engine: Arc<Engine>,
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) checker: GrantChecker,
+    pub(crate) events: EventBus,
     pub(crate) http: HttpSettings,
+}
+
+impl RouteContext {
+    /// Queues an event for the subscribers (never waits).
+    pub(crate) fn emit(
+        &self,
+        kind: EventKind,
+        channel: Channel,
+        contact: Option<&Contact>,
+        purpose: &str,
+    ) {
+        self.events.emit(kind, channel, contact, purpose);
+    }
+
+    /// Queues the event a refusal of the flow stands for, if any.
+    pub(crate) fn emit_refusal(&self, error: &ApiError, contact: &Contact, purpose: &str) {
+        let kind = match error {
+            ApiError::RateLimited { .. } => EventKind::RateLimited,
+            ApiError::OtpInvalid { .. } => EventKind::OtpInvalid,
+            ApiError::AttemptsExceeded => EventKind::AttemptsExceeded,
+            // The contact was read before the flow ran: from the flow,
+            // an invalid address is the provider refusing the recipient.
+            ApiError::DeliveryFailed | ApiError::InvalidEmail | ApiError::InvalidMobile => {
+                EventKind::DeliveryFailed
+            }
+            _ => return,
+        };
+        self.emit(kind, contact.channel(), Some(contact), purpose);
+    }
 }
 
 /// Serves one request on an OTP route.
@@ -181,6 +212,7 @@ where
             Err(refusal) => {
                 let (error, headers) = *refusal;
                 crate::audit::refused_at_edge(route.channel);
+                ctx.emit(EventKind::RateLimited, route.channel, None, DEFAULT_PURPOSE);
                 let mut response = error.render(shape);
                 response.headers_mut().extend(headers);
                 return response;

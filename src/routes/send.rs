@@ -10,6 +10,7 @@ use crate::{
     contact::Channel,
     engine::SendOptions,
     error::{ApiError, json_response},
+    events::EventKind,
     language::Languages,
 };
 
@@ -28,7 +29,27 @@ pub(super) async fn serve(
         languages: Languages::for_request(locale, &parts.headers),
         purpose,
     };
-    let sent = ctx.engine.send(&contact, &options).await?;
+    let sent = ctx
+        .engine
+        .send(&contact, &options)
+        .await
+        .inspect_err(|error| ctx.emit_refusal(error, &contact, &options.purpose))?;
+    ctx.emit(EventKind::Sent, channel, Some(&contact), &options.purpose);
+    // Enumeration-safe mode delivers after answering, and test contacts
+    // are sent nothing: only here is an answer a delivery.
+    let test_contact = ctx
+        .engine
+        .test_contacts
+        .as_ref()
+        .is_some_and(|t| t.contains(&contact));
+    if !ctx.engine.settings.enumeration_safe && !test_contact {
+        ctx.emit(
+            EventKind::Delivered,
+            channel,
+            Some(&contact),
+            &options.purpose,
+        );
+    }
     Ok(json_response(
         StatusCode::OK,
         &json!({

@@ -11,6 +11,7 @@ use crate::{
     code,
     contact::Channel,
     error::{ApiError, json_response},
+    events::EventKind,
     gate::{codec, location::grant_cookie},
 };
 
@@ -40,7 +41,9 @@ pub(super) async fn serve(
     let granted = ctx
         .engine
         .verify(&contact, candidate, &purpose, held)
-        .await?;
+        .await
+        .inspect_err(|error| ctx.emit_refusal(error, &contact, &purpose))?;
+    ctx.emit(EventKind::Verified, channel, Some(&contact), &purpose);
 
     // What the grant now proves for this purpose.
     let mut verified = Map::new();
