@@ -18,8 +18,10 @@
 //! | [`reset_failures`](OtpStore::reset_failures) | forget the contact's failures and lift its lock (a success, or an operator's unlock) |
 //! | [`spend_grant`](OtpStore::spend_grant) | record a grant as spent, only if it was not (single-use grants) |
 //!
-//! Keys are [`StoreKey`]s: a keyed digest of the normalized contact, never the
-//! raw address or number.
+//! Keys are [`StoreKey`]s: a keyed digest of the contact's identity, never
+//! the raw address or number. Codes live per (purpose, contact): a store keys
+//! code records by [`StoreKey::code_slot`], and cooldowns, quotas and failure
+//! records by [`StoreKey::as_str`] (the contact), so purposes share them.
 //!
 //! # The failure budget
 //!
@@ -84,7 +86,8 @@
 //!     async fn put_code(&self, key: &StoreKey, record: &CodeRecord, ttl: Duration)
 //!         -> Result<(), StoreError> {
 //!         let expires = Instant::now() + ttl;
-//!         self.codes.lock().unwrap().insert(key.as_str().to_owned(), (record.clone(), 0, expires));
+//!         // Codes live per (purpose, contact): key them by `code_slot()`.
+//!         self.codes.lock().unwrap().insert(key.code_slot().into_owned(), (record.clone(), 0, expires));
 //!         Ok(())
 //!     }
 //!     async fn begin_attempt(&self, key: &StoreKey, max_attempts: u32)
@@ -96,9 +99,10 @@
 //!             }
 //!         }
 //!         let mut codes = self.codes.lock().unwrap();
-//!         match codes.get_mut(key.as_str()) {
+//!         let slot = key.code_slot();
+//!         match codes.get_mut(slot.as_ref()) {
 //!             Some((_, _, expires)) if *expires <= Instant::now() => {
-//!                 codes.remove(key.as_str());
+//!                 codes.remove(slot.as_ref());
 //!                 Ok(Attempt::NoCode)
 //!             }
 //!             Some((_, used, _)) if *used >= max_attempts => Ok(Attempt::Exhausted),
@@ -111,8 +115,9 @@
 //!     }
 //!     async fn remove_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
 //!         let mut codes = self.codes.lock().unwrap();
-//!         let matches = codes.get(key.as_str()).is_some_and(|(r, _, _)| &r.salt == salt);
-//!         if matches { codes.remove(key.as_str()); }
+//!         let slot = key.code_slot();
+//!         let matches = codes.get(slot.as_ref()).is_some_and(|(r, _, _)| &r.salt == salt);
+//!         if matches { codes.remove(slot.as_ref()); }
 //!         Ok(matches)
 //!     }
 //!     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
