@@ -10,7 +10,7 @@
 //! |---|---|
 //! | a console or memory sender on an enabled channel (the default senders) | `email_sender` / `sms_sender` (`EMAIL_SERVER` / `SMS_SERVER`) |
 //! | a grant cookie without `Secure` | `insecure_cookie` (`OTP_COOKIE_SECURE`) |
-//! | no secret (a random one), a secret shorter than 32 bytes, or a secret printed in this crate's docs | `secret` (`OTP_SECRET`) |
+//! | no secret (a random one), a secret (current or old) shorter than 32 bytes, or a secret printed in this crate's docs | `secret` (`OTP_SECRET`) |
 //! | Argon2id parameters below m=19456 KiB, t=2 | `hash_params` |
 //! | test mode | `production` (`OTP_PRODUCTION`) |
 //!
@@ -109,10 +109,17 @@ impl Deployment<'_> {
                 "production needs a configured secret (a random one dies with the process)",
             ));
         };
-        if secret.expose().len() < MIN_PRODUCTION_SECRET_LEN {
+        // Old secrets still sign accepted grants: a weak one is as bad.
+        if std::iter::once(secret)
+            .chain(self.old_secrets)
+            .any(|s| s.expose().len() < MIN_PRODUCTION_SECRET_LEN)
+        {
             return Err(ConfigError::invalid(
                 "secret",
-                format!("must be at least {MIN_PRODUCTION_SECRET_LEN} bytes in production"),
+                format!(
+                    "every secret, old ones included, must be at least \
+                     {MIN_PRODUCTION_SECRET_LEN} bytes in production"
+                ),
             ));
         }
         if std::iter::once(secret)
@@ -124,6 +131,12 @@ impl Deployment<'_> {
                 "is an example value printed in the tower-otp docs: generate a random one \
                  (openssl rand -base64 32)",
             ));
+        }
+        if self.config.app_id.is_none() {
+            tracing::warn!(
+                "no app id (OTP_APP_ID): grants carry the audience derived from the app name; \
+                 another app with the same secret and name would accept them. Set a unique app id"
+            );
         }
         let params = self.config.hash_params;
         let minimum = HashParams::default();

@@ -258,3 +258,56 @@ async fn on_redis_the_budget_holds_across_instances() {
     store.reset_failures(&key_of(&one, &email)).await.unwrap();
     one.verify_email(&email, &code).await.assert_success();
 }
+
+/// Parallel wrong guesses (several per code, on codes of several purposes)
+/// that all pass the lock check together still get no more checks than the
+/// budget: each is counted before its check, and those past the budget are
+/// refused with 429 before any hash.
+#[tokio::test]
+async fn parallel_guesses_across_purposes_never_exceed_the_budget() {
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder_with(&outbox)
+            .resend_cooldown(Duration::ZERO)
+            .max_attempts(10)
+            .failure_budget(3),
+        outbox,
+    );
+    let email = "parallel@example.io";
+    let mut codes = Vec::new();
+    for purpose in ["verify", "login", "reset"] {
+        app.post(
+            "/send-otp/",
+            serde_json::json!({"email": email, "purpose": purpose}),
+        )
+        .await
+        .assert_success();
+        codes.push((purpose, app.code_for(email)));
+    }
+    let guesses = codes.iter().flat_map(|(purpose, code)| {
+        let app = app.clone();
+        let wrong = wrong_code(code);
+        (0..10).map(move |_| {
+            let app = app.clone();
+            let wrong = wrong.clone();
+            async move {
+                app.post(
+                    "/verify-otp/",
+                    serde_json::json!({"email": email, "otp": wrong, "purpose": purpose}),
+                )
+                .await
+            }
+        })
+    });
+    let answers: Vec<Answer> = futures_util::future::join_all(guesses).await;
+    let checked = answers.iter().filter(|a| a.status != 429).count();
+    assert!(
+        checked <= 3,
+        "{checked} guesses were checked against a budget of 3"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|a| [400, 429].contains(&a.status.as_u16()))
+    );
+}

@@ -71,6 +71,7 @@ fn each_unsafe_setting_is_refused_by_name() {
         ("sms_sender", safe().sms_sender(MemoryOutbox::new())),
         ("insecure_cookie", safe().insecure_cookie()),
         ("secret", safe().secret("only twenty bytes!!!")),
+        ("secret", safe().old_secret("an old secret of 24 bytes")),
         (
             "hash_params",
             safe().hash_params(HashParams::insecure_fast()),

@@ -197,3 +197,31 @@ fn verify_parts_refuses_to_skip_the_spend() {
     // Plain: 500; once: accepted; again within the same request: accepted.
     assert_eq!(answer, "Err(500) Ok(()) Ok(())");
 }
+
+/// A wrong code while holding a single-use grant does not spend it: the
+/// right code next still carries what it proves.
+#[tokio::test]
+async fn a_typo_does_not_burn_the_held_grant() {
+    let outbox = MemoryOutbox::new();
+    let app = single_use(None, &outbox);
+    let email = app.prove_email("ada@example.com").await;
+    app.send_mobile(common::MOBILE).await.assert_success();
+    let code = app.code_for(common::MOBILE);
+    app.post_with(
+        "/verify-mobile-otp/",
+        json!({"mobile": common::MOBILE, "otp": common::app::wrong_code(&code)}),
+        &[("x-verification-token", &email)],
+    )
+    .await
+    .assert_error(400, "otp_invalid");
+    let answer = app
+        .post_with(
+            "/verify-mobile-otp/",
+            json!({"mobile": common::MOBILE, "otp": code}),
+            &[("x-verification-token", &email)],
+        )
+        .await;
+    answer.assert_success();
+    assert_eq!(answer.body["verified"]["email"], "ada@example.com");
+    assert_eq!(answer.body["verified"]["mobile"], common::MOBILE);
+}

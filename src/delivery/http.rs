@@ -97,7 +97,13 @@ pub(crate) fn status_failure(error: ProviderError, retry_after: Option<Duration>
 /// ignored (the policy's own backoff applies).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+    // Clamped: a wait beyond a day is past any delivery deadline anyway,
+    // and an absurd value must not overflow an `Instant`.
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|secs| Duration::from_secs(secs.min(86_400)))
 }
 
 /// Sends a readiness check (a `GET` the provider answers cheaply, sending
@@ -184,5 +190,22 @@ mod tests {
             shown.contains("21211") && shown.contains("HTTP 400"),
             "{shown}"
         );
+    }
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::*;
+
+    #[test]
+    fn an_absurd_retry_after_is_clamped() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::RETRY_AFTER,
+            "18446744073709551615".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(86_400)));
+        headers.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
     }
 }

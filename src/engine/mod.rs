@@ -380,6 +380,13 @@ impl Engine {
                 attempts_used,
             } => (record, attempts_used),
         };
+        // Counted as a failure before the check (a success resets it): so
+        // parallel guesses that all passed the lock check above cannot
+        // exceed the budget; those past it are refused before any hash.
+        if let Some(retry_after) = self.record_failure(contact, &current_key).await? {
+            audit::record(Outcome::RateLimited, contact);
+            return Err(ApiError::RateLimited { retry_after });
+        }
 
         // An empty hash means the provider holds the code; a decoy record
         // (enumeration-safe refusal) has a hash even in provider mode.
@@ -425,17 +432,15 @@ impl Engine {
 
         if !correct {
             let max = self.settings.max_attempts;
+            // The failure was counted before the check.
             if attempts_used >= max {
-                let (removed, counted) = tokio::join!(
-                    self.store.remove_code(&key, &record.salt),
-                    self.record_failure(contact, &current_key),
-                );
-                removed.map_err(|e| store_failure(&e, contact))?;
-                counted?;
+                self.store
+                    .remove_code(&key, &record.salt)
+                    .await
+                    .map_err(|e| store_failure(&e, contact))?;
                 audit::record(Outcome::AttemptsExceeded, contact);
                 return Err(ApiError::AttemptsExceeded);
             }
-            self.record_failure(contact, &current_key).await?;
             audit::record(Outcome::OtpInvalid, contact);
             return Err(ApiError::OtpInvalid {
                 attempts_left: max - attempts_used,
@@ -493,18 +498,27 @@ impl Engine {
             .is_some_and(|t| t.contains(contact))
     }
 
-    /// Counts a wrong code against `contact`'s failure budget (under the
-    /// current secret's key), if there is one.
-    async fn record_failure(&self, contact: &Contact, key: &StoreKey) -> Result<(), ApiError> {
+    /// Counts a failure against `contact`'s failure budget (under the
+    /// current secret's key), if there is one. `Some(retry_after)` when this
+    /// failure is past the budget: the request is refused before its check
+    /// (the one that reaches the budget is still checked).
+    async fn record_failure(
+        &self,
+        contact: &Contact,
+        key: &StoreKey,
+    ) -> Result<Option<u64>, ApiError> {
         let Some(budget) = &self.settings.failure_budget else {
-            return Ok(());
+            return Ok(None);
         };
         let outcome = self
             .store
             .record_failure(key, budget)
             .await
             .map_err(|e| store_failure(&e, contact))?;
-        if let Some(lock) = outcome.locked_for {
+        let Some(lock) = outcome.locked_for else {
+            return Ok(None);
+        };
+        if outcome.failures == budget.limit {
             tracing::warn!(
                 contact = %contact.masked(),
                 failures = outcome.failures,
@@ -512,7 +526,7 @@ impl Engine {
                 "failure budget used up: verifies for this contact are refused for a while"
             );
         }
-        Ok(())
+        Ok((outcome.failures > budget.limit).then(|| ceil_secs(lock).max(1)))
     }
 
     /// Takes an attempt on the live code, looking under the current secret's

@@ -28,21 +28,23 @@ pub(super) async fn serve(
     if !code::is_well_formed(candidate, length) {
         return Err(ApiError::InvalidOtpFormat { length });
     }
-    let mut held = ctx
+    let held = ctx
         .checker
         .codec()
         .find_in_headers(&parts.headers, ctx.checker.location());
-    // Single-use grants: only an unspent held grant is carried over.
+    let mut granted = ctx
+        .engine
+        .verify(&contact, candidate, &purpose, held.clone())
+        .await
+        .inspect_err(|error| ctx.emit_refusal(error, &contact, &purpose))?;
+    // Single-use grants: the held grant is claimed (spent) only once the
+    // code is right, so a typo does not burn it; if it was spent already,
+    // the new grant carries nothing of it.
     if let Some(grant) = &held
         && !ctx.checker.claim_held(grant).await
     {
-        held = None;
+        granted = ctx.checker.codec().issue(&contact, &purpose, None);
     }
-    let granted = ctx
-        .engine
-        .verify(&contact, candidate, &purpose, held)
-        .await
-        .inspect_err(|error| ctx.emit_refusal(error, &contact, &purpose))?;
     ctx.emit(EventKind::Verified, channel, Some(&contact), &purpose);
 
     // What the grant now proves for this purpose.
