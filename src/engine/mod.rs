@@ -204,8 +204,7 @@ impl Engine {
             async move {
                 let result = match (engine.owners.of(&contact), code) {
                     (Owner::Provider { verifier, mobile }, None) => {
-                        let dispatch = &engine.dispatch;
-                        dispatch
+                        (engine.dispatch)
                             .start_verification(verifier, mobile, options.channel)
                             .await
                     }
