@@ -320,7 +320,7 @@ async fn invalid_channel_as_problem_details_names_the_field() {
     let (status, headers, body) = common::app::post_http(
         &base,
         "/send-mobile-otp/",
-        json!({"mobile": common::MOBILE, "channel": "whatsapp"}),
+        json!({"mobile": common::MOBILE, "channel": "fax"}),
         &[("accept", "application/problem+json")],
     )
     .await;
