@@ -17,10 +17,18 @@
 //!   store and the senders answer, else 503 with the names of those that
 //!   failed (the reasons go to the log only).
 //!
-//! Every environment variable of DESIGN.md / the README is honoured through
+//! Every environment variable of the README's Configuration tables is honoured through
 //! `OtpBuilder::from_env` (e.g. `REDIS_OTP_URL` for Redis, `EMAIL_SERVER=SMTP`
 //! with `EMAIL_HOST`…, `SMS_SERVER=TWILIO` with `TWILIO_*`…,
 //! `OTP_WEBHOOK_URL` + `OTP_WEBHOOK_SECRET` for signed event webhooks).
+//!
+//! The page lets the user pick SMS or WhatsApp for the mobile code. The
+//! console sender prints both; with `SMS_SERVER=TWILIO_VERIFY` WhatsApp
+//! works as configured on the Verify Service, with `SMS_SERVER=TWILIO` once
+//! `TWILIO_WHATSAPP_FROM` is set (and `TWILIO_WHATSAPP_CONTENT_SID` for
+//! codes outside WhatsApp's 24-hour window); otherwise the page says
+//! WhatsApp is not available. `OTP_WHATSAPP_FALLBACK_SMS=true` sends the
+//! code by SMS when WhatsApp cannot reach the number.
 
 use std::net::SocketAddr;
 

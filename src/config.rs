@@ -109,6 +109,9 @@ pub struct OtpConfig {
     /// The Android SMS Retriever hash (11 characters) added to SMS codes.
     /// Default none.
     pub android_app_hash: Option<String>,
+    /// Whether a permanent WhatsApp failure is retried once by SMS (never
+    /// after a failure that may have sent the message). Default `false`.
+    pub whatsapp_fallback_sms: bool,
     /// Send requests per client IP per minute (0 = off). Default
     /// [`DEFAULT_IP_SEND_PER_MINUTE`].
     pub ip_send_per_minute: u32,
@@ -179,6 +182,8 @@ impl Default for OtpConfig {
             webotp_host: None,
             webotp_embedded_host: None,
             android_app_hash: None,
+            // Off: a host that offers WhatsApp may not want to pay for SMS.
+            whatsapp_fallback_sms: false,
             // A person sends a few codes a minute at most; a bot wants thousands.
             ip_send_per_minute: DEFAULT_IP_SEND_PER_MINUTE,
             // Typing mistakes are common; 30 guesses a minute is still far

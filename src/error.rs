@@ -46,6 +46,9 @@ pub enum ApiError {
     /// 400 `invalid_mobile`: a valid number that cannot receive SMS (a
     /// landline, a premium-rate or shared-cost number); the message says so.
     CannotReceiveSms,
+    /// 400: the `"channel"` of a mobile send is not `sms` or `whatsapp`,
+    /// not a string, or a channel this server is not configured for.
+    InvalidChannel,
     /// 400: the code is not exactly the configured number of digits.
     InvalidOtpFormat {
         /// The configured code length.
@@ -123,6 +126,7 @@ impl ApiError {
             | Self::InvalidEmail
             | Self::InvalidMobile
             | Self::CannotReceiveSms
+            | Self::InvalidChannel
             | Self::InvalidOtpFormat { .. }
             | Self::InvalidPurpose
             | Self::OtpInvalid { .. }
@@ -147,6 +151,7 @@ impl ApiError {
             Self::MissingField { .. } => "missing_field",
             Self::InvalidEmail => "invalid_email",
             Self::InvalidMobile | Self::CannotReceiveSms => "invalid_mobile",
+            Self::InvalidChannel => "invalid_channel",
             Self::InvalidOtpFormat { .. } => "invalid_otp_format",
             Self::InvalidPurpose => "invalid_purpose",
             Self::OtpInvalid { .. } => "otp_invalid",
@@ -179,6 +184,9 @@ impl ApiError {
             Self::CannotReceiveSms => "This number cannot receive text messages (for example a \
                  landline or a premium-rate number). Please enter a mobile number."
                 .into(),
+            Self::InvalidChannel => {
+                "The channel must be \"sms\" or \"whatsapp\", and one this service offers.".into()
+            }
             Self::InvalidOtpFormat { length } => {
                 format!("The code must be exactly {length} digits.")
             }
@@ -234,6 +242,9 @@ impl ApiError {
             }
             Self::InvalidPurpose => {
                 body.insert("field".into(), json!("purpose"));
+            }
+            Self::InvalidChannel => {
+                body.insert("field".into(), json!("channel"));
             }
             Self::OtpInvalid { attempts_left } => {
                 body.insert("attempts_left".into(), json!(attempts_left));

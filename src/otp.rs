@@ -560,6 +560,15 @@ impl OtpBuilder {
         self
     }
 
+    /// When a WhatsApp code fails permanently (the number is not on
+    /// WhatsApp, no template outside the 24-hour window...), send it once
+    /// by SMS instead; the answer then says `"channel":"sms"`. Never after
+    /// a failure that may have sent the message. Default off.
+    pub fn whatsapp_fallback_sms(mut self, on: bool) -> Self {
+        self.config.whatsapp_fallback_sms = on;
+        self
+    }
+
     /// Per-client-IP limits: send and verify requests per minute (0 turns
     /// one off). Default 10 sends and 30 verifies per minute.
     pub fn ip_limits(mut self, send_per_minute: u32, verify_per_minute: u32) -> Self {
@@ -844,14 +853,17 @@ impl OtpBuilder {
             SmsChoice::Messages(sender) => (Some(sender), CodeOwners::default()),
             SmsChoice::Verifier(verifier) => (None, CodeOwners::mobile_provider(verifier)),
         };
-        let dispatch = Arc::new(Dispatcher::new(
-            email_sender,
-            sms_sender,
-            templates,
-            self.retry,
-            config.app_name.clone(),
-            sms_text,
-        ));
+        let dispatch = Arc::new(
+            Dispatcher::new(
+                email_sender,
+                sms_sender,
+                templates,
+                self.retry,
+                config.app_name.clone(),
+                sms_text,
+            )
+            .with_whatsapp_fallback(config.whatsapp_fallback_sms),
+        );
         dispatch.check_sms_templates(config.code_length, config.code_ttl)?;
 
         let minute = Duration::from_secs(60);

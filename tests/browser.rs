@@ -7,7 +7,7 @@
 //! The test types an email address, sends, reads the code from the outbox,
 //! types a wrong code (the page shows the attempts left), asks again within
 //! the cooldown (the page shows the countdown), types the right code and
-//! verifies; then the same for the mobile number; then registers and checks
+//! verifies; then the same for the mobile number, by WhatsApp; then registers and checks
 //! the success message and the server's JSON on the page. A screenshot of the
 //! final page is saved as `target/browser-artifacts/register-success.png`
 //! (`failure.png` there when a step fails), and one of the email section's
@@ -42,7 +42,11 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use tower_otp::{Otp, VerifiedEmail, VerifiedMobile, delivery::MemoryOutbox, hash::HashParams};
+use tower_otp::{
+    Otp, VerifiedEmail, VerifiedMobile,
+    delivery::{MemoryOutbox, MobileChannel, OutboxMessage},
+    hash::HashParams,
+};
 
 const PAGE: &str = include_str!("../examples/assets/register.html");
 const EMAIL: &str = "ada@example.com";
@@ -555,13 +559,27 @@ async fn run_flow(c: &Client, base: &str, outbox: &MemoryOutbox, artifacts: &Pat
         "a dead code stays in the field"
     );
 
-    // Mobile: send, read the SMS, verify.
+    // Mobile: pick WhatsApp, send, read the message, verify.
+    click(c, "channel-whatsapp").await?;
     click(c, "send-mobile").await?;
-    wait_status(c, "mobile-status", "ok", "Code sent").await?;
+    wait_status(c, "mobile-status", "ok", "Code sent by WhatsApp").await?;
     wait_until(c, "mobile-countdown", "a resend countdown", |s| {
         countdown_seconds(&s.text).is_some()
     })
     .await?;
+    wait_until(c, "mobile-otp-label", "the WhatsApp label", |s| {
+        s.text.contains("WhatsApp")
+    })
+    .await?;
+    let sent = outbox.messages();
+    let Some(OutboxMessage::Sms(text)) = sent.last() else {
+        return Err(format!("no text message was sent: {sent:?}").into());
+    };
+    assert_eq!(
+        text.channel,
+        MobileChannel::WhatsApp,
+        "the page asked for WhatsApp"
+    );
     let code = code_for(outbox, MOBILE)?;
     type_into(c, "mobile-otp", &code).await?;
     click(c, "verify-mobile").await?;

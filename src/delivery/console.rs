@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 
-use super::{DeliveryError, EmailMessage, EmailSender, SmsMessage, SmsSender};
+use super::{DeliveryError, EmailMessage, EmailSender, MobileChannel, SmsMessage, SmsSender};
 
 /// Prints emails (their plain-text part) and SMS to standard output.
 ///
@@ -71,13 +71,19 @@ impl EmailSender for ConsoleSender {
 impl SmsSender for ConsoleSender {
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
         println!(
-            "---------- sms ----------\nTo: {}\n\n{}\n-------------------------",
-            message.to, message.body
+            "---------- {} ----------\nTo: {}\n\n{}\n-------------------------",
+            message.channel, message.to, message.body
         );
         Ok(())
     }
 
     fn for_development(&self) -> bool {
+        true
+    }
+
+    /// SMS and WhatsApp (the header line names the channel), so the
+    /// quickstart offers both in development.
+    fn supports(&self, _channel: MobileChannel) -> bool {
         true
     }
 }

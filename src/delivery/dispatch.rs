@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 
 use super::{
-    DeliveryError, Duplicates, EmailMessage, EmailSender, RetryPolicy, SmsMessage, SmsSender,
-    sms_text::SmsText,
+    DeliveryError, Duplicates, EmailMessage, EmailSender, MobileChannel, RetryPolicy, SmsMessage,
+    SmsSender, SmsVerifier, sms_text::SmsText,
 };
 use crate::{
     contact::{Contact, Email, Mobile},
@@ -26,6 +26,8 @@ pub(crate) struct Dispatcher {
     retry: RetryPolicy,
     app_name: String,
     sms_text: SmsText,
+    /// Whether a permanent WhatsApp failure is retried once by SMS.
+    whatsapp_fallback: bool,
 }
 
 /// What a code message says besides the code.
@@ -35,6 +37,8 @@ pub(crate) struct CodeMessage<'a> {
     pub(crate) ttl: Duration,
     /// The reader's languages, best first.
     pub(crate) languages: &'a Languages,
+    /// The channel asked for, for a mobile number.
+    pub(crate) channel: MobileChannel,
 }
 
 impl Dispatcher {
@@ -53,6 +57,56 @@ impl Dispatcher {
             retry,
             app_name,
             sms_text,
+            whatsapp_fallback: false,
+        }
+    }
+
+    /// Retries a permanent WhatsApp failure once by SMS.
+    pub(crate) fn with_whatsapp_fallback(mut self, on: bool) -> Self {
+        self.whatsapp_fallback = on;
+        self
+    }
+
+    /// Whether the SMS sender can send on `channel` (`false` without one:
+    /// a verifier then owns mobile codes and is asked instead).
+    pub(crate) fn can_send_on(&self, channel: MobileChannel) -> bool {
+        self.sms
+            .as_ref()
+            .is_some_and(|sender| sender.supports(channel))
+    }
+
+    /// Whether `error`, a failure on `channel`, is retried once by SMS: a
+    /// permanent WhatsApp failure, with the fallback on. Never after a
+    /// failure that may have been sent, nor when the provider refused the
+    /// number itself (SMS would be refused too).
+    fn falls_back(&self, channel: MobileChannel, error: &DeliveryError) -> bool {
+        self.whatsapp_fallback
+            && channel == MobileChannel::WhatsApp
+            && !error.is_transient()
+            && !error.may_have_been_sent()
+            && !error.is_invalid_recipient()
+    }
+
+    /// Has `verifier` send its own code to `mobile` on `channel` (retrying
+    /// only failures that prove nothing was sent), falling back to SMS
+    /// after a permanent WhatsApp failure when configured. Answers the
+    /// channel that carried the code.
+    pub(crate) async fn start_verification(
+        &self,
+        verifier: &dyn SmsVerifier,
+        mobile: &Mobile,
+        channel: MobileChannel,
+    ) -> Result<MobileChannel, DeliveryError> {
+        match self.retry.run(|| verifier.start_on(mobile, channel)).await {
+            Ok(()) => Ok(channel),
+            Err(err) if self.falls_back(channel, &err) => {
+                log_fallback(mobile, &err);
+                self.retry
+                    .run(|| verifier.start_on(mobile, MobileChannel::Sms))
+                    .await
+                    .map(|()| MobileChannel::Sms)
+            }
+            Err(err) => Err(err),
         }
     }
 
@@ -99,21 +153,16 @@ impl Dispatcher {
         })
     }
 
-    /// The retry policy for transient delivery failures. Its
-    /// [`run`](RetryPolicy::run) never retries a failure after which the
-    /// message may have been sent: right for provider-sent codes (Twilio
-    /// Verify).
-    pub(crate) fn retry(&self) -> &RetryPolicy {
-        &self.retry
-    }
-
     /// Renders the `otp` template for `contact` and sends it, retrying
-    /// transient failures.
+    /// transient failures. For a mobile number, sends on the message's
+    /// channel (falling back to SMS after a permanent WhatsApp failure when
+    /// configured) and answers the channel that carried the code; for an
+    /// email, answers the channel asked for, unused.
     pub(crate) async fn send_code(
         &self,
         contact: &Contact,
         message: CodeMessage<'_>,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<MobileChannel, DeliveryError> {
         let context = self.code_context(message.code, message.ttl);
         match contact {
             Contact::Email(email) => {
@@ -121,15 +170,38 @@ impl Dispatcher {
                     .templates
                     .render_email_in("otp", message.languages, &context)
                     .map_err(DeliveryError::permanent)?;
-                self.send_email(&code_email(email, rendered)).await
+                self.send_email(&code_email(email, rendered))
+                    .await
+                    .map(|()| message.channel)
             }
             Contact::Mobile(mobile) => {
                 let body = self
                     .templates
                     .render_sms_in("otp", message.languages, &context)
                     .map_err(DeliveryError::permanent)?;
-                self.send_sms(mobile, self.sms_text.finish(body, message.code))
-                    .await
+                let whatsapp = || {
+                    // The WebOTP / app-hash lines are for SMS only.
+                    SmsMessage::new(mobile.as_str(), body.clone())
+                        .with_channel(MobileChannel::WhatsApp)
+                        .with_code(message.code)
+                };
+                let sms = || {
+                    SmsMessage::new(
+                        mobile.as_str(),
+                        self.sms_text.finish(body.clone(), message.code),
+                    )
+                };
+                match message.channel {
+                    MobileChannel::WhatsApp => match self.send_text(&whatsapp()).await {
+                        Ok(()) => Ok(MobileChannel::WhatsApp),
+                        Err(err) if self.falls_back(MobileChannel::WhatsApp, &err) => {
+                            log_fallback(mobile, &err);
+                            self.send_text(&sms()).await.map(|()| MobileChannel::Sms)
+                        }
+                        Err(err) => Err(err),
+                    },
+                    MobileChannel::Sms => self.send_text(&sms()).await.map(|()| MobileChannel::Sms),
+                }
             }
         }
     }
@@ -161,20 +233,22 @@ impl Dispatcher {
         self.sms.is_some()
     }
 
-    /// Sends a text message, retrying only failures that prove it was not
+    /// Sends an SMS text, retrying only failures that prove it was not
     /// sent (never after a timeout: it may have been), within the policy's
     /// deadline.
     pub(crate) async fn send_sms(&self, to: &Mobile, body: String) -> Result<(), DeliveryError> {
+        self.send_text(&SmsMessage::new(to.as_str(), body)).await
+    }
+
+    /// Sends a text message on its channel, retrying as
+    /// [`send_sms`](Self::send_sms) does.
+    async fn send_text(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
         let Some(sender) = &self.sms else {
             return Err(DeliveryError::permanent(
                 "the SMS provider sends only its own codes",
             ));
         };
-        let message = SmsMessage {
-            to: to.as_str().to_owned(),
-            body,
-        };
-        self.retry.run(|| sender.send_sms(&message)).await
+        self.retry.run(|| sender.send_sms(message)).await
     }
 
     /// Renders email template `name` with `context` (plus `app_name` unless
@@ -191,6 +265,15 @@ impl Dispatcher {
         };
         self.templates.render_email_in(name, languages, context)
     }
+}
+
+fn log_fallback(mobile: &Mobile, error: &DeliveryError) {
+    // The provider's text is scrubbed of contacts; the number is masked.
+    tracing::warn!(
+        mobile = %mobile.masked(),
+        error = %error,
+        "WhatsApp delivery failed permanently; sending the code by SMS instead"
+    );
 }
 
 fn code_email(to: &Email, rendered: RenderedEmail) -> EmailMessage {

@@ -23,7 +23,7 @@ use std::{
 
 use async_trait::async_trait;
 
-use super::{DeliveryError, EmailMessage, EmailSender, SmsMessage, SmsSender};
+use super::{DeliveryError, EmailMessage, EmailSender, MobileChannel, SmsMessage, SmsSender};
 use crate::{
     code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH},
     contact::{Email, Mobile},
@@ -338,6 +338,12 @@ impl SmsSender for MemoryOutbox {
     }
 
     fn for_development(&self) -> bool {
+        true
+    }
+
+    /// SMS and WhatsApp (the message's [`channel`](SmsMessage::channel)
+    /// says which).
+    fn supports(&self, _channel: MobileChannel) -> bool {
         true
     }
 }

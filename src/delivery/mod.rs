@@ -241,8 +241,48 @@ impl fmt::Debug for EmailMessage {
     }
 }
 
-/// An SMS ready to send (it will grow, e.g. with a channel, so it is
-/// `non_exhaustive`: build one with [`SmsMessage::new`]).
+/// Which channel carries a message to a mobile number.
+///
+/// `send-mobile-otp` takes it from the `"channel"` field (`"sms"`, the
+/// default, or `"whatsapp"`) and answers the one used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MobileChannel {
+    /// A text message (the default).
+    #[default]
+    Sms,
+    /// A WhatsApp message.
+    WhatsApp,
+}
+
+impl MobileChannel {
+    /// The name used in requests and answers: `sms` or `whatsapp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sms => "sms",
+            Self::WhatsApp => "whatsapp",
+        }
+    }
+
+    /// The channel named `name` (`sms` or `whatsapp`, exactly), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "sms" => Some(Self::Sms),
+            "whatsapp" => Some(Self::WhatsApp),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for MobileChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A text message ready to send, by SMS or WhatsApp (it may grow, so it is
+/// `non_exhaustive`: build one with [`SmsMessage::new`] and the `with_*`
+/// methods).
 #[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SmsMessage {
@@ -250,22 +290,46 @@ pub struct SmsMessage {
     pub to: String,
     /// The text.
     pub body: String,
+    /// The channel: SMS (the default) or WhatsApp.
+    pub channel: MobileChannel,
+    /// The one-time code the text carries, for senders that send it through
+    /// a provider template instead of the text (a WhatsApp authentication
+    /// template); `None` for other messages.
+    pub code: Option<String>,
 }
 
 impl SmsMessage {
-    /// A text `body` to `to` (E.164).
+    /// A text `body` to `to` (E.164), by SMS.
     pub fn new(to: impl Into<String>, body: impl Into<String>) -> Self {
         Self {
             to: to.into(),
             body: body.into(),
+            channel: MobileChannel::Sms,
+            code: None,
         }
+    }
+
+    /// Sends it on `channel` instead of SMS.
+    #[must_use]
+    pub fn with_channel(mut self, channel: MobileChannel) -> Self {
+        self.channel = channel;
+        self
+    }
+
+    /// Declares the one-time code the text carries (see [`code`](Self::code)).
+    #[must_use]
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
     }
 }
 
 impl fmt::Debug for SmsMessage {
     // The body may hold a one-time code: keep it out of Debug output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmsMessage").finish_non_exhaustive()
+        f.debug_struct("SmsMessage")
+            .field("channel", &self.channel)
+            .finish_non_exhaustive()
     }
 }
 
@@ -313,6 +377,14 @@ pub trait SmsSender: Send + Sync + fmt::Debug + 'static {
     async fn ready(&self) -> Result<(), DeliveryError> {
         Ok(())
     }
+
+    /// Whether this sender can send on `channel`. A request for a channel
+    /// no sender supports is refused with `invalid_channel` before anything
+    /// is sent. The default supports SMS only; [`MemoryOutbox`] supports
+    /// both, `TwilioMessaging` WhatsApp once it has a WhatsApp sender.
+    fn supports(&self, channel: MobileChannel) -> bool {
+        channel == MobileChannel::Sms
+    }
 }
 
 /// The result of a provider-side code check ([`SmsVerifier::check`]).
@@ -334,6 +406,24 @@ pub enum ProviderCheck {
 pub trait SmsVerifier: Send + Sync + fmt::Debug + 'static {
     /// Asks the provider to send a code to `to`.
     async fn start(&self, to: &Mobile) -> Result<(), DeliveryError>;
+    /// Asks the provider to send a code to `to` on `channel`. The default
+    /// sends SMS with [`start`](Self::start) and refuses other channels
+    /// (permanent failure); Twilio Verify sends `Channel=whatsapp`.
+    async fn start_on(&self, to: &Mobile, channel: MobileChannel) -> Result<(), DeliveryError> {
+        match channel {
+            MobileChannel::Sms => self.start(to).await,
+            other => Err(DeliveryError::permanent(format!(
+                "this verifier cannot send on {other}"
+            ))),
+        }
+    }
+
+    /// Whether this provider can send codes on `channel` (see
+    /// [`SmsSender::supports`]). The default supports SMS only.
+    fn supports(&self, channel: MobileChannel) -> bool {
+        channel == MobileChannel::Sms
+    }
+
     /// Asks the provider whether `code` is right for `to`.
     async fn check(&self, to: &Mobile, code: &str) -> Result<ProviderCheck, DeliveryError>;
 

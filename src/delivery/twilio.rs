@@ -1,11 +1,12 @@
 //! Twilio: [`TwilioVerify`] (Twilio generates, sends and checks the code)
-//! and [`TwilioMessaging`] (our code, sent as an SMS).
+//! and [`TwilioMessaging`] (our code, sent as an SMS or a WhatsApp message).
 //!
 //! Both use HTTP Basic auth with the account SID and auth token and send
 //! form-encoded bodies (Twilio API reference):
 //!
 //! - Verify, start: `POST {verify base}/v2/Services/{ServiceSid}/Verifications`
-//!   with `To`, `Channel=sms`; `201` with `"status":"pending"`.
+//!   with `To`, `Channel=sms` (or `Channel=whatsapp`); `201` with
+//!   `"status":"pending"`.
 //! - Verify, check: `POST {verify base}/v2/Services/{ServiceSid}/VerificationCheck`
 //!   with `To`, `Code`; `200` whose `status` is `approved` when the code is
 //!   right (`pending` when it is wrong). Once a verification is approved,
@@ -14,20 +15,56 @@
 //! - Messaging: `POST {api base}/2010-04-01/Accounts/{AccountSid}/Messages.json`
 //!   with `To`, `From` (or `MessagingServiceSid`), `Body`; `201` with
 //!   `"status":"queued"`.
+//! - WhatsApp through Messaging: the same request with
+//!   `To=whatsapp:+E164` and `From=whatsapp:<sender>` (the sender set with
+//!   [`TwilioMessaging::whatsapp_from`], `TWILIO_WHATSAPP_FROM`); without a
+//!   WhatsApp sender, WhatsApp is not offered (`invalid_channel`).
+//!
+//! ## What a WhatsApp code message carries
+//!
+//! WhatsApp lets a business send free-form text only inside the 24-hour
+//! window after the user last wrote to it; a business-initiated message
+//! outside it must be a template approved by WhatsApp, sent with
+//! `ContentSid` (and `ContentVariables`), or Twilio refuses it with error
+//! 63016. A one-time code is nearly always business-initiated, so:
+//!
+//! - with a Content SID ([`TwilioMessaging::whatsapp_content_sid`],
+//!   `TWILIO_WHATSAPP_CONTENT_SID`; a `whatsapp/authentication` template,
+//!   whose single variable is the code) the message is sent as
+//!   `ContentSid=HX…`, `ContentVariables={"1":"<code>"}` and no `Body`.
+//!   This is what production needs;
+//! - without one, the rendered `otp` SMS template is sent as a plain
+//!   `Body` (without the WebOTP / app-hash lines, which are for SMS only).
+//!   That works in Twilio's WhatsApp sandbox and inside the 24-hour window
+//!   only; outside it Twilio answers 63016, a permanent WhatsApp failure
+//!   (below).
+//!
+//! Twilio Verify uses its own approved WhatsApp authentication template
+//! (`Channel=whatsapp`), so it needs neither.
 //!
 //! Errors carry `{"code":21211,"message":"…","more_info":"…","status":400}`.
 //! How they are read:
 //!
 //! | answer | meaning |
 //! |---|---|
-//! | 21211 (invalid `To`), 21614 (not a mobile number) | invalid recipient: the route answers `invalid_mobile` |
+//! | 21211 (invalid `To`), 21614 (not a mobile number) | invalid recipient: the route answers `invalid_mobile` (no fallback: the number itself is wrong) |
+//! | WhatsApp: 63003 (the number is not a WhatsApp user / channel could not find the `To` address), 63016 (outside the 24-hour window: template required), 63024 (invalid message recipient), 63032 (WhatsApp will not deliver to this user), 21408 (no permission to send to that region), 21612 (`To` not reachable on that channel), 21610 (the user opted out), Verify 60205 / 68008 (WhatsApp not possible for this number / not configured on the Verify Service) | permanent WhatsApp failure: 502 `delivery_failed`, or with `OTP_WHATSAPP_FALLBACK_SMS` one retry by SMS |
 //! | check: 404 / 20404 | [`ProviderCheck::Expired`] |
 //! | check: 429 / 60202 (max check attempts) | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `max_attempts_reached` | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `expired` / `canceled` | [`ProviderCheck::Expired`] |
 //! | connection refused, 429, 503 | transient, nothing sent: retried (after `Retry-After` if given) |
 //! | timeout, connection lost, 500, 502, 504 | transient, may have been sent: **not** retried (an SMS could go out twice) |
-//! | other 4xx | permanent |
+//! | other 4xx | permanent (on WhatsApp: a permanent WhatsApp failure) |
+//!
+//! Only a failure that proves nothing was sent ever leads to the SMS
+//! fallback: a timeout or a 5xx may mean the WhatsApp message went out.
+//! Most WhatsApp delivery errors (63003, 63016, 63024...) arrive later,
+//! in Twilio's status callback, when the request itself was accepted
+//! (`201 queued`); the crate does not read status callbacks, so those
+//! reach the user as a code that never arrives (they may ask again, by
+//! SMS). Twilio's WhatsApp error codes are listed in its error dictionary
+//! (`63xxx`, "Channels") and its table of WhatsApp-to-Twilio error codes.
 //!
 //! The engine counts attempts itself in Verify mode too, so `attempts_left`
 //! is always reported and our limit applies even if Twilio's is higher.
@@ -39,7 +76,9 @@
 //! assert!(!format!("{verify:?}").contains("auth-token"));
 //! let otp = Otp::builder().sms_verifier(verify);
 //!
-//! let messaging = TwilioMessaging::new("ACxxxxxxxx", "auth-token", "+14155550100");
+//! let messaging = TwilioMessaging::new("ACxxxxxxxx", "auth-token", "+14155550100")
+//!     .whatsapp_from("+14155550199")
+//!     .whatsapp_content_sid("HXxxxxxxxx");
 //! assert!(!format!("{messaging:?}").contains("auth-token"));
 //! let otp = Otp::builder().sms_sender(messaging);
 //! ```
@@ -50,7 +89,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{
-    DeliveryError, ProviderCheck, SmsMessage, SmsSender, SmsVerifier,
+    DeliveryError, MobileChannel, ProviderCheck, SmsMessage, SmsSender, SmsVerifier,
     http::{self, ProviderError},
 };
 use crate::{Secret, contact::Mobile};
@@ -161,12 +200,30 @@ impl Account {
     }
 }
 
+/// Twilio error codes that say a WhatsApp message cannot reach this user
+/// (see the module table): permanent, whatever the HTTP status.
+const WHATSAPP_PERMANENT: &[u32] = &[
+    63003, 63016, 63024, 63032, 21408, 21610, 21612, 60205, 68008,
+];
+
 /// The usual reading of a Twilio error (see the module table).
 fn failure(refusal: &Refusal) -> DeliveryError {
     let error = ProviderError::new("Twilio", refusal.status, &refusal.body);
     match refusal.code {
         Some(21211 | 21614) => DeliveryError::invalid_recipient(error),
         _ => http::status_failure(error, refusal.retry_after),
+    }
+}
+
+/// The reading of a Twilio error for a request on `channel`: on WhatsApp,
+/// the codes of [`WHATSAPP_PERMANENT`] are permanent failures (which the
+/// SMS fallback may follow).
+fn failure_on(channel: MobileChannel, refusal: &Refusal) -> DeliveryError {
+    match refusal.code {
+        Some(code) if channel == MobileChannel::WhatsApp && WHATSAPP_PERMANENT.contains(&code) => {
+            DeliveryError::permanent(ProviderError::new("Twilio", refusal.status, &refusal.body))
+        }
+        _ => failure(refusal),
     }
 }
 
@@ -220,11 +277,22 @@ impl TwilioVerify {
 #[async_trait]
 impl SmsVerifier for TwilioVerify {
     async fn start(&self, to: &Mobile) -> Result<(), DeliveryError> {
-        let form = [("To", to.as_str()), ("Channel", "sms")];
+        self.start_on(to, MobileChannel::Sms).await
+    }
+
+    /// `Channel=sms` or `Channel=whatsapp` (Verify sends WhatsApp codes
+    /// with its own approved template).
+    async fn start_on(&self, to: &Mobile, channel: MobileChannel) -> Result<(), DeliveryError> {
+        let form = [("To", to.as_str()), ("Channel", channel.as_str())];
         match self.account.post(self.url("Verifications"), &form).await? {
             Ok(_) => Ok(()),
-            Err(refusal) => Err(failure(&refusal)),
+            Err(refusal) => Err(failure_on(channel, &refusal)),
         }
+    }
+
+    /// SMS and WhatsApp.
+    fn supports(&self, channel: MobileChannel) -> bool {
+        matches!(channel, MobileChannel::Sms | MobileChannel::WhatsApp)
     }
 
     async fn check(&self, to: &Mobile, code: &str) -> Result<ProviderCheck, DeliveryError> {
@@ -263,6 +331,34 @@ impl SmsVerifier for TwilioVerify {
     }
 }
 
+impl TwilioMessaging {
+    /// `To=whatsapp:+…`, `From=whatsapp:…`, and the template with the code
+    /// (`ContentSid`, `ContentVariables`) or the text (`Body`).
+    async fn send_whatsapp(&self, url: String, message: &SmsMessage) -> Result<(), DeliveryError> {
+        let Some(from) = &self.whatsapp_from else {
+            return Err(DeliveryError::permanent(
+                "WhatsApp is not configured: no WhatsApp sender (TWILIO_WHATSAPP_FROM)",
+            ));
+        };
+        let to = format!("whatsapp:{}", message.to);
+        let from = format!("whatsapp:{from}");
+        let variables;
+        let mut form = vec![("To", to.as_str()), ("From", from.as_str())];
+        match (&self.whatsapp_content_sid, &message.code) {
+            (Some(content_sid), Some(code)) => {
+                variables = serde_json::json!({ "1": code }).to_string();
+                form.push(("ContentSid", content_sid.as_str()));
+                form.push(("ContentVariables", variables.as_str()));
+            }
+            _ => form.push(("Body", message.body.as_str())),
+        }
+        match self.account.post(url, &form).await? {
+            Ok(_) => Ok(()),
+            Err(refusal) => Err(failure_on(MobileChannel::WhatsApp, &refusal)),
+        }
+    }
+}
+
 /// Who a message is sent from: a number, or a Messaging Service.
 #[derive(Debug, Clone)]
 enum Origin {
@@ -278,6 +374,10 @@ pub struct TwilioMessaging {
     account: Account,
     origin: Origin,
     base_url: String,
+    /// The WhatsApp sender number (E.164, without `whatsapp:`).
+    whatsapp_from: Option<String>,
+    /// The approved WhatsApp template for codes (`HX…`).
+    whatsapp_content_sid: Option<String>,
 }
 
 impl TwilioMessaging {
@@ -292,7 +392,32 @@ impl TwilioMessaging {
             account: Account::new(account_sid.into(), auth_token.into()),
             origin: Origin::From(from.into()),
             base_url: TWILIO_API_BASE_URL.to_owned(),
+            whatsapp_from: None,
+            whatsapp_content_sid: None,
         }
+    }
+
+    /// Offers WhatsApp, sent from the WhatsApp sender `number` (E.164; a
+    /// leading `whatsapp:` is accepted): `To=whatsapp:+…`,
+    /// `From=whatsapp:<number>`. Without it, a WhatsApp request is refused
+    /// with `invalid_channel`.
+    #[must_use]
+    pub fn whatsapp_from(mut self, number: impl Into<String>) -> Self {
+        let number = number.into();
+        let number = number.strip_prefix("whatsapp:").unwrap_or(&number).trim();
+        self.whatsapp_from = Some(number.to_owned());
+        self
+    }
+
+    /// Sends WhatsApp codes as the approved template `content_sid` (`HX…`,
+    /// a `whatsapp/authentication` template) with the code as its variable
+    /// `1`, instead of the rendered text as `Body`. Needed outside the
+    /// 24-hour window, that is for almost every code (see the
+    /// [module docs](self)).
+    #[must_use]
+    pub fn whatsapp_content_sid(mut self, content_sid: impl Into<String>) -> Self {
+        self.whatsapp_content_sid = Some(content_sid.into());
+        self
     }
 
     /// Messages through a Messaging Service (`MG…`), which picks the number.
@@ -328,6 +453,9 @@ impl SmsSender for TwilioMessaging {
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.base_url, self.account.sid
         );
+        if message.channel == MobileChannel::WhatsApp {
+            return self.send_whatsapp(url, message).await;
+        }
         let origin = match &self.origin {
             Origin::From(number) => ("From", number.as_str()),
             Origin::MessagingService(sid) => ("MessagingServiceSid", sid.as_str()),
@@ -340,6 +468,15 @@ impl SmsSender for TwilioMessaging {
         match self.account.post(url, &form).await? {
             Ok(_) => Ok(()),
             Err(refusal) => Err(failure(&refusal)),
+        }
+    }
+
+    /// SMS always; WhatsApp once [`whatsapp_from`](Self::whatsapp_from) is
+    /// set.
+    fn supports(&self, channel: MobileChannel) -> bool {
+        match channel {
+            MobileChannel::Sms => true,
+            MobileChannel::WhatsApp => self.whatsapp_from.is_some(),
         }
     }
 

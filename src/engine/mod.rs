@@ -20,7 +20,7 @@ use crate::{
     code::Code,
     contact::Contact,
     delivery::{
-        DeliveryError, ProviderCheck,
+        DeliveryError, MobileChannel, ProviderCheck,
         dispatch::{CodeMessage, Dispatcher},
     },
     error::ApiError,
@@ -82,6 +82,8 @@ pub(crate) struct SendOptions {
     pub(crate) languages: Languages,
     /// The purpose the code is for (a registered name).
     pub(crate) purpose: String,
+    /// The channel for a mobile number (SMS unless asked otherwise).
+    pub(crate) channel: MobileChannel,
 }
 
 impl Default for SendOptions {
@@ -89,6 +91,7 @@ impl Default for SendOptions {
         Self {
             languages: Languages::none(),
             purpose: DEFAULT_PURPOSE.to_owned(),
+            channel: MobileChannel::default(),
         }
     }
 }
@@ -98,6 +101,9 @@ impl Default for SendOptions {
 pub(crate) struct SendOutcome {
     pub(crate) expires_in: u64,
     pub(crate) resend_in: u64,
+    /// The channel that carried a mobile code (the one asked for when the
+    /// answer does not wait for delivery).
+    pub(crate) channel: MobileChannel,
 }
 
 impl Engine {
@@ -115,6 +121,7 @@ impl Engine {
         let outcome = SendOutcome {
             expires_in: self.settings.code_ttl.as_secs(),
             resend_in: self.settings.limits.cooldown.as_secs(),
+            channel: options.channel,
         };
         if self.is_test_contact(contact) {
             // A record with no hash (the fixed code is compared instead), so
@@ -218,22 +225,25 @@ impl Engine {
             async move {
                 let result = match (engine.owners.of(&contact), code) {
                     (Owner::Provider { verifier, mobile }, None) => {
-                        engine.dispatch.retry().run(|| verifier.start(mobile)).await
+                        (engine.dispatch)
+                            .start_verification(verifier, mobile, options.channel)
+                            .await
                     }
                     (Owner::Hash, Some(code)) => {
                         let message = CodeMessage {
                             code: code.as_str(),
                             ttl: engine.settings.code_ttl,
                             languages: &options.languages,
+                            channel: options.channel,
                         };
                         engine.dispatch.send_code(&contact, message).await
                     }
                     _ => Err(DeliveryError::permanent("no code to deliver")),
                 };
                 match result {
-                    Ok(()) => {
+                    Ok(channel) => {
                         audit::record(Outcome::Delivered, &contact);
-                        Ok(())
+                        Ok(channel)
                     }
                     Err(err) => {
                         // The user never got a code: delete it and let them
@@ -251,7 +261,9 @@ impl Engine {
             tokio::spawn(delivery);
             return Ok(outcome);
         }
-        delivery.await.map(|()| outcome)
+        delivery
+            .await
+            .map(|channel| SendOutcome { channel, ..outcome })
     }
 
     /// Generates a code, hashes it and stores the hash.

@@ -141,6 +141,12 @@ fn twilio_messaging(builder: OtpBuilder, env: &Env<'_>) -> Result<OtpBuilder, Co
     if let Some(base) = env.get("TWILIO_API_BASE_URL") {
         sender = sender.base_url(base);
     }
+    if let Some(number) = env.get("TWILIO_WHATSAPP_FROM") {
+        sender = sender.whatsapp_from(number);
+    }
+    if let Some(content_sid) = env.get("TWILIO_WHATSAPP_CONTENT_SID") {
+        sender = sender.whatsapp_content_sid(content_sid);
+    }
     Ok(builder.sms_sender(sender))
 }
 

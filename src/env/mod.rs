@@ -39,6 +39,7 @@
 //! | `OTP_WEBOTP_HOST` | `webotp_host` | host name for the `@host #code` SMS line | none |
 //! | `OTP_WEBOTP_EMBEDDED_HOST` | `webotp_embedded_host` | the embedding site's host (` %host` on that line) | none |
 //! | `OTP_ANDROID_APP_HASH` | `android_app_hash` | 11-character SMS Retriever app hash added to SMS codes | none |
+//! | `OTP_WHATSAPP_FALLBACK_SMS` | `whatsapp_fallback_sms` | boolean: a permanent WhatsApp failure is retried once by SMS | false |
 //! | `OTP_PRODUCTION` | `production` | boolean: refuse development senders, an insecure cookie, weak or example secrets, weak hash parameters, test mode | false |
 //! | `OTP_CHANNELS` | `channels` | `email`, `mobile` or `email,mobile`: a channel turned off has no routes | `email,mobile` |
 //! | `OTP_TEST_MODE` | `dangerous_test_contacts` (switch) | `enabled` | off |
@@ -61,6 +62,8 @@
 //! | `TWILIO_FROM_NUMBER` | `sms_sender` | E.164 sending number | required for `TWILIO` |
 //! | `TWILIO_VERIFY_BASE_URL` | `sms_verifier` (origin) | bare origin | Twilio's |
 //! | `TWILIO_API_BASE_URL` | `sms_sender` (origin) | bare origin | Twilio's |
+//! | `TWILIO_WHATSAPP_FROM` | `sms_sender` (WhatsApp sender) | E.164 WhatsApp sender number; unset: no WhatsApp in `TWILIO` mode | none |
+//! | `TWILIO_WHATSAPP_CONTENT_SID` | `sms_sender` (WhatsApp template) | approved template `HX…` with the code as variable 1; unset: plain `Body` | none |
 //!
 //! Booleans accept `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`. Empty
 //! values count as unset. A value that does not parse stops start-up with
@@ -490,6 +493,14 @@ static VARIABLES: &[EnvVar] = &[
         |b, v, _| Ok(b.android_app_hash(v))
     ),
     var!(
+        "OTP_WHATSAPP_FALLBACK_SMS",
+        "whatsapp_fallback_sms",
+        "whatsapp_fallback_sms",
+        "boolean",
+        "false",
+        |b, v, _| Ok(b.whatsapp_fallback_sms(flag("OTP_WHATSAPP_FALLBACK_SMS", v)?))
+    ),
+    var!(
         "OTP_CHANNELS",
         "channels",
         "channels",
@@ -571,6 +582,8 @@ static VARIABLES: &[EnvVar] = &[
     var!("TWILIO_FROM_NUMBER", "sms_sender", "E.164 number", "required for TWILIO", read by "SMS_SERVER"),
     var!("TWILIO_VERIFY_BASE_URL", "sms_verifier", "bare origin", "Twilio's", read by "SMS_SERVER"),
     var!("TWILIO_API_BASE_URL", "sms_sender", "bare origin", "Twilio's", read by "SMS_SERVER"),
+    var!("TWILIO_WHATSAPP_FROM", "sms_sender", "E.164 WhatsApp sender", "none", read by "SMS_SERVER"),
+    var!("TWILIO_WHATSAPP_CONTENT_SID", "sms_sender", "HX… template SID", "none", read by "SMS_SERVER"),
 ];
 
 /// Reads environment variables through `lookup` (a function so tests need

@@ -7,7 +7,8 @@ use serde_json::{Map, Value, json};
 
 use super::{RouteContext, contact_field, purpose_field};
 use crate::{
-    contact::Channel,
+    contact::{Channel, Contact},
+    delivery::MobileChannel,
     engine::SendOptions,
     error::{ApiError, json_response},
     events::EventKind,
@@ -25,9 +26,14 @@ pub(super) async fn serve(
     // An unknown or malformed "locale" is ignored: Accept-Language, then
     // English, decide.
     let locale = object.get("locale").and_then(Value::as_str);
+    let mobile_channel = match contact {
+        Contact::Mobile(_) => mobile_channel(ctx, object)?,
+        Contact::Email(_) => MobileChannel::default(),
+    };
     let options = SendOptions {
         languages: Languages::for_request(locale, &parts.headers),
         purpose,
+        channel: mobile_channel,
     };
     let sent = ctx
         .engine
@@ -50,13 +56,39 @@ pub(super) async fn serve(
             &options.purpose,
         );
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "status": "success",
-            "message": format!("A verification code was sent to your {}.", contact.channel()),
-            "expires_in": sent.expires_in,
-            "resend_in": sent.resend_in,
-        }),
-    ))
+    let mut body = json!({
+        "status": "success",
+        "message": format!("A verification code was sent to your {}.", contact.channel()),
+        "expires_in": sent.expires_in,
+        "resend_in": sent.resend_in,
+    });
+    if let Contact::Mobile(_) = contact {
+        body["channel"] = json!(sent.channel.as_str());
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The `"channel"` of a mobile send: absent or `null` is SMS; anything but
+/// `"sms"` or `"whatsapp"`, or a channel nothing here can send on, is
+/// `invalid_channel`.
+fn mobile_channel(
+    ctx: &RouteContext,
+    object: &Map<String, Value>,
+) -> Result<MobileChannel, ApiError> {
+    let channel = match object.get("channel") {
+        None | Some(Value::Null) => return Ok(MobileChannel::Sms),
+        Some(Value::String(name)) => {
+            MobileChannel::from_name(name).ok_or(ApiError::InvalidChannel)?
+        }
+        Some(_) => return Err(ApiError::InvalidChannel),
+    };
+    let configured = match ctx.engine.owners.mobile_provider_ref() {
+        Some(verifier) => verifier.supports(channel),
+        None => ctx.engine.dispatch.can_send_on(channel),
+    };
+    if configured {
+        Ok(channel)
+    } else {
+        Err(ApiError::InvalidChannel)
+    }
 }
