@@ -6,7 +6,10 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use common::{app::wrong_code, builder_with};
 use serde_json::{Value, json};
@@ -202,6 +205,44 @@ async fn unlock_lifts_lock_cooldown_and_quota(a: &Otp, b: &Otp, outbox: &MemoryO
     admin.unlock(&contact).await.unwrap();
     let (status, body) = send(a, &email, "verify").await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Logs of this binary (a global subscriber, installed once).
+fn logs() -> &'static common::logs::Captured {
+    static CAPTURED: OnceLock<common::logs::Captured> = OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = common::logs::Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    })
+}
+
+/// The operator's actions are logged with the masked contact only.
+#[tokio::test]
+async fn admin_actions_log_the_masked_contact_only() {
+    let logs = logs();
+    let (otp, outbox) = memory();
+    let email = format!("zed{:x}@example.com", rand_u64());
+    assert_eq!(send(&otp, &email, "verify").await.0, 200);
+    let code = code(&outbox, &email);
+    let admin = otp.admin();
+    let contact = admin.parse_contact(&email).unwrap();
+    admin.pending(&contact).await.unwrap();
+    admin.cancel(&contact, None).await.unwrap();
+    admin.unlock(&contact).await.unwrap();
+    let text = logs.text();
+    assert!(text.contains("admin: pending codes cancelled"), "{text}");
+    assert!(text.contains("admin: contact unlocked"), "{text}");
+    assert!(text.contains("z***@example.com"), "{text}");
+    assert!(!text.contains(&email), "unmasked contact in the log");
+    assert!(!text.contains(&code), "a code in the log");
 }
 
 fn rand_u64() -> u64 {
