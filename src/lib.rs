@@ -147,6 +147,7 @@
 
 // Composition: the handle and its builder, the configuration as plain
 // data, and the environment table.
+pub mod admin;
 pub mod config;
 pub mod env;
 mod otp;
@@ -183,6 +184,7 @@ pub mod purpose;
 mod secret;
 mod time;
 
+pub use admin::Admin;
 pub use code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 pub use config::{OtpConfig, RoutePaths};
 pub use contact::{Channel, Channels, Contact, Email, Mobile, Region};

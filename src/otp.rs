@@ -227,6 +227,16 @@ impl Otp {
         &self.engine().hasher
     }
 
+    /// The operator's tools for this `Otp`'s store: what is pending for a
+    /// contact, cancel its codes, unlock it (see [`admin`](crate::admin)).
+    /// Nothing of it is mounted as a route.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin::new(
+            Arc::clone(&self.inner.layer.ctx.engine),
+            self.inner.config.default_region,
+        )
+    }
+
     /// A [`Notifier`](crate::Notifier) for the host's own emails and SMS
     /// (welcome, reset, documents), through the same senders, templates
     /// and retry policy as the codes.

@@ -123,6 +123,11 @@ impl Purposes {
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+
+    /// Every registered name, built-ins first.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
 }
 
 #[cfg(test)]

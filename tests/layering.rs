@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, fs, path::Path};
 fn layer_of(module: &str) -> Option<(u8, &'static str)> {
     Some(match module {
         // test_util builds whole `Otp`s for the conformance suite.
-        "lib" | "otp" | "config" | "env" | "readiness" | "production" | "test_util" => {
+        "lib" | "otp" | "config" | "env" | "readiness" | "production" | "test_util" | "admin" => {
             (4, "composition")
         }
         "middleware" | "routes" => (3, "HTTP"),
@@ -29,6 +29,7 @@ fn root_item(name: &str) -> Option<&'static str> {
     Some(match name {
         "Otp" | "OtpBuilder" | "MIN_SECRET_LEN" => "otp",
         "OtpConfig" => "config",
+        "Admin" => "admin",
         "ApiError" | "ConfigError" | "ErrorFormat" => "error",
         "Channel" | "Contact" | "Email" | "Mobile" | "Region" => "contact",
         "MemoryStore" | "OtpStore" | "StoreError" => "store",

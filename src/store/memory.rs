@@ -62,8 +62,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::{
-    Attempt, CodeRecord, FailureBudget, FailureOutcome, OtpStore, SendLimits, SendReservation,
-    StoreError, StoreKey,
+    Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
+    SendLimits, SendReservation, SendStatus, StoreError, StoreKey,
 };
 
 /// The default cap on each table (codes, send records, failure records,
@@ -513,6 +513,59 @@ impl OtpStore for MemoryStore {
     async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError> {
         lock(&self.failures).map.remove(key.as_str());
         Ok(())
+    }
+
+    async fn inspect_code(&self, key: &StoreKey) -> Result<Option<CodeStatus>, StoreError> {
+        let now = Instant::now();
+        Ok(lock(&self.codes)
+            .live(&key.code_slot(), now)
+            .map(|e| CodeStatus::new(e.expires_at - now, e.attempts_used)))
+    }
+
+    async fn inspect_sends(&self, key: &StoreKey) -> Result<Option<SendStatus>, StoreError> {
+        let now = Instant::now();
+        Ok(lock(&self.sends).live(key.as_str(), now).map(|e| {
+            // A window that is over counts nothing any more (the next send
+            // starts a new one).
+            let (sends, window_left) = if e.window_ends > now {
+                (e.count, e.window_ends - now)
+            } else {
+                (0, Duration::ZERO)
+            };
+            SendStatus::new(
+                sends,
+                window_left,
+                e.cooldown_until.saturating_duration_since(now),
+            )
+        }))
+    }
+
+    async fn inspect_failures(&self, key: &StoreKey) -> Result<Option<FailureStatus>, StoreError> {
+        let now = Instant::now();
+        Ok(lock(&self.failures).live(key.as_str(), now).map(|e| {
+            let locked_for = e
+                .locked_until
+                .filter(|until| *until > now)
+                .map(|until| until - now);
+            FailureStatus::new(e.failures, locked_for)
+        }))
+    }
+
+    async fn delete_code(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut codes = lock(&self.codes);
+        let slot = key.code_slot();
+        let live = codes.live(&slot, now).is_some();
+        codes.map.remove(slot.as_ref());
+        Ok(live)
+    }
+
+    async fn clear_sends(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut sends = lock(&self.sends);
+        let live = sends.live(key.as_str(), now).is_some();
+        sends.map.remove(key.as_str());
+        Ok(live)
     }
 
     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {

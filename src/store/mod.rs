@@ -18,6 +18,18 @@
 //! | [`reset_failures`](OtpStore::reset_failures) | forget the contact's failures and lift its lock (a success, or an operator's unlock) |
 //! | [`spend_grant`](OtpStore::spend_grant) | record a grant as spent, only if it was not (single-use grants) |
 //!
+//! The operator's tools ([`Admin`](crate::Admin)) use five more methods, with
+//! default implementations that answer [`StoreError::unsupported`] so that
+//! stores written before them keep compiling:
+//!
+//! | method | operation |
+//! |---|---|
+//! | [`inspect_code`](OtpStore::inspect_code) | time left and attempts used of the live code (never its hash or salt) |
+//! | [`inspect_sends`](OtpStore::inspect_sends) | sends counted in the quota window, time left in the window and in the cooldown |
+//! | [`inspect_failures`](OtpStore::inspect_failures) | failures counted and time left in the lock |
+//! | [`delete_code`](OtpStore::delete_code) | delete the live code, whatever it is (cancel) |
+//! | [`clear_sends`](OtpStore::clear_sends) | forget the contact's cooldown and send count (unlock) |
+//!
 //! Keys are [`StoreKey`]s: a keyed digest of the contact's identity, never
 //! the raw address or number. Codes live per (purpose, contact): a store keys
 //! code records by [`StoreKey::code_slot`], and cooldowns, quotas and failure
@@ -434,6 +446,74 @@ impl FailureOutcome {
     }
 }
 
+/// What [`OtpStore::inspect_code`] reports about a live code: never the
+/// code, its hash or its salt (`non_exhaustive`: build one with
+/// [`CodeStatus::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CodeStatus {
+    /// Time until the code expires.
+    pub expires_in: Duration,
+    /// Attempts taken on it so far.
+    pub attempts_used: u32,
+}
+
+impl CodeStatus {
+    /// A code expiring in `expires_in` with `attempts_used` attempts taken.
+    pub fn new(expires_in: Duration, attempts_used: u32) -> Self {
+        Self {
+            expires_in,
+            attempts_used,
+        }
+    }
+}
+
+/// What [`OtpStore::inspect_sends`] reports about a contact's send record
+/// (`non_exhaustive`: build one with [`SendStatus::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendStatus {
+    /// Sends counted in the current quota window (released ones included).
+    pub sends: u32,
+    /// Time left in the quota window.
+    pub window_left: Duration,
+    /// Time left in the resend cooldown (zero when none is running).
+    pub cooldown_left: Duration,
+}
+
+impl SendStatus {
+    /// `sends` counted, the window ending in `window_left`, the cooldown in
+    /// `cooldown_left`.
+    pub fn new(sends: u32, window_left: Duration, cooldown_left: Duration) -> Self {
+        Self {
+            sends,
+            window_left,
+            cooldown_left,
+        }
+    }
+}
+
+/// What [`OtpStore::inspect_failures`] reports about a contact's failure
+/// budget (`non_exhaustive`: build one with [`FailureStatus::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FailureStatus {
+    /// Consecutive wrong codes counted.
+    pub failures: u32,
+    /// Time left in the lock (`None` when not locked).
+    pub locked_for: Option<Duration>,
+}
+
+impl FailureStatus {
+    /// `failures` counted, locked for `locked_for`, if at all.
+    pub fn new(failures: u32, locked_for: Option<Duration>) -> Self {
+        Self {
+            failures,
+            locked_for,
+        }
+    }
+}
+
 /// The storage backend: atomic operations on codes, attempts, cooldowns and
 /// quotas. See the [module docs](self) for the contract and an example.
 #[async_trait]
@@ -506,6 +586,47 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
     /// before: for one grant, exactly one caller gets `true`, on every
     /// instance sharing the store.
     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError>;
+
+    /// The live code at `key`'s code slot ([`StoreKey::code_slot`]): time
+    /// left and attempts used, or `None` when there is none. Changes
+    /// nothing. For the operator's tools; the default answers
+    /// [`StoreError::unsupported`].
+    async fn inspect_code(&self, key: &StoreKey) -> Result<Option<CodeStatus>, StoreError> {
+        let _ = key;
+        Err(StoreError::unsupported("inspect_code"))
+    }
+
+    /// The contact's send record (cooldown and quota), or `None` when it
+    /// has none (or its window and cooldown are over). Changes nothing.
+    /// The default answers [`StoreError::unsupported`].
+    async fn inspect_sends(&self, key: &StoreKey) -> Result<Option<SendStatus>, StoreError> {
+        let _ = key;
+        Err(StoreError::unsupported("inspect_sends"))
+    }
+
+    /// The contact's failure record, or `None` when it has none. Changes
+    /// nothing. The default answers [`StoreError::unsupported`].
+    async fn inspect_failures(&self, key: &StoreKey) -> Result<Option<FailureStatus>, StoreError> {
+        let _ = key;
+        Err(StoreError::unsupported("inspect_failures"))
+    }
+
+    /// Deletes the live code at `key`'s code slot, whatever its salt (the
+    /// operator's cancel). Returns whether there was one. The default
+    /// answers [`StoreError::unsupported`].
+    async fn delete_code(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let _ = key;
+        Err(StoreError::unsupported("delete_code"))
+    }
+
+    /// Forgets the contact's send record: its cooldown ends and its send
+    /// count starts again from zero (the operator's unlock). Returns
+    /// whether there was one. The default answers
+    /// [`StoreError::unsupported`].
+    async fn clear_sends(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let _ = key;
+        Err(StoreError::unsupported("clear_sends"))
+    }
 }
 
 /// A store failure. Opaque, keeps its source for the logs.
@@ -520,6 +641,7 @@ enum StoreErrorKind {
     Unavailable,
     Full,
     Corrupt,
+    Unsupported,
 }
 
 impl StoreError {
@@ -548,6 +670,20 @@ impl StoreError {
         }
     }
 
+    /// The store does not implement `operation` (the default of the
+    /// operator's methods, such as [`OtpStore::inspect_code`]).
+    pub fn unsupported(operation: &'static str) -> Self {
+        Self {
+            kind: StoreErrorKind::Unsupported,
+            source: Some(Box::new(Unsupported(operation))),
+        }
+    }
+
+    /// Whether the store does not support the operation asked.
+    pub fn is_unsupported(&self) -> bool {
+        self.kind == StoreErrorKind::Unsupported
+    }
+
     /// Whether the store could not be reached or is full (a 503).
     pub fn is_unavailable(&self) -> bool {
         matches!(
@@ -568,9 +704,22 @@ impl fmt::Display for StoreError {
             StoreErrorKind::Unavailable => f.write_str("store unavailable"),
             StoreErrorKind::Full => f.write_str("store is full"),
             StoreErrorKind::Corrupt => f.write_str("store answered unexpected data"),
+            StoreErrorKind::Unsupported => f.write_str("not supported by this store"),
         }
     }
 }
+
+/// The operation a store does not implement.
+#[derive(Debug)]
+struct Unsupported(&'static str);
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} is not supported by this store", self.0)
+    }
+}
+
+impl std::error::Error for Unsupported {}
 
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {

@@ -29,6 +29,13 @@
 //! consumes the code (`consume_code`), and only a wrong code runs one more
 //! script (`record_failure`).
 //!
+//! The operator's reads ([`inspect_code`](OtpStore::inspect_code),
+//! [`inspect_sends`](OtpStore::inspect_sends),
+//! [`inspect_failures`](OtpStore::inspect_failures)) are one script each
+//! (values and server time in one round trip); cancel
+//! ([`delete_code`](OtpStore::delete_code)) and unlock
+//! ([`clear_sends`](OtpStore::clear_sends)) are one `DEL` each.
+//!
 //! The prefix defaults to [`DEFAULT_PREFIX`] (`otp:`); use one per
 //! application (or per environment) that shares a Redis.
 //!
@@ -126,8 +133,8 @@ use redis::{
 };
 
 use super::{
-    Attempt, CodeRecord, FailureBudget, FailureOutcome, OtpStore, SendLimits, SendReservation,
-    StoreError, StoreKey,
+    Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
+    SendLimits, SendReservation, SendStatus, StoreError, StoreKey,
 };
 use crate::ConfigError;
 
@@ -153,6 +160,9 @@ struct Scripts {
     record_failure: Script,
     spend_grant: Script,
     gcra: Script,
+    inspect_code: Script,
+    inspect_sends: Script,
+    inspect_failures: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -165,6 +175,9 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     record_failure: Script::new(include_str!("lua/record_failure.lua")),
     spend_grant: Script::new(include_str!("lua/spend_grant.lua")),
     gcra: Script::new(include_str!("lua/gcra.lua")),
+    inspect_code: Script::new(include_str!("lua/inspect_code.lua")),
+    inspect_sends: Script::new(include_str!("lua/inspect_sends.lua")),
+    inspect_failures: Script::new(include_str!("lua/inspect_failures.lua")),
 });
 
 /// How the store's own pool opens connections.
@@ -963,6 +976,58 @@ impl OtpStore for RedisStore {
             .arg(millis(ttl).max(1));
         let first: i64 = self.eval(&invocation).await?;
         Ok(first == 1)
+    }
+
+    async fn inspect_code(&self, key: &StoreKey) -> Result<Option<CodeStatus>, StoreError> {
+        let mut invocation = SCRIPTS.inspect_code.prepare_invoke();
+        invocation.key(self.code_key(key));
+        let (live, ttl_ms, used): (i64, u64, u64) = self.eval(&invocation).await?;
+        Ok((live == 1).then(|| {
+            CodeStatus::new(
+                Duration::from_millis(ttl_ms),
+                u32::try_from(used).unwrap_or(u32::MAX),
+            )
+        }))
+    }
+
+    async fn inspect_sends(&self, key: &StoreKey) -> Result<Option<SendStatus>, StoreError> {
+        let mut invocation = SCRIPTS.inspect_sends.prepare_invoke();
+        invocation.key(self.send_key(key));
+        let (found, sends, window_ms, cooldown_ms): (i64, u64, u64, u64) =
+            self.eval(&invocation).await?;
+        Ok((found == 1).then(|| {
+            SendStatus::new(
+                u32::try_from(sends).unwrap_or(u32::MAX),
+                Duration::from_millis(window_ms),
+                Duration::from_millis(cooldown_ms),
+            )
+        }))
+    }
+
+    async fn inspect_failures(&self, key: &StoreKey) -> Result<Option<FailureStatus>, StoreError> {
+        let mut invocation = SCRIPTS.inspect_failures.prepare_invoke();
+        invocation.key(self.failure_key(key));
+        let (found, failures, lock_ms): (i64, u64, u64) = self.eval(&invocation).await?;
+        Ok((found == 1).then(|| {
+            FailureStatus::new(
+                u32::try_from(failures).unwrap_or(u32::MAX),
+                (lock_ms > 0).then(|| Duration::from_millis(lock_ms)),
+            )
+        }))
+    }
+
+    async fn delete_code(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.code_key(key));
+        let deleted: i64 = self.query(Request::Command(&cmd)).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn clear_sends(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.send_key(key));
+        let deleted: i64 = self.query(Request::Command(&cmd)).await?;
+        Ok(deleted > 0)
     }
 }
 

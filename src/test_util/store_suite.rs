@@ -176,6 +176,122 @@ pub fn wrong(code: &str) -> String {
 // ---------------------------------------------------------------------------
 // Properties, directly on the store.
 
+/// The operator's reads: a live code's time and attempts (per purpose), the
+/// send record and the failure record; `None` where there is nothing, and
+/// nothing changes by reading.
+pub async fn inspect_without_secrets(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let login = key.with_purpose("login");
+    assert_eq!(s.inspect_code(&key).await.unwrap(), None);
+    assert_eq!(s.inspect_sends(&key).await.unwrap(), None);
+    assert_eq!(s.inspect_failures(&key).await.unwrap(), None);
+
+    s.put_code(&login, &record(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(s.inspect_code(&key).await.unwrap(), None, "purposes apart");
+    let status = s.inspect_code(&login).await.unwrap().expect("a live code");
+    assert_eq!(status.attempts_used, 0);
+    assert!(
+        status.expires_in > Duration::from_secs(58) && status.expires_in <= Duration::from_secs(60),
+        "{status:?}"
+    );
+    s.begin_attempt(&login, 5).await.unwrap();
+    s.begin_attempt(&login, 5).await.unwrap();
+    assert_eq!(
+        s.inspect_code(&login).await.unwrap().unwrap().attempts_used,
+        2
+    );
+    assert_eq!(
+        s.inspect_code(&login).await.unwrap().unwrap().attempts_used,
+        2,
+        "reading takes no attempt"
+    );
+
+    let limits = SendLimits::new(Duration::from_secs(30), 5, Duration::from_secs(600));
+    for _ in 0..2 {
+        s.reserve_send(&key, &limits).await.unwrap();
+        s.release_cooldown(&key).await.unwrap();
+    }
+    s.reserve_send(&key, &limits).await.unwrap();
+    let sends = s.inspect_sends(&key).await.unwrap().expect("a send record");
+    assert_eq!(sends.sends, 3);
+    assert!(
+        sends.cooldown_left > Duration::from_secs(28)
+            && sends.cooldown_left <= Duration::from_secs(30),
+        "{sends:?}"
+    );
+    assert!(
+        sends.window_left > Duration::from_secs(598)
+            && sends.window_left <= Duration::from_secs(600),
+        "{sends:?}"
+    );
+
+    let budget = FailureBudget::new(2).locks(Duration::from_secs(30), Duration::from_secs(60));
+    s.record_failure(&key, &budget).await.unwrap();
+    let failures = s.inspect_failures(&key).await.unwrap().expect("a record");
+    assert_eq!((failures.failures, failures.locked_for), (1, None));
+    s.record_failure(&key, &budget).await.unwrap();
+    let failures = s.inspect_failures(&key).await.unwrap().unwrap();
+    assert_eq!(failures.failures, 2);
+    let lock = failures.locked_for.expect("locked");
+    assert!(
+        lock > Duration::from_secs(28) && lock <= Duration::from_secs(30),
+        "{lock:?}"
+    );
+
+    // An expired code is not reported.
+    let short = random_key();
+    s.put_code(&short, &record(), Duration::from_millis(300))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.inspect_code(&short).await.unwrap(), None);
+}
+
+/// Cancel deletes one purpose's code whatever its salt; clearing the send
+/// record ends the cooldown and restarts the quota.
+pub async fn delete_code_and_clear_sends(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let reset = key.with_purpose("reset");
+    s.put_code(&key, &record(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    s.put_code(&reset, &record(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(s.delete_code(&reset).await.unwrap());
+    assert!(!s.delete_code(&reset).await.unwrap(), "nothing left");
+    assert_eq!(s.begin_attempt(&reset, 5).await.unwrap(), Attempt::NoCode);
+    assert!(
+        matches!(
+            s.begin_attempt(&key, 5).await.unwrap(),
+            Attempt::Granted { .. }
+        ),
+        "the other purpose's code stays"
+    );
+
+    let limits = SendLimits::new(Duration::from_secs(30), 1, Duration::from_secs(600));
+    assert!(!s.clear_sends(&key).await.unwrap());
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted
+    );
+    assert!(matches!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Cooldown { .. }
+    ));
+    assert!(s.clear_sends(&key).await.unwrap());
+    assert_eq!(s.inspect_sends(&key).await.unwrap(), None);
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted,
+        "cooldown over and quota restarted"
+    );
+}
+
 /// A code and a send record disappear after their TTLs.
 pub async fn expiry(h: Harness) {
     let s = &h.store;
@@ -874,6 +990,50 @@ pub async fn layer_concurrent_wrong_guesses_bounded(h: Harness) {
     assert_eq!(body["code"], "otp_expired");
 }
 
+/// Through the layer and `Otp::admin`: pending shows the code's purpose and
+/// attempts, cancel makes the right code `otp_expired`, and unlock lets a
+/// locked contact send and verify again.
+pub async fn layer_admin_cancel_and_unlock(h: Harness) {
+    let (otp, outbox) = h.otp(|b| b.failure_budget(2));
+    let admin = otp.admin();
+    let email = email();
+    let contact = admin.parse_contact(&email).unwrap();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox, &email);
+    let (status, _, body) = verify(&otp, &email, &wrong(&code)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let report = admin.pending(&contact).await.unwrap();
+    assert_eq!(report.codes.len(), 1, "{report:?}");
+    assert_eq!(report.codes[0].purpose, "verify");
+    assert_eq!(report.codes[0].attempts_left, 4);
+    assert_eq!((report.sends_in_window, report.failures), (1, 1));
+    assert!(report.cooldown_left > 0);
+
+    assert_eq!(admin.cancel(&contact, None).await.unwrap(), 1);
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "otp_expired");
+
+    // Lock the contact (budget 2), then unlock it.
+    admin.unlock(&contact).await.unwrap();
+    assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
+    let code = code_for(&outbox, &email);
+    for _ in 0..2 {
+        verify(&otp, &email, &wrong(&code)).await;
+    }
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(send(&otp, &email).await.0, StatusCode::TOO_MANY_REQUESTS);
+    admin.unlock(&contact).await.unwrap();
+    let report = admin.pending(&contact).await.unwrap();
+    assert_eq!(
+        (report.failures, report.locked_for, report.cooldown_left),
+        (0, 0, 0)
+    );
+    let (status, _, body) = verify(&otp, &email, &code).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// Measures how long `f` takes.
 pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
     let start = Instant::now();
@@ -925,6 +1085,9 @@ macro_rules! store_conformance {
                 concurrent_wrong_guesses_bounded,
                 failure_budget,
                 failure_record_expires,
+                inspect_without_secrets,
+                delete_code_and_clear_sends,
+                layer_admin_cancel_and_unlock,
                 layer_expiry,
                 layer_replace_on_resend,
                 layer_attempts_exceeded_destroys_code,
