@@ -511,9 +511,11 @@ impl Engine {
     }
 
     /// Counts a failure against `contact`'s failure budget (under the
-    /// current secret's key), if there is one. `Some(retry_after)` when this
-    /// failure is past the budget: the request is refused before its check
-    /// (the one that reaches the budget is still checked).
+    /// current secret's key), if there is one. `Some(retry_after)` when a
+    /// lock was already in force as this failure was counted (a parallel
+    /// request started it): the request is refused before its check. The
+    /// one that reaches the budget, and the first after a lock ends, are
+    /// still checked.
     async fn record_failure(
         &self,
         contact: &Contact,
@@ -530,6 +532,11 @@ impl Engine {
         let Some(lock) = outcome.locked_for else {
             return Ok(None);
         };
+        if outcome.was_locked {
+            // A parallel request's failure started the lock after this one
+            // passed the lock check: refused before its check.
+            return Ok(Some(ceil_secs(lock).max(1)));
+        }
         if outcome.failures == budget.limit {
             tracing::warn!(
                 contact = %contact.masked(),
@@ -538,7 +545,7 @@ impl Engine {
                 "failure budget used up: verifies for this contact are refused for a while"
             );
         }
-        Ok((outcome.failures > budget.limit).then(|| ceil_secs(lock).max(1)))
+        Ok(None)
     }
 
     /// Takes an attempt on the live code, looking under the current secret's

@@ -492,7 +492,12 @@ impl OtpStore for MemoryStore {
     ) -> Result<FailureOutcome, StoreError> {
         let now = Instant::now();
         let mut failures = lock(&self.failures);
-        let failures_so_far = failures.live(key.as_str(), now).map_or(0, |e| e.failures);
+        let live = failures.live(key.as_str(), now);
+        let was_locked = live
+            .as_ref()
+            .and_then(|e| e.locked_until)
+            .is_some_and(|until| until > now);
+        let failures_so_far = live.map_or(0, |e| e.failures);
         let count = failures_so_far.saturating_add(1);
         let lock_for = budget.lock_after(count);
         if failures_so_far == 0 {
@@ -507,7 +512,7 @@ impl OtpStore for MemoryStore {
                 expires_at: now + budget.keep_for(lock_for),
             },
         );
-        Ok(FailureOutcome::new(count, lock_for))
+        Ok(FailureOutcome::new(count, lock_for).with_was_locked(was_locked))
     }
 
     async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError> {

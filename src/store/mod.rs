@@ -434,6 +434,10 @@ pub struct FailureOutcome {
     pub failures: u32,
     /// The lock this failure started, if the budget is used up.
     pub locked_for: Option<Duration>,
+    /// Whether a lock was already in force when this failure was counted
+    /// (a parallel request started it): the engine then refuses the
+    /// request before its check.
+    pub was_locked: bool,
 }
 
 impl FailureOutcome {
@@ -442,7 +446,14 @@ impl FailureOutcome {
         Self {
             failures,
             locked_for,
+            was_locked: false,
         }
+    }
+
+    /// The same, saying whether a lock was already in force.
+    pub fn with_was_locked(mut self, was_locked: bool) -> Self {
+        self.was_locked = was_locked;
+        self
     }
 }
 

@@ -956,10 +956,10 @@ impl OtpStore for RedisStore {
             .arg(millis(budget.first_lock))
             .arg(millis(budget.max_lock))
             .arg(millis(budget.keep).max(1));
-        let (failures, lock_ms): (u64, u64) = self.eval(&invocation).await?;
+        let (failures, lock_ms, was_locked): (u64, u64, u64) = self.eval(&invocation).await?;
         let failures = u32::try_from(failures).unwrap_or(u32::MAX);
         let locked_for = (failures >= budget.limit.max(1)).then(|| Duration::from_millis(lock_ms));
-        Ok(FailureOutcome::new(failures, locked_for))
+        Ok(FailureOutcome::new(failures, locked_for).with_was_locked(was_locked == 1))
     }
 
     async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError> {

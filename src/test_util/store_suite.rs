@@ -657,6 +657,7 @@ pub async fn failure_budget(h: Harness) {
     let outcome = s.record_failure(&key, &budget).await.unwrap();
     assert_eq!(outcome.failures, 3);
     assert_eq!(outcome.locked_for, Some(Duration::from_millis(600)));
+    assert!(!outcome.was_locked, "the failure that reaches the budget");
     for _ in 0..3 {
         match s.begin_attempt(&key, 5).await.unwrap() {
             Attempt::Locked { retry_after } => assert!(
@@ -680,14 +681,17 @@ pub async fn failure_budget(h: Harness) {
             ..
         }
     ));
-    // Each further failure doubles the lock, up to the longest.
-    let locks: Vec<_> = {
-        let mut locks = Vec::new();
+    // Each further failure doubles the lock, up to the longest; the first
+    // after a lock ended found none in force, the next ones did.
+    let (locks, in_force): (Vec<_>, Vec<_>) = {
+        let mut outcomes = Vec::new();
         for _ in 0..3 {
-            locks.push(s.record_failure(&key, &budget).await.unwrap().locked_for);
+            let outcome = s.record_failure(&key, &budget).await.unwrap();
+            outcomes.push((outcome.locked_for, outcome.was_locked));
         }
-        locks
+        outcomes.into_iter().unzip()
     };
+    assert_eq!(in_force, [false, true, true]);
     assert_eq!(
         locks,
         [1200, 2000, 2000].map(|ms| Some(Duration::from_millis(ms)))
