@@ -119,8 +119,8 @@ impl Dispatcher {
         ttl: Duration,
     ) -> Result<(), crate::error::ConfigError> {
         let code = "9".repeat(usize::from(code_length));
+        let context = self.code_context(&code, ttl);
         for language in self.templates.sms_languages("otp") {
-            let context = self.code_context(&code, ttl);
             let body = self
                 .templates
                 .render_sms_in("otp", &Languages::from_tag(&language), &context)

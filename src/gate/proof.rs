@@ -7,7 +7,7 @@ use std::{
 
 pub(crate) use crate::purpose::DEFAULT_PURPOSE;
 use crate::{
-    contact::{Contact, Email, Mobile},
+    contact::{Channel, Contact, Email, Mobile},
     purpose::{Purpose, Verify},
 };
 
@@ -33,11 +33,12 @@ impl Proof {
 /// expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedContact<P: Purpose = Verify> {
-    email: Option<Email>,
-    mobile: Option<Mobile>,
-    expires_at: SystemTime,
     /// Every live proof the grant carries (all purposes).
     proofs: Vec<Proof>,
+    /// Where in `proofs` the email and the mobile number proven for `P` are.
+    email_at: Option<usize>,
+    mobile_at: Option<usize>,
+    expires_at: SystemTime,
     /// The grant's id (single-use mode records it as spent).
     id: Option<String>,
     /// Signed with the current secret (not only with a rotated-out one):
@@ -50,30 +51,24 @@ impl<P: Purpose> VerifiedContact<P> {
     /// What `proofs` (all live) prove for `P`.
     pub(crate) fn from_proofs(proofs: Vec<Proof>, id: Option<String>, current_key: bool) -> Self {
         let find = |channel| {
-            proofs.iter().find(|p| {
+            proofs.iter().position(|p| {
                 P::NAME.is_none_or(|name| p.purpose == name) && p.contact.channel() == channel
             })
         };
-        let email = find(crate::contact::Channel::Email);
-        let mobile = find(crate::contact::Channel::Mobile);
-        let shown: Vec<&Proof> = email.iter().chain(mobile.iter()).copied().collect();
-        let expires = shown
+        let email_at = find(Channel::Email);
+        let mobile_at = find(Channel::Mobile);
+        let expires = email_at
             .iter()
-            .map(|p| p.expires_at)
+            .chain(&mobile_at)
+            .map(|&i| proofs[i].expires_at)
             .min()
             .or_else(|| proofs.iter().map(|p| p.expires_at).max())
             .unwrap_or(0);
         Self {
-            email: email.and_then(|p| match &p.contact {
-                Contact::Email(e) => Some(e.clone()),
-                Contact::Mobile(_) => None,
-            }),
-            mobile: mobile.and_then(|p| match &p.contact {
-                Contact::Mobile(m) => Some(m.clone()),
-                Contact::Email(_) => None,
-            }),
-            expires_at: UNIX_EPOCH + Duration::from_secs(expires),
             proofs,
+            email_at,
+            mobile_at,
+            expires_at: UNIX_EPOCH + Duration::from_secs(expires),
             id,
             current_key,
             purpose: PhantomData,
@@ -88,20 +83,8 @@ impl<P: Purpose> VerifiedContact<P> {
     /// The purpose of each proven contact shown here: the email's and the
     /// mobile number's (useful with `AnyPurpose`).
     pub fn purposes(&self) -> (Option<&str>, Option<&str>) {
-        let of = |channel| {
-            self.proofs
-                .iter()
-                .find(|p| {
-                    P::NAME.is_none_or(|name| p.purpose == name) && p.contact.channel() == channel
-                })
-                .map(|p| p.purpose.as_str())
-        };
-        (
-            self.email.as_ref().and(of(crate::contact::Channel::Email)),
-            self.mobile
-                .as_ref()
-                .and(of(crate::contact::Channel::Mobile)),
-        )
+        let of = |at: Option<usize>| at.map(|i| self.proofs[i].purpose.as_str());
+        (of(self.email_at), of(self.mobile_at))
     }
 
     /// The grant's id, if it has one.
@@ -121,7 +104,7 @@ impl<P: Purpose> VerifiedContact<P> {
 
     /// Whether nothing is proven for the default purpose.
     pub(crate) fn is_empty(&self) -> bool {
-        self.email.is_none() && self.mobile.is_none()
+        self.email_at.is_none() && self.mobile_at.is_none()
     }
 
     /// When the last proof of the grant expires (how long a spent record of
@@ -133,12 +116,18 @@ impl<P: Purpose> VerifiedContact<P> {
 
     /// The proven email address, if any.
     pub fn email(&self) -> Option<&Email> {
-        self.email.as_ref()
+        match &self.proofs[self.email_at?].contact {
+            Contact::Email(email) => Some(email),
+            Contact::Mobile(_) => None,
+        }
     }
 
     /// The proven mobile number, if any.
     pub fn mobile(&self) -> Option<&Mobile> {
-        self.mobile.as_ref()
+        match &self.proofs[self.mobile_at?].contact {
+            Contact::Mobile(mobile) => Some(mobile),
+            Contact::Email(_) => None,
+        }
     }
 
     /// When the first of the proofs above ([`email`](Self::email),
@@ -149,11 +138,17 @@ impl<P: Purpose> VerifiedContact<P> {
         self.expires_at
     }
 
-    pub(crate) fn into_email(self) -> Option<Email> {
-        self.email
+    pub(crate) fn into_email(mut self) -> Option<Email> {
+        match self.proofs.swap_remove(self.email_at?).contact {
+            Contact::Email(email) => Some(email),
+            Contact::Mobile(_) => None,
+        }
     }
 
-    pub(crate) fn into_mobile(self) -> Option<Mobile> {
-        self.mobile
+    pub(crate) fn into_mobile(mut self) -> Option<Mobile> {
+        match self.proofs.swap_remove(self.mobile_at?).contact {
+            Contact::Mobile(mobile) => Some(mobile),
+            Contact::Email(_) => None,
+        }
     }
 }
