@@ -6,10 +6,7 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use common::{app::wrong_code, builder_with};
 use serde_json::{Value, json};
@@ -209,19 +206,7 @@ async fn unlock_lifts_lock_cooldown_and_quota(a: &Otp, b: &Otp, outbox: &MemoryO
 
 /// Logs of this binary (a global subscriber, installed once).
 fn logs() -> &'static common::logs::Captured {
-    static CAPTURED: OnceLock<common::logs::Captured> = OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = common::logs::Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .without_time()
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
+    common::logs::global(tracing::Level::TRACE)
 }
 
 /// The operator's actions are logged with the masked contact only.

@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, OnceLock},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use common::{
     app::{Answer, TestApp, wrong_code},
@@ -26,19 +23,7 @@ use tower_otp::{
 
 /// Logs of this binary (a global subscriber, installed once).
 fn logs() -> &'static common::logs::Captured {
-    static CAPTURED: OnceLock<common::logs::Captured> = OnceLock::new();
-    CAPTURED.get_or_init(|| {
-        let captured = common::logs::Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .without_time()
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
+    common::logs::global(tracing::Level::TRACE)
 }
 
 /// Sends as often as the test likes: no cooldown, a large quota, no

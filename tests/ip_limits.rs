@@ -11,10 +11,7 @@
 
 mod common;
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, OnceLock},
-};
+use std::{net::SocketAddr, sync::Arc};
 
 use axum::{body::Body, extract::ConnectInfo};
 use common::{app::TestApp, logs::Captured};
@@ -156,19 +153,7 @@ async fn ipv4_neighbours_are_independent() {
 /// a thread-local one can miss events whose callsites other tests
 /// registered first).
 fn captured_logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .without_time()
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).unwrap();
-        captured
-    })
+    common::logs::global(tracing::Level::WARN)
 }
 
 #[tokio::test]

@@ -263,11 +263,7 @@ async fn content_language_is_a_header_of_every_code_email_over_smtp() {
 #[test]
 fn sms_templates_are_size_checked_at_start_up() {
     let captured = common::logs::Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = common::logs::subscriber(&captured, tracing::Level::WARN);
     tracing::subscriber::with_default(subscriber, || {
         common::builder()
             .android_app_hash("FA+9qCX9VSu")

@@ -278,11 +278,7 @@ async fn a_channel_turned_off_passes_its_paths_through() {
 #[test]
 fn without_the_flag_a_development_sender_logs_a_warning() {
     let captured = common::logs::Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = common::logs::subscriber(&captured, tracing::Level::WARN);
     tracing::subscriber::with_default(subscriber, || {
         Otp::builder()
             .secret(STRONG)
@@ -297,11 +293,7 @@ fn without_the_flag_a_development_sender_logs_a_warning() {
     );
 
     let quiet = common::logs::Captured::default();
-    let writer = quiet.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
+    let subscriber = common::logs::subscriber(&quiet, tracing::Level::WARN);
     tracing::subscriber::with_default(subscriber, || safe().build().unwrap());
     assert!(
         !quiet.text().contains("development sender"),

@@ -26,3 +26,29 @@ impl Write for Captured {
         Ok(())
     }
 }
+
+/// A plain-text subscriber (no colours, no time) writing into `captured`
+/// at `level` and above, for `tracing::subscriber::with_default`.
+pub fn subscriber(
+    captured: &Captured,
+    level: tracing::Level,
+) -> impl tracing::Subscriber + Send + Sync {
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .finish()
+}
+
+/// This binary's logs at `level` and above, from a global subscriber
+/// installed by the first call (every callsite, every thread).
+pub fn global(level: tracing::Level) -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        tracing::subscriber::set_global_default(subscriber(&captured, level)).unwrap();
+        captured
+    })
+}
