@@ -173,7 +173,7 @@ async fn a_lock_outlives_other_failure_records() {
 /// 32-byte hash), counted by the allocator at 100 000 contacts. The module
 /// docs of `store::memory` quote this figure.
 #[test]
-fn a_pending_code_costs_under_450_bytes() {
+fn a_pending_code_costs_at_most_256_bytes() {
     const N: usize = 100_000;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -195,6 +195,6 @@ fn a_pending_code_costs_under_450_bytes() {
     });
     let per_contact = (NET.with(Cell::get) - before) / N as isize;
     eprintln!("{per_contact} bytes per pending code with its send record");
-    assert!(per_contact <= 450, "{per_contact} bytes per pending code");
+    assert!(per_contact <= 256, "{per_contact} bytes per pending code");
     drop(store);
 }

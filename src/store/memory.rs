@@ -14,12 +14,12 @@
 //! Four tables are each capped at `max_entries` (default
 //! [`DEFAULT_MAX_ENTRIES`], 500 000): codes, send records (cooldown and
 //! quota), failure records (the failure budget) and spent single-use
-//! grants. A pending code with its send record costs about 330 bytes as
-//! the allocator counts them (`tests/memory_pressure.rs`, at 100 000), about
-//! 400 resident with the allocator's own overhead (`BENCHMARKS.md`, "Bytes
-//! per pending code"), so full code and send tables at the default hold
-//! about 200 MB; a failure record costs about as much as a send record
-//! (some 150 bytes) and exists only for contacts that typed a wrong code.
+//! grants. A pending code with its send record costs about 180 bytes as
+//! the allocator counts them (`tests/memory_pressure.rs`, at 100 000, checks
+//! at most 256), about 250 resident with the allocator's own overhead
+//! (`BENCHMARKS.md`, "Bytes per pending code"), so full code and send tables
+//! at the default hold about 125 MB; a failure record costs less than a
+//! send record and exists only for contacts that typed a wrong code.
 //! Lower the cap with [`MemoryStore::with_max_entries`] on small machines.
 //!
 //! A full table does not refuse new contacts (that would let anyone who
@@ -54,12 +54,16 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     sync::{Mutex, PoisonError},
     time::Duration,
 };
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use tokio::time::Instant;
+
+use crate::hash::HASH_LEN;
 
 use super::{
     Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
@@ -86,93 +90,209 @@ const EVICT_FRACTION: usize = 64;
 /// ```
 #[derive(Debug)]
 pub struct MemoryStore {
-    codes: Mutex<Table<CodeEntry>>,
-    sends: Mutex<Table<SendEntry>>,
-    failures: Mutex<Table<FailureEntry>>,
+    /// The origin of every [`Stamp`] in the tables.
+    epoch: Instant,
+    codes: Mutex<Table<CodeId, CodeEntry>>,
+    sends: Mutex<Table<ContactId, SendEntry>>,
+    failures: Mutex<Table<ContactId, FailureEntry>>,
     /// Spent single-use grants, until the grant would have expired.
-    spent: Mutex<Table<SpentGrant>>,
+    spent: Mutex<Table<ContactId, SpentGrant>>,
+}
+
+// Entries are kept small (a pending code with its send record is counted in
+// `tests/memory_pressure.rs`): 16-byte keys instead of hex strings, the hash
+// inline instead of in a `Vec`, and 8-byte timestamps instead of `Instant`s.
+
+/// A point in time: nanoseconds since the store's epoch (tokio's clock, so
+/// paused test time applies). Eight bytes where an `Instant` takes sixteen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Stamp(u64);
+
+impl Stamp {
+    fn after(self, duration: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)),
+        )
+    }
+
+    /// The time from `self` until `later` (zero if `later` is not later).
+    fn until(self, later: Self) -> Duration {
+        Duration::from_nanos(later.0.saturating_sub(self.0))
+    }
+}
+
+/// A contact's key in the tables: the 16 bytes of the engine's digest (32
+/// lowercase hex digits); any other key text (a host's own store keys in
+/// tests) is named by the first 16 bytes of its SHA-256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ContactId([u8; 16]);
+
+impl ContactId {
+    fn of(key: &StoreKey) -> Self {
+        let text = key.as_str().as_bytes();
+        let mut id = [0u8; 16];
+        if text.len() == 32 && decode_lower_hex(text, &mut id) {
+            return Self(id);
+        }
+        id.copy_from_slice(&Sha256::digest(text)[..16]);
+        Self(id)
+    }
+}
+
+fn decode_lower_hex(text: &[u8], out: &mut [u8; 16]) -> bool {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        match (nibble(pair[0]), nibble(pair[1])) {
+            (Some(high), Some(low)) => *byte = high << 4 | low,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Where a code lives: the contact's id for the default purpose; for
+/// another purpose, the first 16 bytes of SHA-256 over the contact's id and
+/// the purpose's name (a code for one purpose never answers for another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct CodeId([u8; 16]);
+
+impl CodeId {
+    fn of(key: &StoreKey) -> Self {
+        let contact = ContactId::of(key);
+        match key.purpose() {
+            None => Self(contact.0),
+            Some(purpose) => {
+                let digest = Sha256::new()
+                    .chain_update(contact.0)
+                    .chain_update(b":")
+                    .chain_update(purpose.as_bytes())
+                    .finalize();
+                let mut id = [0u8; 16];
+                id.copy_from_slice(&digest[..16]);
+                Self(id)
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 struct SpentGrant {
-    until: Instant,
+    until: Stamp,
 }
 
+/// A [`CodeRecord`] laid out flat (the hash inline).
 #[derive(Debug)]
 struct CodeEntry {
-    record: CodeRecord,
+    salt: [u8; 16],
+    hash: [u8; HASH_LEN],
+    /// `HASH_LEN`, or 0 when the provider checks the code (Twilio Verify).
+    hash_len: u8,
+    secret_id: u32,
     attempts_used: u32,
-    expires_at: Instant,
+    expires_at: Stamp,
+}
+
+impl CodeEntry {
+    fn new(record: &CodeRecord, expires_at: Stamp) -> Result<Self, StoreError> {
+        let mut hash = [0u8; HASH_LEN];
+        let hash_len = record.hash.len();
+        hash.get_mut(..hash_len)
+            .ok_or_else(|| StoreError::corrupt("a code hash longer than HASH_LEN bytes"))?
+            .copy_from_slice(&record.hash);
+        Ok(Self {
+            salt: record.salt,
+            hash,
+            hash_len: hash_len as u8,
+            secret_id: record.secret_id,
+            attempts_used: 0,
+            expires_at,
+        })
+    }
+
+    fn record(&self) -> CodeRecord {
+        CodeRecord::new(
+            self.salt,
+            self.hash[..usize::from(self.hash_len)].to_vec(),
+            self.secret_id,
+        )
+    }
 }
 
 #[derive(Debug)]
 struct SendEntry {
-    cooldown_until: Instant,
+    cooldown_until: Stamp,
+    window_ends: Stamp,
+    last_send: Stamp,
     count: u32,
     /// Sends in the window that happened (were not released).
     held: u32,
-    window_ends: Instant,
-    last_send: Instant,
 }
 
 #[derive(Debug)]
 struct FailureEntry {
     failures: u32,
-    locked_until: Option<Instant>,
-    last_failure: Instant,
-    expires_at: Instant,
+    locked_until: Option<Stamp>,
+    last_failure: Stamp,
+    expires_at: Stamp,
 }
 
 /// An entry's expiry, and its place in the eviction order.
 trait Expiring {
-    fn expires_at(&self) -> Instant;
+    fn expires_at(&self) -> Stamp;
 
     /// Lower goes first: (class, time). (Expired entries are dropped
     /// before any live one is evicted.)
-    fn evict_rank(&self, now: Instant) -> (u8, Instant);
+    fn evict_rank(&self, now: Stamp) -> (u8, Stamp);
 }
 
 impl Expiring for SpentGrant {
-    fn expires_at(&self) -> Instant {
+    fn expires_at(&self) -> Stamp {
         self.until
     }
 
-    fn evict_rank(&self, _: Instant) -> (u8, Instant) {
+    fn evict_rank(&self, _: Stamp) -> (u8, Stamp) {
         (1, self.until)
     }
 }
 
 impl Expiring for CodeEntry {
-    fn expires_at(&self) -> Instant {
+    fn expires_at(&self) -> Stamp {
         self.expires_at
     }
 
     /// Closest to expiry first.
-    fn evict_rank(&self, _: Instant) -> (u8, Instant) {
+    fn evict_rank(&self, _: Stamp) -> (u8, Stamp) {
         (1, self.expires_at)
     }
 }
 
 impl Expiring for SendEntry {
-    fn expires_at(&self) -> Instant {
+    fn expires_at(&self) -> Stamp {
         self.window_ends.max(self.cooldown_until)
     }
 
     /// Records of sends that never happened first, then the least recently
     /// active contacts.
-    fn evict_rank(&self, _: Instant) -> (u8, Instant) {
+    fn evict_rank(&self, _: Stamp) -> (u8, Stamp) {
         (if self.held == 0 { 1 } else { 2 }, self.last_send)
     }
 }
 
 impl Expiring for FailureEntry {
-    fn expires_at(&self) -> Instant {
+    fn expires_at(&self) -> Stamp {
         self.expires_at
     }
 
     /// Unlocked records first (least recently failed first), locks last
     /// (the one ending soonest first).
-    fn evict_rank(&self, now: Instant) -> (u8, Instant) {
+    fn evict_rank(&self, now: Stamp) -> (u8, Stamp) {
         match self.locked_until {
             Some(until) if until > now => (3, until),
             _ => (1, self.last_failure),
@@ -182,26 +302,26 @@ impl Expiring for FailureEntry {
 
 /// A capped map whose entries expire.
 #[derive(Debug)]
-struct Table<V> {
-    map: HashMap<String, V>,
+struct Table<K, V> {
+    map: HashMap<K, V>,
     max_entries: usize,
     /// Whether a full table evicts live entries (else it refuses).
     evicts: bool,
-    next_warning: Instant,
+    next_warning: Stamp,
 }
 
-impl<V: Expiring> Table<V> {
+impl<K: Hash + Eq, V: Expiring> Table<K, V> {
     fn new(max_entries: usize, evicts: bool) -> Self {
         Self {
             map: HashMap::new(),
             max_entries: max_entries.max(1),
             evicts,
-            next_warning: Instant::now(),
+            next_warning: Stamp(0),
         }
     }
 
     /// The live entry for `key`; an expired one is removed and not returned.
-    fn live(&mut self, key: &str, now: Instant) -> Option<&mut V> {
+    fn live(&mut self, key: &K, now: Stamp) -> Option<&mut V> {
         if self.map.get(key).is_some_and(|v| v.expires_at() <= now) {
             self.map.remove(key);
         }
@@ -212,18 +332,13 @@ impl<V: Expiring> Table<V> {
     /// entries and, if that frees less than a batch, the first live ones
     /// in eviction order; one that does not evict drops expired entries (at
     /// most once a second) and otherwise reports itself full.
-    fn reserve_slot(
-        &mut self,
-        key: &str,
-        table: &'static str,
-        now: Instant,
-    ) -> Result<(), StoreError> {
+    fn reserve_slot(&mut self, key: &K, table: &'static str, now: Stamp) -> Result<(), StoreError> {
         if self.map.len() < self.max_entries || self.map.contains_key(key) {
             return Ok(());
         }
         let warn = now >= self.next_warning;
         if warn {
-            self.next_warning = now + WARN_INTERVAL;
+            self.next_warning = now.after(WARN_INTERVAL);
         }
         if !self.evicts {
             if warn {
@@ -261,8 +376,8 @@ impl<V: Expiring> Table<V> {
     }
 
     /// Removes the `batch` live entries that come first in eviction order.
-    fn evict(&mut self, batch: usize, now: Instant) {
-        let mut ranks: Vec<(u8, Instant)> = self.map.values().map(|v| v.evict_rank(now)).collect();
+    fn evict(&mut self, batch: usize, now: Stamp) {
+        let mut ranks: Vec<(u8, Stamp)> = self.map.values().map(|v| v.evict_rank(now)).collect();
         if ranks.len() <= batch {
             self.map.clear();
             return;
@@ -297,6 +412,7 @@ impl MemoryStore {
     /// [Capacity and eviction](self#capacity-and-eviction).
     pub fn with_max_entries(max_entries: usize) -> Self {
         Self {
+            epoch: Instant::now(),
             codes: Mutex::new(Table::new(max_entries, true)),
             sends: Mutex::new(Table::new(max_entries, true)),
             failures: Mutex::new(Table::new(max_entries, true)),
@@ -306,7 +422,7 @@ impl MemoryStore {
 
     /// How many live (unexpired) codes the store holds.
     pub fn live_codes(&self) -> usize {
-        let now = Instant::now();
+        let now = self.now();
         lock(&self.codes)
             .map
             .values()
@@ -318,7 +434,7 @@ impl MemoryStore {
     /// live code. For tests and diagnostics.
     pub fn attempts_used(&self, key: &StoreKey) -> Option<u32> {
         lock(&self.codes)
-            .live(&key.code_slot(), Instant::now())
+            .live(&CodeId::of(key), self.now())
             .map(|e| e.attempts_used)
     }
 
@@ -326,8 +442,15 @@ impl MemoryStore {
     /// For tests and diagnostics.
     pub fn failures(&self, key: &StoreKey) -> u32 {
         lock(&self.failures)
-            .live(key.as_str(), Instant::now())
+            .live(&ContactId::of(key), self.now())
             .map_or(0, |e| e.failures)
+    }
+
+    /// Now, as the tables count time.
+    fn now(&self) -> Stamp {
+        Stamp(
+            u64::try_from(Instant::now().duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX),
+        )
     }
 }
 
@@ -350,27 +473,28 @@ impl OtpStore for MemoryStore {
         key: &StoreKey,
         limits: &SendLimits,
     ) -> Result<SendReservation, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
+        let id = ContactId::of(key);
         let mut sends = lock(&self.sends);
-        if let Some(entry) = sends.live(key.as_str(), now) {
+        if let Some(entry) = sends.live(&id, now) {
             if entry.cooldown_until > now {
                 return Ok(SendReservation::Cooldown {
-                    retry_after: entry.cooldown_until - now,
+                    retry_after: now.until(entry.cooldown_until),
                 });
             }
             if entry.window_ends <= now {
                 entry.count = 0;
                 entry.held = 0;
-                entry.window_ends = now + limits.window;
+                entry.window_ends = now.after(limits.window);
             }
             if entry.count >= limits.quota {
                 return Ok(SendReservation::QuotaExceeded {
-                    retry_after: entry.window_ends - now,
+                    retry_after: now.until(entry.window_ends),
                 });
             }
             entry.count += 1;
             entry.held += 1;
-            entry.cooldown_until = now + limits.cooldown;
+            entry.cooldown_until = now.after(limits.cooldown);
             entry.last_send = now;
             return Ok(SendReservation::Granted);
         }
@@ -379,23 +503,23 @@ impl OtpStore for MemoryStore {
                 retry_after: limits.window,
             });
         }
-        sends.reserve_slot(key.as_str(), "sends", now)?;
+        sends.reserve_slot(&id, "sends", now)?;
         sends.map.insert(
-            key.as_str().to_owned(),
+            id,
             SendEntry {
-                cooldown_until: now + limits.cooldown,
+                cooldown_until: now.after(limits.cooldown),
+                window_ends: now.after(limits.window),
+                last_send: now,
                 count: 1,
                 held: 1,
-                window_ends: now + limits.window,
-                last_send: now,
             },
         );
         Ok(SendReservation::Granted)
     }
 
     async fn release_cooldown(&self, key: &StoreKey) -> Result<(), StoreError> {
-        let now = Instant::now();
-        if let Some(entry) = lock(&self.sends).live(key.as_str(), now) {
+        let now = self.now();
+        if let Some(entry) = lock(&self.sends).live(&ContactId::of(key), now) {
             entry.cooldown_until = now;
             // This send never happened: it still counts toward the quota,
             // but the record is among the first evicted.
@@ -410,18 +534,12 @@ impl OtpStore for MemoryStore {
         record: &CodeRecord,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let now = Instant::now();
+        let now = self.now();
+        let entry = CodeEntry::new(record, now.after(ttl))?;
+        let id = CodeId::of(key);
         let mut codes = lock(&self.codes);
-        let slot = key.code_slot();
-        codes.reserve_slot(&slot, "codes", now)?;
-        codes.map.insert(
-            slot.into_owned(),
-            CodeEntry {
-                record: record.clone(),
-                attempts_used: 0,
-                expires_at: now + ttl,
-            },
-        );
+        codes.reserve_slot(&id, "codes", now)?;
+        codes.map.insert(id, entry);
         Ok(())
     }
 
@@ -430,28 +548,29 @@ impl OtpStore for MemoryStore {
         key: &StoreKey,
         max_attempts: u32,
     ) -> Result<Attempt, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
+        let code_id = CodeId::of(key);
         // Lock order: failures, then codes (held together, so a lock cannot
         // start between the check and the attempt).
         let mut failures = lock(&self.failures);
         if let Some(until) = failures
-            .live(key.as_str(), now)
+            .live(&ContactId::of(key), now)
             .and_then(|e| e.locked_until)
             .filter(|until| *until > now)
         {
             return Ok(Attempt::Locked {
-                retry_after: until - now,
+                retry_after: now.until(until),
             });
         }
         let mut codes = lock(&self.codes);
         drop(failures);
-        Ok(match codes.live(&key.code_slot(), now) {
+        Ok(match codes.live(&code_id, now) {
             None => Attempt::NoCode,
             Some(entry) if entry.attempts_used >= max_attempts => Attempt::Exhausted,
             Some(entry) => {
                 entry.attempts_used += 1;
                 Attempt::Granted {
-                    record: entry.record.clone(),
+                    record: entry.record(),
                     attempts_used: entry.attempts_used,
                 }
             }
@@ -459,28 +578,26 @@ impl OtpStore for MemoryStore {
     }
 
     async fn remove_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
+        let now = self.now();
+        let id = CodeId::of(key);
         let mut codes = lock(&self.codes);
-        let slot = key.code_slot();
-        let is_current = codes
-            .live(&slot, Instant::now())
-            .is_some_and(|e| &e.record.salt == salt);
+        let is_current = codes.live(&id, now).is_some_and(|e| &e.salt == salt);
         if is_current {
-            codes.map.remove(slot.as_ref());
+            codes.map.remove(&id);
         }
         Ok(is_current)
     }
 
     async fn consume_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
+        let now = self.now();
+        let id = CodeId::of(key);
         // Lock order: failures, then codes.
         let mut failures = lock(&self.failures);
         let mut codes = lock(&self.codes);
-        let slot = key.code_slot();
-        let consumed = codes
-            .live(&slot, Instant::now())
-            .is_some_and(|e| &e.record.salt == salt);
+        let consumed = codes.live(&id, now).is_some_and(|e| &e.salt == salt);
         if consumed {
-            codes.map.remove(slot.as_ref());
-            failures.map.remove(key.as_str());
+            codes.map.remove(&id);
+            failures.map.remove(&ContactId::of(key));
         }
         Ok(consumed)
     }
@@ -490,9 +607,10 @@ impl OtpStore for MemoryStore {
         key: &StoreKey,
         budget: &FailureBudget,
     ) -> Result<FailureOutcome, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
+        let id = ContactId::of(key);
         let mut failures = lock(&self.failures);
-        let live = failures.live(key.as_str(), now);
+        let live = failures.live(&id, now);
         let was_locked = live
             .as_ref()
             .and_then(|e| e.locked_until)
@@ -501,90 +619,93 @@ impl OtpStore for MemoryStore {
         let count = failures_so_far.saturating_add(1);
         let lock_for = budget.lock_after(count);
         if failures_so_far == 0 {
-            failures.reserve_slot(key.as_str(), "failures", now)?;
+            failures.reserve_slot(&id, "failures", now)?;
         }
         failures.map.insert(
-            key.as_str().to_owned(),
+            id,
             FailureEntry {
                 failures: count,
-                locked_until: lock_for.map(|d| now + d),
+                locked_until: lock_for.map(|d| now.after(d)),
                 last_failure: now,
-                expires_at: now + budget.keep_for(lock_for),
+                expires_at: now.after(budget.keep_for(lock_for)),
             },
         );
         Ok(FailureOutcome::new(count, lock_for).with_was_locked(was_locked))
     }
 
     async fn reset_failures(&self, key: &StoreKey) -> Result<(), StoreError> {
-        lock(&self.failures).map.remove(key.as_str());
+        lock(&self.failures).map.remove(&ContactId::of(key));
         Ok(())
     }
 
     async fn inspect_code(&self, key: &StoreKey) -> Result<Option<CodeStatus>, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
         Ok(lock(&self.codes)
-            .live(&key.code_slot(), now)
-            .map(|e| CodeStatus::new(e.expires_at - now, e.attempts_used)))
+            .live(&CodeId::of(key), now)
+            .map(|e| CodeStatus::new(now.until(e.expires_at), e.attempts_used)))
     }
 
     async fn inspect_sends(&self, key: &StoreKey) -> Result<Option<SendStatus>, StoreError> {
-        let now = Instant::now();
-        Ok(lock(&self.sends).live(key.as_str(), now).map(|e| {
+        let now = self.now();
+        Ok(lock(&self.sends).live(&ContactId::of(key), now).map(|e| {
             // A window that is over counts nothing any more (the next send
             // starts a new one).
             let (sends, window_left) = if e.window_ends > now {
-                (e.count, e.window_ends - now)
+                (e.count, now.until(e.window_ends))
             } else {
                 (0, Duration::ZERO)
             };
-            SendStatus::new(
-                sends,
-                window_left,
-                e.cooldown_until.saturating_duration_since(now),
-            )
+            SendStatus::new(sends, window_left, now.until(e.cooldown_until))
         }))
     }
 
     async fn inspect_failures(&self, key: &StoreKey) -> Result<Option<FailureStatus>, StoreError> {
-        let now = Instant::now();
-        Ok(lock(&self.failures).live(key.as_str(), now).map(|e| {
-            let locked_for = e
-                .locked_until
-                .filter(|until| *until > now)
-                .map(|until| until - now);
-            FailureStatus::new(e.failures, locked_for)
-        }))
+        let now = self.now();
+        Ok(lock(&self.failures)
+            .live(&ContactId::of(key), now)
+            .map(|e| {
+                let locked_for = e
+                    .locked_until
+                    .filter(|until| *until > now)
+                    .map(|until| now.until(until));
+                FailureStatus::new(e.failures, locked_for)
+            }))
     }
 
     async fn delete_code(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
+        let id = CodeId::of(key);
         let mut codes = lock(&self.codes);
-        let slot = key.code_slot();
-        let live = codes.live(&slot, now).is_some();
-        codes.map.remove(slot.as_ref());
+        let live = codes.live(&id, now).is_some();
+        codes.map.remove(&id);
         Ok(live)
     }
 
     async fn clear_sends(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
+        let id = ContactId::of(key);
         let mut sends = lock(&self.sends);
-        let live = sends.live(key.as_str(), now).is_some();
-        sends.map.remove(key.as_str());
+        let live = sends.live(&id, now).is_some();
+        sends.map.remove(&id);
         Ok(live)
     }
 
     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
-        let now = Instant::now();
+        let now = self.now();
+        let id = ContactId::of(key);
         let mut spent = lock(&self.spent);
-        if spent.live(key.as_str(), now).is_some() {
+        if spent.live(&id, now).is_some() {
             return Ok(false);
         }
         // A full table refuses (fail closed): a grant that cannot be
         // recorded as spent is not accepted.
-        spent.reserve_slot(key.as_str(), "spent grants", now)?;
-        spent
-            .map
-            .insert(key.as_str().to_owned(), SpentGrant { until: now + ttl });
+        spent.reserve_slot(&id, "spent grants", now)?;
+        spent.map.insert(
+            id,
+            SpentGrant {
+                until: now.after(ttl),
+            },
+        );
         Ok(true)
     }
 }
