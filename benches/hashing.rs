@@ -69,6 +69,16 @@ fn hashing(c: &mut Criterion) {
                 out
             });
         });
+        // The backend the pool runs, called directly on this thread with its
+        // memory reused: what one caller through the pool is measured against.
+        group.bench_function(BenchmarkId::from_parameter("direct_single"), |b| {
+            let mut direct = backend::Direct::new(params).expect("backend");
+            b.iter(|| {
+                direct
+                    .hash(SECRET.as_bytes(), CODE.as_bytes(), &SALT)
+                    .expect("hash")
+            });
+        });
         group.bench_function(BenchmarkId::from_parameter("pool_single"), |b| {
             b.to_async(&runtime)
                 .iter(|| async { pool.hash(CODE, &SALT).await.expect("hash") });

@@ -179,4 +179,34 @@ pub mod backend {
         hasher.hash_into_with_ad(secret, ad, password, salt, &mut out)?;
         Ok(out)
     }
+
+    /// One thread's hasher reused across calls, as a hashing thread reuses
+    /// it: the "backend called directly" reference of `benches/hashing.rs`.
+    pub struct Direct(ThreadHasher);
+
+    impl std::fmt::Debug for Direct {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Direct").finish_non_exhaustive()
+        }
+    }
+
+    impl Direct {
+        /// A hasher for `params`.
+        pub fn new(params: HashParams) -> Result<Self, String> {
+            ThreadHasher::new(params).map(Self)
+        }
+
+        /// Keyed Argon2id of `password` with `salt` and secret `secret`, on
+        /// the calling thread.
+        pub fn hash(
+            &mut self,
+            secret: &[u8],
+            password: &[u8],
+            salt: &[u8],
+        ) -> Result<[u8; HASH_LEN], String> {
+            let mut out = [0u8; HASH_LEN];
+            self.0.hash_into(secret, password, salt, &mut out)?;
+            Ok(out)
+        }
+    }
 }

@@ -23,6 +23,7 @@
 //!   see [`HashThreadPriority`].
 
 use std::{
+    collections::VecDeque,
     fmt,
     sync::{
         Arc, Mutex, PoisonError,
@@ -124,7 +125,9 @@ struct Job {
 /// ```
 #[doc(hidden)] // the crate's benches and tests use it; not part of the stable API
 pub struct HashPool {
-    sender: Sender<Job>,
+    /// Each worker's own inbox (dropping them stops the workers).
+    inboxes: Vec<Sender<Job>>,
+    dispatch: Arc<Mutex<Dispatch>>,
     slots: Arc<Semaphore>,
     keys: Arc<KeyRing>,
     params: HashParams,
@@ -188,15 +191,17 @@ impl HashPool {
         priority: HashThreadPriority,
     ) -> Result<Self, ConfigError> {
         let workers = workers.max(1);
-        let (sender, receiver) = channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        let dispatch = Arc::new(Mutex::new(Dispatch::default()));
+        let mut inboxes = Vec::with_capacity(workers);
         let (started, all_started) = channel::<()>();
         for index in 0..workers {
             // Built here so that parameters the implementation refuses are a
             // configuration error, not a failed hash later.
             let hasher =
                 ThreadHasher::new(params).map_err(|e| ConfigError::invalid("hash_params", e))?;
-            let receiver = Arc::clone(&receiver);
+            let (inbox, receiver) = channel::<Job>();
+            inboxes.push(inbox);
+            let dispatch = Arc::clone(&dispatch);
             let keys = Arc::clone(&keys);
             let started = started.clone();
             thread::Builder::new()
@@ -205,7 +210,7 @@ impl HashPool {
                     priority.apply_to_current_thread();
                     let _ = started.send(());
                     drop(started);
-                    worker(&receiver, &keys, hasher);
+                    worker(index, &dispatch, &receiver, &keys, hasher);
                 })
                 .map_err(|e| ConfigError::Backend {
                     what: "hashing pool thread",
@@ -216,7 +221,8 @@ impl HashPool {
         drop(started);
         while all_started.recv().is_ok() {}
         Ok(Self {
-            sender,
+            inboxes,
+            dispatch,
             slots: Arc::new(Semaphore::new(workers + queue)),
             keys,
             params,
@@ -322,22 +328,73 @@ impl HashPermit<'_> {
             salt: *salt,
             reply,
         };
-        self.pool
-            .sender
-            .send(job)
-            .map_err(|_| HashError::Unavailable)?;
+        self.pool.submit(job)?;
         answer.await.map_err(|_| HashError::Unavailable)
     }
 }
 
-fn worker(receiver: &Mutex<Receiver<Job>>, keys: &KeyRing, mut hasher: ThreadHasher) {
+/// Who takes the next job. Idle workers wait on a stack, so a job goes to
+/// the worker that finished **last**: its Argon2 memory (19 MiB at the
+/// default parameters) is the most likely to still be in the CPU's caches.
+/// With one caller, one worker does every hash instead of the workers
+/// taking turns on arenas the other has pushed out of the cache
+/// (`BENCHMARKS.md`, "Hashing pool"). With no worker idle, jobs wait in
+/// order for the first worker to finish.
+#[derive(Default)]
+struct Dispatch {
+    idle: Vec<usize>,
+    /// Bounded by the pool's semaphore (workers + queue places).
+    queue: VecDeque<Job>,
+}
+
+fn lock_dispatch(dispatch: &Mutex<Dispatch>) -> std::sync::MutexGuard<'_, Dispatch> {
+    // Both sides leave the state whole between statements: keep going.
+    dispatch.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl HashPool {
+    /// Hands `job` to the most recently idle worker, or queues it.
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        let mut dispatch = lock_dispatch(&self.dispatch);
+        match dispatch.idle.pop() {
+            Some(index) => {
+                drop(dispatch);
+                // An idle worker waits on its inbox; it is gone only if it
+                // died.
+                self.inboxes[index]
+                    .send(job)
+                    .map_err(|_| HashError::Unavailable)
+            }
+            None => {
+                dispatch.queue.push_back(job);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn worker(
+    index: usize,
+    dispatch: &Mutex<Dispatch>,
+    inbox: &Receiver<Job>,
+    keys: &KeyRing,
+    mut hasher: ThreadHasher,
+) {
     loop {
-        let job = {
-            let receiver = receiver.lock().unwrap_or_else(PoisonError::into_inner);
-            match receiver.recv() {
+        let queued = {
+            let mut dispatch = lock_dispatch(dispatch);
+            let queued = dispatch.queue.pop_front();
+            if queued.is_none() {
+                dispatch.idle.push(index);
+            }
+            queued
+        };
+        let job = match queued {
+            Some(job) => job,
+            None => match inbox.recv() {
                 Ok(job) => job,
                 Err(_) => return, // the pool was dropped
-            }
+            },
         };
         if job.reply.is_closed() {
             continue; // the request went away while queued: skip the work
