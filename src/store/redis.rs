@@ -145,6 +145,10 @@ pub const DEFAULT_PREFIX: &str = "otp:";
 /// command together).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The default time a replica has to acknowledge a write, when the store
+/// waits for replicas ([`RedisStoreBuilder::wait_for_replicas`]).
+pub const DEFAULT_WAIT: Duration = Duration::from_millis(50);
+
 /// A pooled connection that answered this recently is handed out again
 /// without a `PING` first; an idler one is checked with one `PING`.
 const FRESH: Duration = Duration::from_secs(5);
@@ -309,6 +313,15 @@ pub struct RedisStore {
     backend: Backend,
     prefix: String,
     timeout: Duration,
+    wait: Option<Wait>,
+}
+
+/// Replica acknowledgement: after each attempt count and single-use delete,
+/// `WAIT replicas timeout` on the node that ran the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -318,6 +331,7 @@ impl fmt::Debug for RedisStore {
             .field("mode", &self.backend.mode())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("wait", &self.wait)
             .field("pool_max_size", &self.backend.max_size())
             .finish_non_exhaustive()
     }
@@ -368,6 +382,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     pool_size: Option<usize>,
     timeout: Duration,
+    wait: Option<Wait>,
     #[cfg(feature = "redis-tls")]
     tls: TlsOptions,
 }
@@ -385,7 +400,8 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("source", &source)
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
-            .field("timeout", &self.timeout);
+            .field("timeout", &self.timeout)
+            .field("wait", &self.wait);
         #[cfg(feature = "redis-tls")]
         debug
             .field("tls_root_certificate", &self.tls.root_pem.is_some())
@@ -401,6 +417,7 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             pool_size: None,
             timeout: DEFAULT_TIMEOUT,
+            wait: None,
             #[cfg(feature = "redis-tls")]
             tls: TlsOptions::default(),
         }
@@ -427,6 +444,25 @@ impl RedisStoreBuilder {
     /// store builds the pool.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Waits for `replicas` replicas to acknowledge each attempt count and
+    /// each single-use delete (`WAIT replicas timeout` on the node that ran
+    /// the script, in the same round trip), so that a failover cannot hand
+    /// out extra guesses or a second success. Fewer acknowledgements
+    /// within `timeout` make the operation fail closed:
+    /// [`StoreError::unavailable`] (503 `store_unavailable`), the attempt
+    /// counted but not granted. Off by default (`replicas` 0); from the
+    /// environment, `OTP_REDIS_WAIT_REPLICAS` and `OTP_REDIS_WAIT_MS`
+    /// (default [`DEFAULT_WAIT`]).
+    ///
+    /// Run at least `replicas + 1` replicas per master: after a failover the
+    /// promoted replica still needs `replicas` of its own, or every verify
+    /// on its slots answers 503 until one is added. The store's
+    /// [`timeout`](Self::timeout) still bounds the whole operation.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(Wait { replicas, timeout });
         self
     }
 
@@ -471,6 +507,12 @@ impl RedisStoreBuilder {
         if self.timeout.is_zero() {
             return Err(ConfigError::invalid("redis timeout", "must be above zero"));
         }
+        if self.wait.is_some_and(|w| w.timeout.is_zero()) {
+            return Err(ConfigError::invalid(
+                "redis wait timeout",
+                "must be above zero (WAIT 0 waits forever)",
+            ));
+        }
         if self.pool_size == Some(0) {
             return Err(ConfigError::invalid(
                 "redis pool size",
@@ -483,14 +525,16 @@ impl RedisStoreBuilder {
                     Backend::HostSingle(pool),
                     self.prefix,
                     self.timeout,
-                ));
+                )
+                .with_wait(self.wait));
             }
             Source::ClusterPool(pool) => {
                 return Ok(RedisStore::with_backend(
                     Backend::HostCluster(pool),
                     self.prefix,
                     self.timeout,
-                ));
+                )
+                .with_wait(self.wait));
             }
             Source::Url(url) => {
                 #[cfg(feature = "redis-tls")]
@@ -551,7 +595,8 @@ impl RedisStoreBuilder {
             Backend::Own { pool, cluster },
             self.prefix,
             self.timeout,
-        ))
+        )
+        .with_wait(self.wait))
     }
 }
 
@@ -562,11 +607,15 @@ fn backend_error(source: Box<dyn std::error::Error + Send + Sync>) -> ConfigErro
     }
 }
 
-/// One request to Redis: a script invocation or a plain command.
+/// One request to Redis: a script invocation, a plain command, or a
+/// script followed by `WAIT` on the same node.
 #[derive(Clone, Copy)]
 enum Request<'a> {
     Script(&'a ScriptInvocation<'a>),
     Command(&'a Cmd),
+    /// `EVALSHA` + `WAIT` in one pipeline (routed by the script's keys);
+    /// the answer is `[script's answer, acknowledgements]`.
+    Acked(&'a Call<'a>, Wait),
 }
 
 impl Request<'_> {
@@ -574,9 +623,101 @@ impl Request<'_> {
         match self {
             Self::Script(invocation) => invocation.invoke_async(conn).await,
             Self::Command(cmd) => cmd.query_async(conn).await,
+            Self::Acked(call, wait) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(call.evalsha()).add_command({
+                    let mut cmd = redis::cmd("WAIT");
+                    cmd.arg(wait.replicas).arg(millis(wait.timeout).max(1));
+                    cmd
+                });
+                let mut values = conn.req_packed_commands(&pipe, 0, 2).await?;
+                let no_script = values.first().is_some_and(|v| {
+                    v.clone().extract_error().is_err_and(|e| {
+                        e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                    })
+                });
+                if no_script {
+                    // Nothing ran: load the script and send both again.
+                    call.script.prepare_invoke().load_async(conn).await?;
+                    values = conn.req_packed_commands(&pipe, 0, 2).await?;
+                }
+                let [answer, acks]: [Value; 2] = values.try_into().map_err(|_| {
+                    RedisError::from((ErrorKind::Parse, "EVALSHA + WAIT: not two answers"))
+                })?;
+                Ok(Value::Array(vec![answer.extract_error()?, acks.extract_error()?]))
+            }
         }
     }
 }
+
+/// A script call whose keys and arguments the store keeps, so that it can
+/// be sent as a plain `EVALSHA` in a pipeline (with `WAIT`) or as a
+/// [`ScriptInvocation`].
+struct Call<'a> {
+    script: &'a Script,
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+impl<'a> Call<'a> {
+    fn new(script: &'a Script) -> Self {
+        Self {
+            script,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    fn key(mut self, key: String) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    fn arg(mut self, arg: impl redis::ToRedisArgs) -> Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    fn evalsha(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    fn invocation(&self) -> ScriptInvocation<'a> {
+        let mut invocation = self.script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        for arg in &self.args {
+            invocation.arg(arg);
+        }
+        invocation
+    }
+}
+
+/// Fewer replicas acknowledged a write than the store waits for.
+#[derive(Debug)]
+struct NotAcknowledged {
+    wanted: u32,
+    got: i64,
+    within: Duration,
+}
+
+impl fmt::Display for NotAcknowledged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} replicas acknowledged the write within {:?}",
+            self.got, self.wanted, self.within
+        )
+    }
+}
+
+impl std::error::Error for NotAcknowledged {}
 
 impl RedisStore {
     fn with_backend(backend: Backend, prefix: String, timeout: Duration) -> Self {
@@ -584,7 +725,13 @@ impl RedisStore {
             backend,
             prefix,
             timeout,
+            wait: None,
         }
+    }
+
+    fn with_wait(mut self, wait: Option<Wait>) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// A store on a single Redis at `url` (`redis://[:password@]host:port[/db]`,
@@ -707,6 +854,25 @@ impl RedisStore {
         invocation: &ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
         self.query(Request::Script(invocation)).await
+    }
+
+    /// Runs one script that counts an attempt or deletes something
+    /// single-use; with [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas)
+    /// set, followed by `WAIT` on the same node, and refused (unavailable)
+    /// when too few replicas acknowledge.
+    async fn eval_acked<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T, StoreError> {
+        let Some(wait) = self.wait else {
+            return self.eval(&call.invocation()).await;
+        };
+        let (answer, acks): (Value, i64) = self.query(Request::Acked(call, wait)).await?;
+        if acks < i64::from(wait.replicas) {
+            return Err(StoreError::unavailable(NotAcknowledged {
+                wanted: wait.replicas,
+                got: acks,
+                within: wait.timeout,
+            }));
+        }
+        T::from_redis_value(answer).map_err(|e| StoreError::corrupt(RedisError::from(e)))
     }
 
     async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
@@ -902,12 +1068,11 @@ impl OtpStore for RedisStore {
         key: &StoreKey,
         max_attempts: u32,
     ) -> Result<Attempt, StoreError> {
-        let mut invocation = SCRIPTS.begin_attempt.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.begin_attempt)
             .key(self.code_key(key))
             .key(self.failure_key(key))
             .arg(max_attempts);
-        let (status, record, value): (i64, Vec<u8>, u64) = self.eval(&invocation).await?;
+        let (status, record, value): (i64, Vec<u8>, u64) = self.eval_acked(&call).await?;
         let used = u32::try_from(value).unwrap_or(u32::MAX);
         match status {
             0 => Ok(Attempt::NoCode),
@@ -935,12 +1100,11 @@ impl OtpStore for RedisStore {
     }
 
     async fn consume_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
-        let mut invocation = SCRIPTS.consume_code.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.consume_code)
             .key(self.code_key(key))
             .key(self.failure_key(key))
             .arg(&salt[..]);
-        let removed: i64 = self.eval(&invocation).await?;
+        let removed: i64 = self.eval_acked(&call).await?;
         Ok(removed == 1)
     }
 
@@ -949,14 +1113,13 @@ impl OtpStore for RedisStore {
         key: &StoreKey,
         budget: &FailureBudget,
     ) -> Result<FailureOutcome, StoreError> {
-        let mut invocation = SCRIPTS.record_failure.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.record_failure)
             .key(self.failure_key(key))
             .arg(budget.limit.max(1))
             .arg(millis(budget.first_lock))
             .arg(millis(budget.max_lock))
             .arg(millis(budget.keep).max(1));
-        let (failures, lock_ms, was_locked): (u64, u64, u64) = self.eval(&invocation).await?;
+        let (failures, lock_ms, was_locked): (u64, u64, u64) = self.eval_acked(&call).await?;
         let failures = u32::try_from(failures).unwrap_or(u32::MAX);
         let locked_for = (failures >= budget.limit.max(1)).then(|| Duration::from_millis(lock_ms));
         Ok(FailureOutcome::new(failures, locked_for).with_was_locked(was_locked == 1))
@@ -970,11 +1133,10 @@ impl OtpStore for RedisStore {
     }
 
     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
-        let mut invocation = SCRIPTS.spend_grant.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.spend_grant)
             .key(format!("{}{{{}}}:spent", self.prefix, key.as_str()))
             .arg(millis(ttl).max(1));
-        let first: i64 = self.eval(&invocation).await?;
+        let first: i64 = self.eval_acked(&call).await?;
         Ok(first == 1)
     }
 
