@@ -389,6 +389,11 @@ async fn killing_a_master_under_traffic_stalls_only_its_keys_and_recovers() {
         "{healthy_ok} of {} answers for healthy masters were not 503",
         healthy_during.len()
     );
+    let silence = longest_silence(&healthy, killed_at, recovered_at);
+    assert!(
+        silence < Duration::from_millis(500),
+        "no answer for contacts on healthy masters for {silence:?} after the kill"
+    );
     let healthy_p99 = percentile(healthy_during.iter().map(|s| s.took).collect(), 0.99);
     assert!(
         healthy_p99 < Duration::from_millis(500),

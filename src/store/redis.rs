@@ -136,6 +136,7 @@ use super::{
     Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
     SendLimits, SendReservation, SendStatus, StoreError, StoreKey,
 };
+use super::deadline;
 use crate::ConfigError;
 
 /// The default key prefix.
@@ -148,6 +149,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default time a replica has to acknowledge a write, when the store
 /// waits for replicas ([`RedisStoreBuilder::wait_for_replicas`]).
 pub const DEFAULT_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a cluster client may take to connect to one node. redis-rs
+/// refreshes its view of the cluster (after a `MOVED`, or a node lost)
+/// while holding every request back, so a node that does not answer a
+/// connect (a host gone, not a process) stalls all requests this long.
+const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How many times the cluster client retries a request (redirections,
+/// a node lost, `TRYAGAIN`, `CLUSTERDOWN`), 10 to 100 ms apart.
+const CLUSTER_RETRIES: u32 = 4;
 
 /// A pooled connection that answered this recently is handed out again
 /// without a `PING` first; an idler one is checked with one `PING`.
@@ -196,7 +207,9 @@ enum Connector {
     Cluster(ClusterClient),
 }
 
-/// One pooled connection of the store's own pool.
+/// One pooled connection of the store's own pool (a cheap handle: clones
+/// share the connection).
+#[derive(Clone)]
 enum Link {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
@@ -562,8 +575,15 @@ impl RedisStoreBuilder {
                     ));
                 }
                 let builder = ClusterClientBuilder::new(urls)
-                    .connection_timeout(self.timeout)
-                    .response_timeout(self.timeout);
+                    .connection_timeout(self.timeout.min(CLUSTER_CONNECT_TIMEOUT))
+                    .response_timeout(self.timeout)
+                    // redis-rs's default (16 retries, the first after 1.28 s
+                    // or more) kept a request for a dead master's key
+                    // waiting until the timeout; a few quick retries follow a
+                    // `MOVED` or a promotion, and otherwise answer at once.
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100);
                 #[cfg(feature = "redis-tls")]
                 let builder = if self.tls.is_set() {
                     builder.certs(self.tls.certificates())
@@ -881,11 +901,39 @@ impl RedisStore {
     }
 
     /// Sends one request on a pooled connection; the whole of it (pool
-    /// wait, connecting, the request) within the timeout.
+    /// wait, connecting, the request) within what is left of the timeout
+    /// for the current request (see [`deadline`]).
     async fn send(&self, request: Request<'_>) -> Result<Value, StoreError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let timed_out = || StoreError::unavailable(TimedOut(self.timeout));
+        let budget = deadline::remaining(self.timeout);
+        let _charge = deadline::Charge::start();
+        let deadline = tokio::time::Instant::now() + budget;
+        let timed_out = || StoreError::unavailable(TimedOut(budget));
         let pool = match &self.backend {
+            Backend::Own {
+                pool,
+                cluster: true,
+            } => {
+                // A cluster connection is shared, not held: it is
+                // multiplexed over one connection per node and repairs
+                // itself. Holding it for the length of a request (the pool's
+                // way) let the requests waiting on a dead master take every
+                // pooled connection, so requests for healthy masters queued
+                // behind them; and replacing it after a timeout rebuilt the
+                // whole topology, dead node included. Now the handle is
+                // cloned and the pooled object goes back at once.
+                let mut link = match tokio::time::timeout_at(deadline, pool.get()).await {
+                    Ok(Ok(mut conn)) => {
+                        conn.answered = Instant::now();
+                        conn.link.clone()
+                    }
+                    Ok(Err(e)) => return Err(pool_error(e)),
+                    Err(_) => return Err(timed_out()),
+                };
+                return match tokio::time::timeout_at(deadline, request.send(&mut link)).await {
+                    Ok(result) => result.map_err(redis_error),
+                    Err(_) => Err(timed_out()),
+                };
+            }
             Backend::Own { pool, .. } => pool,
             Backend::HostSingle(pool) => {
                 let operation = async {
