@@ -461,19 +461,19 @@ async fn wait_for_a_replica_fails_closed_when_it_cannot_acknowledge() {
         .assert_error(400, "otp_invalid");
     assert_eq!(attempts_used(&master, &app, &email).await, Some(1));
 
-    // The replica stops answering: a verify, right or wrong, is 503
-    // `store_unavailable`, and grants nothing.
+    // The replica stops answering: even the right code is 503
+    // `store_unavailable` and grants nothing; its attempt is counted (fail
+    // closed) and the code is not consumed.
     replica.freeze();
-    for candidate in [wrong_code(&code), code.clone()] {
-        let started = Instant::now();
-        let answer = app.verify_email(&email, &candidate).await;
-        answer.assert_error(503, "store_unavailable");
-        assert!(answer.body.get("token").is_none(), "{}", answer.body);
-        assert!(started.elapsed() < STORE_TIMEOUT, "{:?}", started.elapsed());
-    }
+    let started = Instant::now();
+    let answer = app.verify_email(&email, &code).await;
+    answer.assert_error(503, "store_unavailable");
+    assert!(answer.body.get("token").is_none(), "{}", answer.body);
+    assert!(started.elapsed() < STORE_TIMEOUT, "{:?}", started.elapsed());
+    assert_eq!(attempts_used(&master, &app, &email).await, Some(2));
     replica.thaw();
-    // The right code still works once the replica is back (the code was
-    // never consumed), and only once.
+    // Once the replica is back, the right code works (on its last
+    // attempt), and only once.
     let deadline = Instant::now() + Duration::from_secs(10);
     let answer = loop {
         let answer = app.verify_email(&email, &code).await;
@@ -566,4 +566,54 @@ async fn wait_cost() {
             }
         }
     }
+}
+
+/// On a cluster, `WAIT` runs on the node that ran the script: with the
+/// replica of one master frozen, verifies for contacts on that master are
+/// refused, and those on the other masters are served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_on_a_cluster_waits_on_the_node_that_ran_the_script() {
+    if binaries_available().is_none() {
+        return;
+    }
+    let cluster = RedisCluster::start_with_replicas(false).await;
+    let masters = cluster.masters().await;
+    let (frozen_master, frozen_slots) = masters[0].clone();
+    let replica = cluster.replica_of(frozen_master).await.unwrap();
+    let store = RedisStore::cluster_builder(cluster.urls())
+        .prefix(random_prefix())
+        .timeout(STORE_TIMEOUT)
+        .wait_for_replicas(1, Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder_with(&outbox).store(store.clone()).max_attempts(MAX_ATTEMPTS),
+        outbox,
+    );
+    // Contacts on the master whose replica freezes, and on the others.
+    let (mut frozen, mut healthy) = (Vec::new(), Vec::new());
+    while frozen.len() < 3 || healthy.len() < 3 {
+        let email = common::redis_server::random_email();
+        let contact = Contact::Email(Email::parse(&email).unwrap());
+        let key = store.code_key(&app.otp.store_key(&contact));
+        app.send_email(&email).await.assert_success();
+        if owns_slot(&frozen_slots, key_slot(&key)) {
+            frozen.push(email);
+        } else {
+            healthy.push(email);
+        }
+    }
+    cluster.node(replica).freeze();
+    for email in &frozen {
+        let answer = app.verify_email(email, &app.code_for(email)).await;
+        answer.assert_error(503, "store_unavailable");
+        assert!(answer.body.get("token").is_none(), "{}", answer.body);
+    }
+    for email in &healthy {
+        app.verify_email(email, &app.code_for(email))
+            .await
+            .assert_success();
+    }
+    cluster.node(replica).thaw();
 }
