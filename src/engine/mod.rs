@@ -7,8 +7,8 @@
 //! candidate is hashed (so parallel guesses cannot exceed the limit).
 //!
 //! Each send and each verify runs in one [`deadline::scope`]: its store
-//! calls (the limiter's shared counters included) share the store's
-//! timeout, instead of each having its own.
+//! calls (the contact and country limits' shared counters included) share
+//! the store's timeout, instead of each having its own.
 
 mod owner;
 

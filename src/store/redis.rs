@@ -51,10 +51,22 @@
 //! [`RedisStore::from_pool`].) The most recently used connection is handed
 //! out first, so light traffic keeps one connection warm.
 //!
+//! On a cluster, a pooled connection is a handle shared by every request
+//! (it is multiplexed over one connection per node, and repairs itself):
+//! it is cloned out of the pool, which gets it back at once, so requests
+//! for keys on a dead master never hold a connection that requests for
+//! healthy masters need.
+//!
 //! # Failures and timeouts
 //!
 //! Every operation (waiting for a pooled connection, connecting, the
 //! command itself) is bounded by one timeout, [`DEFAULT_TIMEOUT`] unless set.
+//! Within a send or a verify, the store calls **together** get that timeout
+//! (the contact and country limits' shared counters included; the per-IP
+//! check made before the body is read has its own): a call has what the earlier
+//! calls of the same request left, so a request that makes three calls
+//! to a Redis that stopped answering waits one timeout, not three. Time
+//! spent hashing or delivering is not counted.
 //! A Redis that is down, unreachable or too slow gives
 //! [`StoreError::unavailable`], which the routes answer with 503
 //! `store_unavailable`: the store fails closed and no check is skipped.
@@ -65,6 +77,26 @@
 //! a send or an attempt may then count twice: the error is on the safe
 //! side.) So when Redis comes back, the next request succeeds without
 //! restarting the app.
+//!
+//! # Replicas and failover
+//!
+//! Redis replicates asynchronously: the last writes before a master dies
+//! can be missing on the replica that takes over. A code sent just before
+//! is then gone (the user asks for a new one), but a lost attempt count or
+//! single-use delete would hand out extra guesses or a second success.
+//! [`RedisStoreBuilder::wait_for_replicas`] (`OTP_REDIS_WAIT_REPLICAS`,
+//! `OTP_REDIS_WAIT_MS`) makes the store send `WAIT n ms` after each attempt
+//! count, failure count, code consumption and grant spend, in the same
+//! pipeline as the script (so on the node that ran it, in the same round
+//! trip); fewer acknowledgements fail closed (503 `store_unavailable`).
+//! Run at least n+1 replicas per master when it is on.
+//!
+//! When a cluster master dies, answers for keys in its slots are 503
+//! `store_unavailable` (a few quick retries, then the error) until its
+//! replica is promoted; keys on the other masters keep being served (set
+//! `cluster-require-full-coverage no` on the nodes, or Redis itself refuses
+//! every key with `CLUSTERDOWN` from the moment the master is marked failed
+//! until the promotion); service resumes without a restart.
 //!
 //! # TLS
 //!
@@ -444,7 +476,8 @@ impl RedisStoreBuilder {
     }
 
     /// Most pooled connections. Default: 2 per CPU. Each is multiplexed
-    /// (several operations can be in flight on one), so a few are enough.
+    /// (several operations can be in flight on one), so a few are enough;
+    /// on a cluster each is shared by every request (see the module docs).
     /// Ignored when the pool is given by the host.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = Some(size);
@@ -452,7 +485,8 @@ impl RedisStoreBuilder {
     }
 
     /// Bound on one store operation: waiting for a pooled connection,
-    /// connecting and the command together. Default [`DEFAULT_TIMEOUT`].
+    /// connecting and the command together; within one send or verify,
+    /// on all its store operations together. Default [`DEFAULT_TIMEOUT`].
     /// It also bounds connecting and the pool's wait and check when the
     /// store builds the pool.
     pub fn timeout(mut self, timeout: Duration) -> Self {
