@@ -14,6 +14,8 @@
 #![cfg(feature = "redis")]
 
 mod common;
+#[path = "common/slow_proxy.rs"]
+mod slow_proxy;
 
 use std::{
     collections::HashMap,
@@ -149,7 +151,10 @@ impl Traffic {
             (200, _) => answer.assert_success(),
             (503, code) => assert_eq!(code, "store_unavailable", "{}", answer.body),
             (429, "rate_limited" | "attempts_exceeded") | (400, "otp_invalid" | "otp_expired") => {}
-            _ => panic!("{op:?}: not a contract answer: {} {}", seen.status, answer.body),
+            _ => panic!(
+                "{op:?}: not a contract answer: {} {}",
+                seen.status, answer.body
+            ),
         }
         if seen.status != 200 {
             assert!(answer.body.get("token").is_none(), "{}", answer.body);
@@ -299,19 +304,21 @@ async fn killing_a_master_under_traffic_stalls_only_its_keys_and_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     // Recovery: a contact on the failed-over slots is served end to end.
-    let recovered_at = loop {
-        let served = traffic.seen.lock().unwrap().iter().any(|s| {
-            s.on_victim && s.op == Op::Right && s.status == 200 && s.at > promoted_at
-        });
-        if served {
-            break traffic.start.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no contact on the failed-over slots was served after the promotion"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let recovered_at =
+        loop {
+            let served =
+                traffic.seen.lock().unwrap().iter().any(|s| {
+                    s.on_victim && s.op == Op::Right && s.status == 200 && s.at > promoted_at
+                });
+            if served {
+                break traffic.start.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no contact on the failed-over slots was served after the promotion"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
     tokio::time::sleep(Duration::from_secs(2)).await;
     traffic.stop.store(true, Ordering::Relaxed);
     for client in clients {
@@ -351,9 +358,19 @@ async fn killing_a_master_under_traffic_stalls_only_its_keys_and_recovers() {
         "FAILOVER: kill to promotion: {} answers on healthy masters ({} not 503), p50 {} ms, p99 {} ms, slowest {} ms",
         healthy_during.len(),
         healthy_ok,
-        ms(percentile(healthy_during.iter().map(|s| s.took).collect(), 0.5)),
-        ms(percentile(healthy_during.iter().map(|s| s.took).collect(), 0.99)),
-        ms(healthy_during.iter().map(|s| s.took).max().unwrap_or_default())
+        ms(percentile(
+            healthy_during.iter().map(|s| s.took).collect(),
+            0.5
+        )),
+        ms(percentile(
+            healthy_during.iter().map(|s| s.took).collect(),
+            0.99
+        )),
+        ms(healthy_during
+            .iter()
+            .map(|s| s.took)
+            .max()
+            .unwrap_or_default())
     );
     eprintln!(
         "FAILOVER: longest time without any answer after the kill: {} ms (healthy masters' contacts: {} ms)",
@@ -376,7 +393,11 @@ async fn killing_a_master_under_traffic_stalls_only_its_keys_and_recovers() {
     );
     // No code succeeded twice, none got more checks than its attempts.
     let codes = traffic.codes.lock().unwrap();
-    assert!(codes.len() > 20, "too little traffic: {} codes", codes.len());
+    assert!(
+        codes.len() > 20,
+        "too little traffic: {} codes",
+        codes.len()
+    );
     for (key, log) in codes.iter() {
         assert!(log.successes <= 1, "{key}: {log:?}");
         assert!(log.checked_wrong <= MAX_ATTEMPTS, "{key}: {log:?}");
@@ -588,7 +609,9 @@ async fn wait_on_a_cluster_waits_on_the_node_that_ran_the_script() {
         .unwrap();
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder_with(&outbox).store(store.clone()).max_attempts(MAX_ATTEMPTS),
+        builder_with(&outbox)
+            .store(store.clone())
+            .max_attempts(MAX_ATTEMPTS),
         outbox,
     );
     // Contacts on the master whose replica freezes, and on the others.
@@ -616,4 +639,114 @@ async fn wait_on_a_cluster_waits_on_the_node_that_ran_the_script() {
             .assert_success();
     }
     cluster.node(replica).thaw();
+}
+
+/// `OTP_REDIS_WAIT_REPLICAS` and `OTP_REDIS_WAIT_MS` reach the store built
+/// from `REDIS_OTP_URL`; values that do not parse stop start-up naming the
+/// variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_settings_come_from_the_environment() {
+    let Some((master, _replica, _)) = replicated(1).await else {
+        return;
+    };
+    let from_env = |replicas: &str, wait_ms: &str| {
+        let vars = [
+            ("OTP_SECRET", tower_otp::test_util::random_secret()),
+            ("REDIS_OTP_URL", master.url()),
+            ("OTP_REDIS_WAIT_REPLICAS", replicas.to_owned()),
+            ("OTP_REDIS_WAIT_MS", wait_ms.to_owned()),
+        ];
+        tower_otp::OtpBuilder::from_env_with(move |k| {
+            vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        })
+    };
+    for (replicas, wait_ms, named) in [
+        ("two", "50", "OTP_REDIS_WAIT_REPLICAS"),
+        ("1", "0", "OTP_REDIS_WAIT_MS"),
+        ("1", "soon", "OTP_REDIS_WAIT_MS"),
+    ] {
+        let err = from_env(replicas, wait_ms).unwrap_err().to_string();
+        assert!(err.contains(named), "{err}");
+    }
+    // Two replicas wanted, one running: the attempt is refused.
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        from_env("2", "20")
+            .unwrap()
+            .email_sender(outbox.clone())
+            .hash_params(tower_otp::hash::HashParams::insecure_fast()),
+        outbox,
+    );
+    let email = common::redis_server::random_email();
+    app.send_email(&email).await.assert_success();
+    app.verify_email(&email, &app.code_for(&email))
+        .await
+        .assert_error(503, "store_unavailable");
+    // One wanted: served.
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        from_env("1", "50")
+            .unwrap()
+            .email_sender(outbox.clone())
+            .hash_params(tower_otp::hash::HashParams::insecure_fast()),
+        outbox,
+    );
+    app.send_email(&email).await.assert_success();
+    app.verify_email(&email, &app.code_for(&email))
+        .await
+        .assert_success();
+}
+
+/// One request's store calls share one store timeout (issue 21.6): behind a
+/// proxy that holds each Redis answer back 400 ms, with a 1 s timeout, a
+/// wrong code (two calls, 0.8 s) is answered, and a right one (three calls,
+/// 1.2 s) is 503 `store_unavailable` at the timeout instead of a success
+/// after 1.2 s. (Before the shared budget, each call had its own second.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_gets_one_store_timeout_for_all_its_calls() {
+    let Some(url) = common::redis_server::shared_redis().await else {
+        return;
+    };
+    let upstream = url.trim_start_matches("redis://").trim_end_matches('/');
+    let proxy = slow_proxy::SlowProxy::start(upstream).await;
+    let timeout = Duration::from_millis(1000);
+    let store = RedisStore::builder(proxy.redis_url())
+        .prefix(random_prefix())
+        .timeout(timeout)
+        .pool_size(1)
+        .build()
+        .unwrap();
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder_with(&outbox)
+            .store(store)
+            .max_attempts(MAX_ATTEMPTS)
+            .failure_budget(10),
+        outbox,
+    );
+    let email = common::redis_server::random_email();
+    app.send_email(&email).await.assert_success();
+    let code = app.code_for(&email);
+
+    proxy.set_delay(Duration::from_millis(400));
+    let started = Instant::now();
+    app.verify_email(&email, &wrong_code(&code))
+        .await
+        .assert_error(400, "otp_invalid");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(800), "{took:?}");
+
+    let started = Instant::now();
+    let answer = app.verify_email(&email, &code).await;
+    let took = started.elapsed();
+    answer.assert_error(503, "store_unavailable");
+    assert!(took < timeout + Duration::from_millis(300), "{took:?}");
+
+    // Redis fast again. The third call (consuming the code) had reached
+    // Redis when its answer came too late: the code is gone, and the 503
+    // granted nothing (the safe side: the user asks for a new code).
+    proxy.set_delay(Duration::ZERO);
+    app.verify_email(&email, &code)
+        .await
+        .assert_error(400, "otp_expired");
 }

@@ -23,7 +23,12 @@ pub(super) fn apply_redis(
             "must be above zero (WAIT 0 waits forever)",
         ));
     }
-    redis_from_env(builder, value, replicas, std::time::Duration::from_millis(wait_ms))
+    redis_from_env(
+        builder,
+        value,
+        replicas,
+        std::time::Duration::from_millis(wait_ms),
+    )
 }
 
 #[cfg(feature = "redis")]

@@ -164,11 +164,11 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
+use super::deadline;
 use super::{
     Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
     SendLimits, SendReservation, SendStatus, StoreError, StoreKey,
 };
-use super::deadline;
 use crate::ConfigError;
 
 /// The default key prefix.
@@ -645,12 +645,10 @@ impl RedisStoreBuilder {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| backend_error(e.into()))?;
-        Ok(RedisStore::with_backend(
-            Backend::Own { pool, cluster },
-            self.prefix,
-            self.timeout,
+        Ok(
+            RedisStore::with_backend(Backend::Own { pool, cluster }, self.prefix, self.timeout)
+                .with_wait(self.wait),
         )
-        .with_wait(self.wait))
     }
 }
 
@@ -686,9 +684,9 @@ impl Request<'_> {
                 });
                 let mut values = conn.req_packed_commands(&pipe, 0, 2).await?;
                 let no_script = values.first().is_some_and(|v| {
-                    v.clone().extract_error().is_err_and(|e| {
-                        e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-                    })
+                    v.clone()
+                        .extract_error()
+                        .is_err_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
                 });
                 if no_script {
                     // Nothing ran: load the script and send both again.
@@ -698,7 +696,10 @@ impl Request<'_> {
                 let [answer, acks]: [Value; 2] = values.try_into().map_err(|_| {
                     RedisError::from((ErrorKind::Parse, "EVALSHA + WAIT: not two answers"))
                 })?;
-                Ok(Value::Array(vec![answer.extract_error()?, acks.extract_error()?]))
+                Ok(Value::Array(vec![
+                    answer.extract_error()?,
+                    acks.extract_error()?,
+                ]))
             }
         }
     }

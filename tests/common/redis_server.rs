@@ -147,7 +147,11 @@ impl RedisServer {
         let replica = Self::start_with(None, Some(master.port), &[]).await;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if replica.info("replication").await.contains("master_link_status:up") {
+            if replica
+                .info("replication")
+                .await
+                .contains("master_link_status:up")
+            {
                 return replica;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -226,7 +230,9 @@ impl RedisServer {
         }
         cmd.args(&self.extra);
         if let Some(master) = self.replica_of {
-            cmd.arg("--replicaof").arg("127.0.0.1").arg(master.to_string());
+            cmd.arg("--replicaof")
+                .arg("127.0.0.1")
+                .arg(master.to_string());
         }
         let child = cmd
             .spawn()
