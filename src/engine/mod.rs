@@ -5,6 +5,10 @@
 //! **before** an attempt is taken from the store (so an overloaded server does
 //! not eat a user's attempts), and the attempt is counted **before** the
 //! candidate is hashed (so parallel guesses cannot exceed the limit).
+//!
+//! Each send and each verify runs in one [`deadline::scope`]: its store
+//! calls (the contact and country limits' shared counters included) share
+//! the store's timeout, instead of each having its own.
 
 mod owner;
 
@@ -36,7 +40,7 @@ use crate::{
     secret::KeyRing,
     store::{
         Attempt, CodeRecord, FailureBudget, OtpStore, SendLimits, SendReservation, StoreError,
-        StoreKey,
+        StoreKey, deadline,
     },
     test_mode::TestContacts,
     time::ceil_secs,
@@ -112,8 +116,17 @@ impl Engine {
         StoreKey::new(contact.digest(&self.keys.all()[secret_index].store_key[..]))
     }
 
-    /// Issues a new code for `contact` and delivers it.
+    /// Issues a new code for `contact` and delivers it; its store calls
+    /// together within the store's timeout.
     pub(crate) async fn send(
+        self: &Arc<Self>,
+        contact: &Contact,
+        options: &SendOptions,
+    ) -> Result<SendOutcome, ApiError> {
+        deadline::scope(self.send_in_scope(contact, options)).await
+    }
+
+    async fn send_in_scope(
         self: &Arc<Self>,
         contact: &Contact,
         options: &SendOptions,
@@ -328,8 +341,19 @@ impl Engine {
     }
 
     /// Checks `candidate` for `contact`; on success returns a grant that adds
-    /// `contact` to what `held` already proves.
+    /// `contact` to what `held` already proves. Its store calls together
+    /// within the store's timeout.
     pub(crate) async fn verify(
+        &self,
+        contact: &Contact,
+        candidate: &str,
+        purpose: &str,
+        held: Option<VerifiedContact>,
+    ) -> Result<VerifiedToken, ApiError> {
+        deadline::scope(self.verify_in_scope(contact, candidate, purpose, held)).await
+    }
+
+    async fn verify_in_scope(
         &self,
         contact: &Contact,
         candidate: &str,

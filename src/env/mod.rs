@@ -46,6 +46,8 @@
 //! | `OTP_TEST_CONTACTS` | `dangerous_test_contacts` | comma-separated emails and `+`numbers | none |
 //! | `OTP_TEST_CODE` | `dangerous_test_contacts` (code) | the fixed code | required in test mode |
 //! | `REDIS_OTP_URL` | `shared_store`, `shared_limits` | one URL, or comma-separated cluster seeds | memory store |
+//! | `OTP_REDIS_WAIT_REPLICAS` | `shared_store` (`RedisStoreBuilder::wait_for_replicas`) | replicas that must acknowledge each attempt count and single-use delete; run at least one more per master | 0 (off) |
+//! | `OTP_REDIS_WAIT_MS` | `shared_store` (`RedisStoreBuilder::wait_for_replicas`, timeout) | milliseconds, above 0 | 50 |
 //! | `EMAIL_SERVER` | `email_sender` | `SMTP`, `SENDGRID` or `CONSOLE` | `CONSOLE` |
 //! | `EMAIL_HOST` | `email_sender` (SMTP host) | host name | required for SMTP |
 //! | `EMAIL_PORT` | `email_sender` (SMTP port) | port; 465 means implicit TLS | 587 (25 without TLS) |
@@ -552,6 +554,8 @@ static VARIABLES: &[EnvVar] = &[
         "memory store",
         store::apply_redis
     ),
+    var!("OTP_REDIS_WAIT_REPLICAS", "shared_store", "replicas", "0 (off)", read by "REDIS_OTP_URL"),
+    var!("OTP_REDIS_WAIT_MS", "shared_store", "milliseconds", "50", read by "REDIS_OTP_URL"),
     var!(
         "EMAIL_SERVER",
         "email_sender",

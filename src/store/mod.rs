@@ -164,6 +164,7 @@ use std::{fmt, time::Duration};
 
 use async_trait::async_trait;
 
+pub(crate) mod deadline;
 pub mod memory;
 pub mod rate;
 #[cfg(feature = "redis")]

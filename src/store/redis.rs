@@ -51,10 +51,22 @@
 //! [`RedisStore::from_pool`].) The most recently used connection is handed
 //! out first, so light traffic keeps one connection warm.
 //!
+//! On a cluster, a pooled connection is a handle shared by every request
+//! (it is multiplexed over one connection per node, and repairs itself):
+//! it is cloned out of the pool, which gets it back at once, so requests
+//! for keys on a dead master never hold a connection that requests for
+//! healthy masters need.
+//!
 //! # Failures and timeouts
 //!
 //! Every operation (waiting for a pooled connection, connecting, the
 //! command itself) is bounded by one timeout, [`DEFAULT_TIMEOUT`] unless set.
+//! Within a send or a verify, the store calls **together** get that timeout
+//! (the contact and country limits' shared counters included; the per-IP
+//! check made before the body is read has its own): a call has what the earlier
+//! calls of the same request left, so a request that makes three calls
+//! to a Redis that stopped answering waits one timeout, not three. Time
+//! spent hashing or delivering is not counted.
 //! A Redis that is down, unreachable or too slow gives
 //! [`StoreError::unavailable`], which the routes answer with 503
 //! `store_unavailable`: the store fails closed and no check is skipped.
@@ -65,6 +77,26 @@
 //! a send or an attempt may then count twice: the error is on the safe
 //! side.) So when Redis comes back, the next request succeeds without
 //! restarting the app.
+//!
+//! # Replicas and failover
+//!
+//! Redis replicates asynchronously: the last writes before a master dies
+//! can be missing on the replica that takes over. A code sent just before
+//! is then gone (the user asks for a new one), but a lost attempt count or
+//! single-use delete would hand out extra guesses or a second success.
+//! [`RedisStoreBuilder::wait_for_replicas`] (`OTP_REDIS_WAIT_REPLICAS`,
+//! `OTP_REDIS_WAIT_MS`) makes the store send `WAIT n ms` after each attempt
+//! count, failure count, code consumption and grant spend, in the same
+//! pipeline as the script (so on the node that ran it, in the same round
+//! trip); fewer acknowledgements fail closed (503 `store_unavailable`).
+//! Run at least n+1 replicas per master when it is on.
+//!
+//! When a cluster master dies, answers for keys in its slots are 503
+//! `store_unavailable` (a few quick retries, then the error) until its
+//! replica is promoted; keys on the other masters keep being served (set
+//! `cluster-require-full-coverage no` on the nodes, or Redis itself refuses
+//! every key with `CLUSTERDOWN` from the moment the master is marked failed
+//! until the promotion); service resumes without a restart.
 //!
 //! # TLS
 //!
@@ -132,6 +164,7 @@ use redis::{
     cluster_async::ClusterConnection,
 };
 
+use super::deadline;
 use super::{
     Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
     SendLimits, SendReservation, SendStatus, StoreError, StoreKey,
@@ -144,6 +177,20 @@ pub const DEFAULT_PREFIX: &str = "otp:";
 /// The default bound on one store operation (pool wait, connect and
 /// command together).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The default time a replica has to acknowledge a write, when the store
+/// waits for replicas ([`RedisStoreBuilder::wait_for_replicas`]).
+pub const DEFAULT_WAIT: Duration = Duration::from_millis(50);
+
+/// How long a cluster client may take to connect to one node. redis-rs
+/// refreshes its view of the cluster (after a `MOVED`, or a node lost)
+/// while holding every request back, so a node that does not answer a
+/// connect (a host gone, not a process) stalls all requests this long.
+const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How many times the cluster client retries a request (redirections,
+/// a node lost, `TRYAGAIN`, `CLUSTERDOWN`), 10 to 100 ms apart.
+const CLUSTER_RETRIES: u32 = 4;
 
 /// A pooled connection that answered this recently is handed out again
 /// without a `PING` first; an idler one is checked with one `PING`.
@@ -192,7 +239,9 @@ enum Connector {
     Cluster(ClusterClient),
 }
 
-/// One pooled connection of the store's own pool.
+/// One pooled connection of the store's own pool (a cheap handle: clones
+/// share the connection).
+#[derive(Clone)]
 enum Link {
     Single(MultiplexedConnection),
     Cluster(ClusterConnection),
@@ -309,6 +358,15 @@ pub struct RedisStore {
     backend: Backend,
     prefix: String,
     timeout: Duration,
+    wait: Option<Wait>,
+}
+
+/// Replica acknowledgement: after each attempt count and single-use delete,
+/// `WAIT replicas timeout` on the node that ran the script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl fmt::Debug for RedisStore {
@@ -318,6 +376,7 @@ impl fmt::Debug for RedisStore {
             .field("mode", &self.backend.mode())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("wait", &self.wait)
             .field("pool_max_size", &self.backend.max_size())
             .finish_non_exhaustive()
     }
@@ -368,6 +427,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     pool_size: Option<usize>,
     timeout: Duration,
+    wait: Option<Wait>,
     #[cfg(feature = "redis-tls")]
     tls: TlsOptions,
 }
@@ -385,7 +445,8 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("source", &source)
             .field("prefix", &self.prefix)
             .field("pool_size", &self.pool_size)
-            .field("timeout", &self.timeout);
+            .field("timeout", &self.timeout)
+            .field("wait", &self.wait);
         #[cfg(feature = "redis-tls")]
         debug
             .field("tls_root_certificate", &self.tls.root_pem.is_some())
@@ -401,6 +462,7 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             pool_size: None,
             timeout: DEFAULT_TIMEOUT,
+            wait: None,
             #[cfg(feature = "redis-tls")]
             tls: TlsOptions::default(),
         }
@@ -414,7 +476,8 @@ impl RedisStoreBuilder {
     }
 
     /// Most pooled connections. Default: 2 per CPU. Each is multiplexed
-    /// (several operations can be in flight on one), so a few are enough.
+    /// (several operations can be in flight on one), so a few are enough;
+    /// on a cluster each is shared by every request (see the module docs).
     /// Ignored when the pool is given by the host.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = Some(size);
@@ -422,11 +485,31 @@ impl RedisStoreBuilder {
     }
 
     /// Bound on one store operation: waiting for a pooled connection,
-    /// connecting and the command together. Default [`DEFAULT_TIMEOUT`].
+    /// connecting and the command together; within one send or verify,
+    /// on all its store operations together. Default [`DEFAULT_TIMEOUT`].
     /// It also bounds connecting and the pool's wait and check when the
     /// store builds the pool.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Waits for `replicas` replicas to acknowledge each attempt count and
+    /// each single-use delete (`WAIT replicas timeout` on the node that ran
+    /// the script, in the same round trip), so that a failover cannot hand
+    /// out extra guesses or a second success. Fewer acknowledgements
+    /// within `timeout` make the operation fail closed:
+    /// [`StoreError::unavailable`] (503 `store_unavailable`), the attempt
+    /// counted but not granted. Off by default (`replicas` 0); from the
+    /// environment, `OTP_REDIS_WAIT_REPLICAS` and `OTP_REDIS_WAIT_MS`
+    /// (default [`DEFAULT_WAIT`]).
+    ///
+    /// Run at least `replicas + 1` replicas per master: after a failover the
+    /// promoted replica still needs `replicas` of its own, or every verify
+    /// on its slots answers 503 until one is added. The store's
+    /// [`timeout`](Self::timeout) still bounds the whole operation.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some(Wait { replicas, timeout });
         self
     }
 
@@ -471,6 +554,12 @@ impl RedisStoreBuilder {
         if self.timeout.is_zero() {
             return Err(ConfigError::invalid("redis timeout", "must be above zero"));
         }
+        if self.wait.is_some_and(|w| w.timeout.is_zero()) {
+            return Err(ConfigError::invalid(
+                "redis wait timeout",
+                "must be above zero (WAIT 0 waits forever)",
+            ));
+        }
         if self.pool_size == Some(0) {
             return Err(ConfigError::invalid(
                 "redis pool size",
@@ -483,14 +572,16 @@ impl RedisStoreBuilder {
                     Backend::HostSingle(pool),
                     self.prefix,
                     self.timeout,
-                ));
+                )
+                .with_wait(self.wait));
             }
             Source::ClusterPool(pool) => {
                 return Ok(RedisStore::with_backend(
                     Backend::HostCluster(pool),
                     self.prefix,
                     self.timeout,
-                ));
+                )
+                .with_wait(self.wait));
             }
             Source::Url(url) => {
                 #[cfg(feature = "redis-tls")]
@@ -518,8 +609,15 @@ impl RedisStoreBuilder {
                     ));
                 }
                 let builder = ClusterClientBuilder::new(urls)
-                    .connection_timeout(self.timeout)
-                    .response_timeout(self.timeout);
+                    .connection_timeout(self.timeout.min(CLUSTER_CONNECT_TIMEOUT))
+                    .response_timeout(self.timeout)
+                    // redis-rs's default (16 retries, the first after 1.28 s
+                    // or more) kept a request for a dead master's key
+                    // waiting until the timeout; a few quick retries follow a
+                    // `MOVED` or a promotion, and otherwise answer at once.
+                    .retries(CLUSTER_RETRIES)
+                    .min_retry_wait(10)
+                    .max_retry_wait(100);
                 #[cfg(feature = "redis-tls")]
                 let builder = if self.tls.is_set() {
                     builder.certs(self.tls.certificates())
@@ -547,11 +645,10 @@ impl RedisStoreBuilder {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| backend_error(e.into()))?;
-        Ok(RedisStore::with_backend(
-            Backend::Own { pool, cluster },
-            self.prefix,
-            self.timeout,
-        ))
+        Ok(
+            RedisStore::with_backend(Backend::Own { pool, cluster }, self.prefix, self.timeout)
+                .with_wait(self.wait),
+        )
     }
 }
 
@@ -562,11 +659,15 @@ fn backend_error(source: Box<dyn std::error::Error + Send + Sync>) -> ConfigErro
     }
 }
 
-/// One request to Redis: a script invocation or a plain command.
+/// One request to Redis: a script invocation, a plain command, or a
+/// script followed by `WAIT` on the same node.
 #[derive(Clone, Copy)]
 enum Request<'a> {
     Script(&'a ScriptInvocation<'a>),
     Command(&'a Cmd),
+    /// `EVALSHA` + `WAIT` in one pipeline (routed by the script's keys);
+    /// the answer is `[script's answer, acknowledgements]`.
+    Acked(&'a Call<'a>, Wait),
 }
 
 impl Request<'_> {
@@ -574,9 +675,104 @@ impl Request<'_> {
         match self {
             Self::Script(invocation) => invocation.invoke_async(conn).await,
             Self::Command(cmd) => cmd.query_async(conn).await,
+            Self::Acked(call, wait) => {
+                let mut pipe = redis::pipe();
+                pipe.add_command(call.evalsha()).add_command({
+                    let mut cmd = redis::cmd("WAIT");
+                    cmd.arg(wait.replicas).arg(millis(wait.timeout).max(1));
+                    cmd
+                });
+                let mut values = conn.req_packed_commands(&pipe, 0, 2).await?;
+                let no_script = values.first().is_some_and(|v| {
+                    v.clone()
+                        .extract_error()
+                        .is_err_and(|e| e.kind() == ErrorKind::Server(ServerErrorKind::NoScript))
+                });
+                if no_script {
+                    // Nothing ran: load the script and send both again.
+                    call.script.prepare_invoke().load_async(conn).await?;
+                    values = conn.req_packed_commands(&pipe, 0, 2).await?;
+                }
+                let [answer, acks]: [Value; 2] = values.try_into().map_err(|_| {
+                    RedisError::from((ErrorKind::Parse, "EVALSHA + WAIT: not two answers"))
+                })?;
+                Ok(Value::Array(vec![
+                    answer.extract_error()?,
+                    acks.extract_error()?,
+                ]))
+            }
         }
     }
 }
+
+/// A script call whose keys and arguments the store keeps, so that it can
+/// be sent as a plain `EVALSHA` in a pipeline (with `WAIT`) or as a
+/// [`ScriptInvocation`].
+struct Call<'a> {
+    script: &'a Script,
+    keys: Vec<String>,
+    args: Vec<Vec<u8>>,
+}
+
+impl<'a> Call<'a> {
+    fn new(script: &'a Script) -> Self {
+        Self {
+            script,
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    fn key(mut self, key: String) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    fn arg(mut self, arg: impl redis::ToRedisArgs) -> Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    fn evalsha(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+
+    fn invocation(&self) -> ScriptInvocation<'a> {
+        let mut invocation = self.script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        for arg in &self.args {
+            invocation.arg(arg);
+        }
+        invocation
+    }
+}
+
+/// Fewer replicas acknowledged a write than the store waits for.
+#[derive(Debug)]
+struct NotAcknowledged {
+    wanted: u32,
+    got: i64,
+    within: Duration,
+}
+
+impl fmt::Display for NotAcknowledged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} of {} replicas acknowledged the write within {:?}",
+            self.got, self.wanted, self.within
+        )
+    }
+}
+
+impl std::error::Error for NotAcknowledged {}
 
 impl RedisStore {
     fn with_backend(backend: Backend, prefix: String, timeout: Duration) -> Self {
@@ -584,7 +780,13 @@ impl RedisStore {
             backend,
             prefix,
             timeout,
+            wait: None,
         }
+    }
+
+    fn with_wait(mut self, wait: Option<Wait>) -> Self {
+        self.wait = wait;
+        self
     }
 
     /// A store on a single Redis at `url` (`redis://[:password@]host:port[/db]`,
@@ -709,17 +911,64 @@ impl RedisStore {
         self.query(Request::Script(invocation)).await
     }
 
+    /// Runs one script that counts an attempt or deletes something
+    /// single-use; with [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas)
+    /// set, followed by `WAIT` on the same node, and refused (unavailable)
+    /// when too few replicas acknowledge.
+    async fn eval_acked<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T, StoreError> {
+        let Some(wait) = self.wait else {
+            return self.eval(&call.invocation()).await;
+        };
+        let (answer, acks): (Value, i64) = self.query(Request::Acked(call, wait)).await?;
+        if acks < i64::from(wait.replicas) {
+            return Err(StoreError::unavailable(NotAcknowledged {
+                wanted: wait.replicas,
+                got: acks,
+                within: wait.timeout,
+            }));
+        }
+        T::from_redis_value(answer).map_err(|e| StoreError::corrupt(RedisError::from(e)))
+    }
+
     async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T, StoreError> {
         let value = self.send(request).await?;
         T::from_redis_value(value).map_err(|e| StoreError::corrupt(RedisError::from(e)))
     }
 
     /// Sends one request on a pooled connection; the whole of it (pool
-    /// wait, connecting, the request) within the timeout.
+    /// wait, connecting, the request) within what is left of the timeout
+    /// for the current request (see [`deadline`]).
     async fn send(&self, request: Request<'_>) -> Result<Value, StoreError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let timed_out = || StoreError::unavailable(TimedOut(self.timeout));
+        let budget = deadline::remaining(self.timeout);
+        let _charge = deadline::Charge::start();
+        let deadline = tokio::time::Instant::now() + budget;
+        let timed_out = || StoreError::unavailable(TimedOut(budget));
         let pool = match &self.backend {
+            Backend::Own {
+                pool,
+                cluster: true,
+            } => {
+                // A cluster connection is shared, not held: it is
+                // multiplexed over one connection per node and repairs
+                // itself. Holding it for the length of a request (the pool's
+                // way) let the requests waiting on a dead master take every
+                // pooled connection, so requests for healthy masters queued
+                // behind them; and replacing it after a timeout rebuilt the
+                // whole topology, dead node included. Now the handle is
+                // cloned and the pooled object goes back at once.
+                let mut link = match tokio::time::timeout_at(deadline, pool.get()).await {
+                    Ok(Ok(mut conn)) => {
+                        conn.answered = Instant::now();
+                        conn.link.clone()
+                    }
+                    Ok(Err(e)) => return Err(pool_error(e)),
+                    Err(_) => return Err(timed_out()),
+                };
+                return match tokio::time::timeout_at(deadline, request.send(&mut link)).await {
+                    Ok(result) => result.map_err(redis_error),
+                    Err(_) => Err(timed_out()),
+                };
+            }
             Backend::Own { pool, .. } => pool,
             Backend::HostSingle(pool) => {
                 let operation = async {
@@ -902,12 +1151,11 @@ impl OtpStore for RedisStore {
         key: &StoreKey,
         max_attempts: u32,
     ) -> Result<Attempt, StoreError> {
-        let mut invocation = SCRIPTS.begin_attempt.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.begin_attempt)
             .key(self.code_key(key))
             .key(self.failure_key(key))
             .arg(max_attempts);
-        let (status, record, value): (i64, Vec<u8>, u64) = self.eval(&invocation).await?;
+        let (status, record, value): (i64, Vec<u8>, u64) = self.eval_acked(&call).await?;
         let used = u32::try_from(value).unwrap_or(u32::MAX);
         match status {
             0 => Ok(Attempt::NoCode),
@@ -935,12 +1183,11 @@ impl OtpStore for RedisStore {
     }
 
     async fn consume_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
-        let mut invocation = SCRIPTS.consume_code.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.consume_code)
             .key(self.code_key(key))
             .key(self.failure_key(key))
             .arg(&salt[..]);
-        let removed: i64 = self.eval(&invocation).await?;
+        let removed: i64 = self.eval_acked(&call).await?;
         Ok(removed == 1)
     }
 
@@ -949,14 +1196,13 @@ impl OtpStore for RedisStore {
         key: &StoreKey,
         budget: &FailureBudget,
     ) -> Result<FailureOutcome, StoreError> {
-        let mut invocation = SCRIPTS.record_failure.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.record_failure)
             .key(self.failure_key(key))
             .arg(budget.limit.max(1))
             .arg(millis(budget.first_lock))
             .arg(millis(budget.max_lock))
             .arg(millis(budget.keep).max(1));
-        let (failures, lock_ms, was_locked): (u64, u64, u64) = self.eval(&invocation).await?;
+        let (failures, lock_ms, was_locked): (u64, u64, u64) = self.eval_acked(&call).await?;
         let failures = u32::try_from(failures).unwrap_or(u32::MAX);
         let locked_for = (failures >= budget.limit.max(1)).then(|| Duration::from_millis(lock_ms));
         Ok(FailureOutcome::new(failures, locked_for).with_was_locked(was_locked == 1))
@@ -970,11 +1216,10 @@ impl OtpStore for RedisStore {
     }
 
     async fn spend_grant(&self, key: &StoreKey, ttl: Duration) -> Result<bool, StoreError> {
-        let mut invocation = SCRIPTS.spend_grant.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.spend_grant)
             .key(format!("{}{{{}}}:spent", self.prefix, key.as_str()))
             .arg(millis(ttl).max(1));
-        let first: i64 = self.eval(&invocation).await?;
+        let first: i64 = self.eval_acked(&call).await?;
         Ok(first == 1)
     }
 

@@ -1,6 +1,7 @@
 //! Redis for tests: the shared server at `REDIS_URL` (with a random key
-//! prefix per test), and private `redis-server` processes (single node or a
-//! 3-master cluster) on free loopback ports, always stopped by a Drop guard.
+//! prefix per test), and private `redis-server` processes (single node, a
+//! master with replicas, a 3-master cluster, or 3 masters with one replica
+//! each) on free loopback ports, always stopped by a Drop guard.
 //!
 //! Rules: when Redis (or the `redis-server` binary) is missing, a test goes
 //! through [`super::skip`]: a failure under CI, a visible `SKIPPED` line
@@ -125,16 +126,54 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     bus_port: Option<u16>,
+    /// `--cluster-node-timeout` in ms (cluster nodes only).
+    node_timeout_ms: u32,
+    /// `--replicaof 127.0.0.1 <port>` (plain replicas only).
+    replica_of: Option<u16>,
+    /// More `redis-server` arguments.
+    extra: Vec<String>,
     dir: PathBuf,
 }
 
 impl RedisServer {
     /// Starts a server on a free port (retrying on a port race).
     pub async fn start() -> Self {
-        Self::start_with(false).await
+        Self::start_with(None, None, &[]).await
     }
 
-    async fn start_with(cluster: bool) -> Self {
+    /// Starts a replica of `master` (`--replicaof`), and waits until its
+    /// link to the master is up.
+    pub async fn start_replica_of(master: &RedisServer) -> Self {
+        let replica = Self::start_with(None, Some(master.port), &[]).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if replica
+                .info("replication")
+                .await
+                .contains("master_link_status:up")
+            {
+                return replica;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the replica on port {} never synced", replica.port);
+    }
+
+    /// `INFO <section>` of this server.
+    pub async fn info(&self, section: &str) -> String {
+        let mut conn = raw_connection(&self.url()).await;
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut conn)
+            .await
+            .expect("INFO")
+    }
+
+    async fn start_with(
+        cluster_node_timeout_ms: Option<u32>,
+        replica_of: Option<u16>,
+        extra: &[&str],
+    ) -> Self {
         let mut last_error = String::new();
         for _ in 0..10 {
             let dir = std::env::temp_dir().join(format!(
@@ -146,7 +185,10 @@ impl RedisServer {
             let mut server = Self {
                 child: None,
                 port: free_port(),
-                bus_port: cluster.then(free_port),
+                bus_port: cluster_node_timeout_ms.map(|_| free_port()),
+                node_timeout_ms: cluster_node_timeout_ms.unwrap_or(0),
+                replica_of,
+                extra: extra.iter().map(|a| (*a).to_owned()).collect(),
                 dir,
             };
             match server.spawn().await {
@@ -184,7 +226,13 @@ impl RedisServer {
                 .arg("--cluster-config-file")
                 .arg(format!("nodes-{}.conf", self.port))
                 .arg("--cluster-node-timeout")
-                .arg("2000");
+                .arg(self.node_timeout_ms.to_string());
+        }
+        cmd.args(&self.extra);
+        if let Some(master) = self.replica_of {
+            cmd.arg("--replicaof")
+                .arg("127.0.0.1")
+                .arg(master.to_string());
         }
         let child = cmd
             .spawn()
@@ -269,21 +317,47 @@ impl Drop for RedisServer {
     }
 }
 
-/// A 3-master Redis Cluster of private processes, created with
-/// `redis-cli --cluster create`. Every node is killed on drop.
+/// A Redis Cluster of private processes (3 masters, with or without one
+/// replica each), created with `redis-cli --cluster create`. Every node is
+/// killed on drop.
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    replicas: usize,
 }
 
 impl RedisCluster {
-    /// Starts three cluster-enabled nodes and joins them into a cluster.
+    /// Starts three cluster-enabled nodes and joins them into a cluster
+    /// (node timeout 2 s).
     pub async fn start() -> Self {
+        Self::start_with(0, 2000, true).await
+    }
+
+    /// Starts six cluster-enabled nodes and joins them into 3 masters with
+    /// one replica each (`--cluster-replicas 1`), node timeout 1500 ms: a
+    /// killed master's replica is promoted about 2 s later. With
+    /// `full_coverage` false (`cluster-require-full-coverage no`), the
+    /// other masters keep serving their slots while one is down; with Redis's
+    /// default (true) the whole cluster refuses queries (`CLUSTERDOWN`) from
+    /// the moment the master is marked failed until its replica takes over.
+    pub async fn start_with_replicas(full_coverage: bool) -> Self {
+        Self::start_with(1, 1500, full_coverage).await
+    }
+
+    async fn start_with(replicas: usize, node_timeout_ms: u32, full_coverage: bool) -> Self {
+        let coverage = if full_coverage { "yes" } else { "no" };
         let mut nodes = Vec::new();
-        for _ in 0..3 {
-            nodes.push(RedisServer::start_with(true).await);
+        for _ in 0..3 * (1 + replicas) {
+            nodes.push(
+                RedisServer::start_with(
+                    Some(node_timeout_ms),
+                    None,
+                    &["--cluster-require-full-coverage", coverage],
+                )
+                .await,
+            );
         }
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, replicas };
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for node in &cluster.nodes {
@@ -291,7 +365,7 @@ impl RedisCluster {
         }
         let output = create
             .arg("--cluster-replicas")
-            .arg("0")
+            .arg(cluster.replicas.to_string())
             .arg("--cluster-yes")
             .stdin(Stdio::null())
             .output()
@@ -321,7 +395,26 @@ impl RedisCluster {
                     .query_async(&mut conn)
                     .await
                     .expect("CLUSTER SLOTS");
-                if !info.contains("cluster_state:ok") || slots.len() != 3 {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("CLUSTER NODES");
+                let known_replicas = nodes.lines().filter(|l| l.contains("slave")).count();
+                if !info.contains("cluster_state:ok")
+                    || slots.len() != 3
+                    || known_replicas != 3 * self.replicas
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue 'outer;
+                }
+                let myself = nodes.lines().find(|l| l.contains("myself")).unwrap_or("");
+                if myself.contains("slave")
+                    && !node
+                        .info("replication")
+                        .await
+                        .contains("master_link_status:up")
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue 'outer;
                 }
@@ -334,6 +427,90 @@ impl RedisCluster {
     /// The seed URLs of all nodes.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The ports of the nodes still running.
+    fn live_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.port)
+    }
+
+    /// `CLUSTER NODES` as a live node sees it.
+    pub async fn cluster_nodes(&self) -> String {
+        let port = self.live_ports().next().expect("a live node");
+        let mut conn = raw_connection(&format!("redis://127.0.0.1:{port}")).await;
+        redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER NODES")
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT` on a live node).
+    pub async fn key_slot(&self, key: &str) -> u16 {
+        let port = self.live_ports().next().expect("a live node");
+        let mut conn = raw_connection(&format!("redis://127.0.0.1:{port}")).await;
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .expect("CLUSTER KEYSLOT")
+    }
+
+    /// The masters that own slots and are not marked failed, with their
+    /// slot ranges, as a live node sees them: `(port, line)`.
+    pub async fn masters(&self) -> Vec<(u16, String)> {
+        self.cluster_nodes()
+            .await
+            .lines()
+            .filter(|l| l.contains("master") && !l.contains("fail"))
+            .filter(|l| l.split_whitespace().nth(8).is_some())
+            .filter_map(|l| Some((node_port(l)?, l.to_owned())))
+            .collect()
+    }
+
+    /// The port of the master owning `slot`, as a live node sees it.
+    pub async fn master_of_slot(&self, slot: u16) -> Option<u16> {
+        self.masters()
+            .await
+            .into_iter()
+            .find(|(_, line)| owns_slot(line, slot))
+            .map(|(port, _)| port)
+    }
+
+    /// The port of a replica of the master on `master_port`.
+    pub async fn replica_of(&self, master_port: u16) -> Option<u16> {
+        let nodes = self.cluster_nodes().await;
+        let master_id = nodes
+            .lines()
+            .find(|l| node_port(l) == Some(master_port))?
+            .split_whitespace()
+            .next()?
+            .to_owned();
+        nodes
+            .lines()
+            .find(|l| l.split_whitespace().nth(3) == Some(master_id.as_str()))
+            .and_then(node_port)
+    }
+
+    /// Kills the node on `port` (SIGKILL), as a crash would.
+    pub fn kill_node(&mut self, port: u16) {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.port == port)
+            .expect("a node on that port")
+            .kill();
+    }
+
+    /// The node on `port`.
+    pub fn node(&self, port: u16) -> &RedisServer {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .expect("a node on that port")
     }
 
     /// A raw cluster connection, for inspecting keys.
@@ -373,8 +550,14 @@ impl RedisCluster {
     }
 }
 
+/// The port of a `CLUSTER NODES` line (`<id> 127.0.0.1:<port>@<bus> ...`).
+fn node_port(line: &str) -> Option<u16> {
+    let address = line.split_whitespace().nth(1)?;
+    address.split('@').next()?.rsplit(':').next()?.parse().ok()
+}
+
 /// Whether a `CLUSTER NODES` line lists `slot` among its ranges.
-fn owns_slot(line: &str, slot: u16) -> bool {
+pub fn owns_slot(line: &str, slot: u16) -> bool {
     line.split_whitespace().skip(8).any(|range| {
         let mut parts = range.splitn(2, '-');
         let (Some(a), b) = (parts.next(), parts.next()) else {
