@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(b.range_of(&mobile("+14155550123")), "+14155");
         assert_eq!(b.range_of(&mobile("+919812345678")), "+919812");
         // A three-digit country code.
-        assert_eq!(b.range_of(&mobile("+353851234567")), "+353851");
+        assert_eq!(b.range_of(&mobile("+353851234567")), "+3538512");
         assert_eq!(b.digits(0).range_of(&mobile("+447400900123")), "+44");
         assert_eq!(b.digits(2).range_of(&mobile("+447400900123")), "+4474");
     }
