@@ -234,9 +234,7 @@ impl ApiError {
         match self {
             Self::RateLimited { retry_after }
             | Self::RangeBlocked { retry_after }
-            | Self::Overloaded { retry_after } => {
-                Some(*retry_after)
-            }
+            | Self::Overloaded { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

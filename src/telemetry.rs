@@ -66,14 +66,22 @@ pub fn describe() {
     #[cfg(feature = "metrics")]
     {
         use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-        describe_histogram!(HASH_SECONDS, Unit::Seconds, "One Argon2id hash on a pool thread.");
+        describe_histogram!(
+            HASH_SECONDS,
+            Unit::Seconds,
+            "One Argon2id hash on a pool thread."
+        );
         describe_histogram!(
             HASH_QUEUE_WAIT_SECONDS,
             Unit::Seconds,
             "Time a hash waited for a hashing thread."
         );
         describe_gauge!(HASH_POOL_BUSY, Unit::Count, "Hashes running now.");
-        describe_gauge!(HASH_POOL_QUEUED, Unit::Count, "Hashes waiting for a thread now.");
+        describe_gauge!(
+            HASH_POOL_QUEUED,
+            Unit::Count,
+            "Hashes waiting for a thread now."
+        );
         describe_histogram!(
             STORE_OP_SECONDS,
             Unit::Seconds,
@@ -84,7 +92,11 @@ pub fn describe() {
             Unit::Seconds,
             "One code delivery with its retries, by provider, channel and outcome."
         );
-        describe_counter!(EVENTS_TOTAL, Unit::Count, "OTP audit events, by event and channel.");
+        describe_counter!(
+            EVENTS_TOTAL,
+            Unit::Count,
+            "OTP audit events, by event and channel."
+        );
         describe_counter!(
             "tower_otp_events_dropped_total",
             Unit::Count,

@@ -100,11 +100,9 @@ fn histogram(entries: &Entries, name: &str, labels: &[(&str, &str)]) -> Vec<f64>
             key.kind() == MetricKind::Histogram
                 && key.key().name() == name
                 && key.key().labels().count() == labels.len()
-                && labels.iter().all(|(k, v)| {
-                    key.key()
-                        .labels()
-                        .any(|l| l.key() == *k && l.value() == *v)
-                })
+                && labels
+                    .iter()
+                    .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
         })
         .flat_map(|(.., value)| match value {
             DebugValue::Histogram(values) => values.iter().map(|v| v.into_inner()).collect(),
@@ -156,14 +154,23 @@ async fn latency_histograms_and_gauges(snapshotter: &Snapshotter) {
     let entries: Entries = snapshotter.snapshot().into_vec();
     let positive = |values: Vec<f64>, what: &str| {
         assert!(!values.is_empty(), "{what}: nothing recorded");
-        assert!(values.iter().all(|v| *v >= 0.0 && *v < 30.0), "{what}: {values:?}");
+        assert!(
+            values.iter().all(|v| *v >= 0.0 && *v < 30.0),
+            "{what}: {values:?}"
+        );
         values.len()
     };
     // Five hashes (two codes made, two checked, one made before the failed
     // delivery): each timed, each with its queue wait.
-    assert_eq!(positive(histogram(&entries, "tower_otp_hash_seconds", &[]), "hash"), 5);
     assert_eq!(
-        positive(histogram(&entries, "tower_otp_hash_queue_wait_seconds", &[]), "queue wait"),
+        positive(histogram(&entries, "tower_otp_hash_seconds", &[]), "hash"),
+        5
+    );
+    assert_eq!(
+        positive(
+            histogram(&entries, "tower_otp_hash_queue_wait_seconds", &[]),
+            "queue wait"
+        ),
         5
     );
     for op in [
@@ -196,9 +203,16 @@ async fn latency_histograms_and_gauges(snapshotter: &Snapshotter) {
         "the breaker counts mobile sends only"
     );
     for (channel, outcome, n) in [("email", "ok", 1), ("sms", "ok", 1), ("email", "error", 1)] {
-        let labels = [("provider", "memory"), ("channel", channel), ("outcome", outcome)];
+        let labels = [
+            ("provider", "memory"),
+            ("channel", channel),
+            ("outcome", outcome),
+        ];
         assert_eq!(
-            positive(histogram(&entries, "tower_otp_delivery_seconds", &labels), channel),
+            positive(
+                histogram(&entries, "tower_otp_delivery_seconds", &labels),
+                channel
+            ),
             n,
             "{labels:?}"
         );
@@ -221,7 +235,14 @@ async fn latency_histograms_and_gauges(snapshotter: &Snapshotter) {
         .into_iter()
         .chain(common::audit::ALL_EVENTS)
         .chain(["ok", "error", "email", "mobile", "sms", "whatsapp"])
-        .chain(["memory", "console", "smtp", "sendgrid", "twilio_verify", "twilio_messaging"])
+        .chain([
+            "memory",
+            "console",
+            "smtp",
+            "sendgrid",
+            "twilio_verify",
+            "twilio_messaging",
+        ])
         .chain(["hook", "webhook"])
         .collect();
     for (key, ..) in &entries {

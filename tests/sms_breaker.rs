@@ -121,7 +121,10 @@ async fn pumping_run(a: &TestApp, b: &TestApp, events_b: &Events) {
     let json = blocked[0].to_json();
     assert!(json.contains(r#""type":"otp.range_blocked""#), "{json}");
     assert!(json.contains(r#""range":"+447400""#), "{json}");
-    assert!(!json.contains(&pumped(5)[1..]), "no number in the event: {json}");
+    assert!(
+        !json.contains(&pumped(5)[1..]),
+        "no number in the event: {json}"
+    );
 
     // The operator sees the block (on either instance) and lifts it.
     let list = b.otp.admin().blocked_ranges().await.unwrap();
@@ -199,9 +202,9 @@ async fn the_range_blocked_audit_line_names_the_range_not_the_number() {
     let logs = common::logs::global(tracing::Level::INFO);
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        builder_with(&outbox).sms_guard(SmsGuard::none().breaker(
-            SmsBreaker::new().min_sends(1).min_conversion(1.0),
-        )),
+        builder_with(&outbox).sms_guard(
+            SmsGuard::none().breaker(SmsBreaker::new().min_sends(1).min_conversion(1.0)),
+        ),
         outbox,
     );
     // A range of its own (`+447911`), so other tests' lines do not match.
@@ -214,7 +217,10 @@ async fn the_range_blocked_audit_line_names_the_range_not_the_number() {
         .lines()
         .find(|l| l.contains("range_blocked") && l.contains("+447911"))
         .unwrap_or_else(|| panic!("no range_blocked line:\n{text}"));
-    assert!(line.contains("contact=\"-\"") || line.contains("contact=-"), "{line}");
+    assert!(
+        line.contains("contact=\"-\"") || line.contains("contact=-"),
+        "{line}"
+    );
     assert!(!line.contains("3457"), "no digits of the number: {line}");
     assert!(
         text.lines()
@@ -285,7 +291,10 @@ fn the_environment_turns_the_breaker_on() {
             (name.into(), value.into()),
         ];
         let err = OtpBuilder::from_env_with(move |k| {
-            vars.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+            vars.iter()
+                .rev()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
         })
         .unwrap_err();
         assert!(err.to_string().contains(name), "{name}={value}: {err}");

@@ -116,7 +116,9 @@ impl SmsBreaker {
             u32::MAX
         } else {
             // In 0..=1000 once validated; out-of-range values fail validate.
-            (conversion * 1000.0).round().clamp(0.0, f64::from(u32::MAX)) as u32
+            (conversion * 1000.0)
+                .round()
+                .clamp(0.0, f64::from(u32::MAX)) as u32
         };
         self
     }
@@ -223,13 +225,26 @@ mod tests {
         assert!(SmsBreaker::new().digits(9).validate().is_err());
         assert!(SmsBreaker::new().min_sends(0).validate().is_err());
         assert!(SmsBreaker::new().min_conversion(1.5).validate().is_err());
-        assert!(SmsBreaker::new().min_conversion(f64::NAN).validate().is_err());
+        assert!(
+            SmsBreaker::new()
+                .min_conversion(f64::NAN)
+                .validate()
+                .is_err()
+        );
         assert!(SmsBreaker::new().min_conversion(-0.1).validate().is_err());
         assert!(SmsBreaker::new().min_conversion(0.0).validate().is_ok());
         assert!(SmsBreaker::new().window(Duration::ZERO).validate().is_err());
-        assert!(SmsBreaker::new().block_for(Duration::ZERO).validate().is_err());
+        assert!(
+            SmsBreaker::new()
+                .block_for(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
         assert_eq!(
-            SmsBreaker::new().min_conversion(0.25).limits().min_verified_per_mille,
+            SmsBreaker::new()
+                .min_conversion(0.25)
+                .limits()
+                .min_verified_per_mille,
             250
         );
     }

@@ -606,7 +606,11 @@ impl OtpStore for MemoryStore {
         Ok(lock(&self.ranges).record_send(range, limits))
     }
 
-    async fn record_range_verify(&self, range: &str, limits: &RangeLimits) -> Result<(), StoreError> {
+    async fn record_range_verify(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
         lock(&self.ranges).record_verify(range, limits);
         Ok(())
     }

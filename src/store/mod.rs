@@ -659,7 +659,11 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
 
     /// Counts one verified code for `range` in the window of `limits`.
     /// The default answers [`StoreError::unsupported`].
-    async fn record_range_verify(&self, range: &str, limits: &RangeLimits) -> Result<(), StoreError> {
+    async fn record_range_verify(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
         let _ = (range, limits);
         Err(StoreError::unsupported("record_range_verify"))
     }

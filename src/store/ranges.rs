@@ -52,7 +52,12 @@ impl RangeLimits {
     /// Thresholds: over `window`, at least `min_sends` sends with fewer
     /// than `min_verified_per_mille`/1000 of them verified block the range
     /// for `block`.
-    pub fn new(window: Duration, min_sends: u32, min_verified_per_mille: u32, block: Duration) -> Self {
+    pub fn new(
+        window: Duration,
+        min_sends: u32,
+        min_verified_per_mille: u32,
+        block: Duration,
+    ) -> Self {
         Self {
             window,
             min_sends: min_sends.max(1),
@@ -329,7 +334,10 @@ mod tests {
         let mut table = RangeTable::new(2);
         let l = RangeLimits::new(Duration::from_secs(60), 1, 500, Duration::from_secs(30));
         table.record_send("+1", &l);
-        assert!(matches!(table.record_send("+1", &l), RangeVerdict::Blocked { .. }));
+        assert!(matches!(
+            table.record_send("+1", &l),
+            RangeVerdict::Blocked { .. }
+        ));
         table.record_send("+2", &l);
         // Full: +2 (unblocked) makes room for +3; +1's block stays.
         assert_eq!(table.record_send("+3", &l), RangeVerdict::Allowed);

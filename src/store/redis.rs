@@ -1046,7 +1046,11 @@ impl OtpStore for RedisStore {
         self.range_send(range, limits).await
     }
 
-    async fn record_range_verify(&self, range: &str, limits: &RangeLimits) -> Result<(), StoreError> {
+    async fn record_range_verify(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
         self.range_verify(range, limits).await
     }
 

@@ -353,8 +353,17 @@ pub async fn range_breaker_trips_and_lifts(h: Harness) {
     assert!(!blocks.iter().any(|b| b.range == good));
 
     assert!(s.lift_range_block(&pumped).await.unwrap());
-    assert!(!s.lift_range_block(&pumped).await.unwrap(), "lifted already");
-    assert!(!s.blocked_ranges().await.unwrap().iter().any(|b| b.range == pumped));
+    assert!(
+        !s.lift_range_block(&pumped).await.unwrap(),
+        "lifted already"
+    );
+    assert!(
+        !s.blocked_ranges()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.range == pumped)
+    );
     assert_eq!(
         s.record_range_send(&pumped, &limits).await.unwrap(),
         RangeVerdict::Allowed,
@@ -374,7 +383,13 @@ pub async fn range_breaker_needs_volume(h: Harness) {
             RangeVerdict::Allowed
         );
     }
-    assert!(!s.blocked_ranges().await.unwrap().iter().any(|b| b.range == range));
+    assert!(
+        !s.blocked_ranges()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.range == range)
+    );
     assert!(matches!(
         s.record_range_send(&range, &limits).await.unwrap(),
         RangeVerdict::Blocked { tripped: true, .. }
@@ -396,7 +411,13 @@ pub async fn range_block_ends(h: Harness) {
         RangeVerdict::Blocked { tripped: true, .. }
     ));
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    assert!(!s.blocked_ranges().await.unwrap().iter().any(|b| b.range == range));
+    assert!(
+        !s.blocked_ranges()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.range == range)
+    );
     assert_eq!(
         s.record_range_send(&range, &limits).await.unwrap(),
         RangeVerdict::Allowed

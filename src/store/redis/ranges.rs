@@ -190,7 +190,12 @@ impl RedisStore {
             .into_iter()
             .map(|(range, left, sent, verified)| {
                 let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-                RangeBlock::new(range, Duration::from_millis(left), count(sent), count(verified))
+                RangeBlock::new(
+                    range,
+                    Duration::from_millis(left),
+                    count(sent),
+                    count(verified),
+                )
             })
             .collect();
         blocks.sort_by(|a, b| a.range.cmp(&b.range));
