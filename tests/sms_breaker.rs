@@ -16,7 +16,7 @@ use std::{
 use common::{app::TestApp, builder_with};
 use tower_otp::{
     OtpBuilder,
-    delivery::MemoryOutbox,
+    delivery::{MemoryOutbox, memory::Failure},
     events::{Event, EventKind},
     limit::{sms_breaker::SmsBreaker, sms_guard::SmsGuard},
 };
@@ -185,6 +185,32 @@ async fn below_the_minimum_volume_nothing_is_blocked() {
     }
     assert!(app.otp.admin().blocked_ranges().await.unwrap().is_empty());
     app.send_mobile(&pumped(8))
+        .await
+        .assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
+async fn failed_deliveries_do_not_trip_the_breaker() {
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder_with(&outbox).sms_guard(SmsGuard::none().breaker(breaker())),
+        outbox,
+    );
+    // A provider outage: every send to the range fails (502), nothing is
+    // delivered, so nothing counts against the range.
+    app.outbox.fail_always(Failure::Permanent);
+    for i in 0..8 {
+        app.send_mobile(&pumped(i))
+            .await
+            .assert_error(502, "delivery_failed");
+    }
+    app.outbox.succeed();
+    for i in 8..13 {
+        app.send_mobile(&pumped(i)).await.assert_success();
+    }
+    assert!(app.otp.admin().blocked_ranges().await.unwrap().is_empty());
+    // Five delivered and none verified: now it trips.
+    app.send_mobile(&pumped(13))
         .await
         .assert_error(429, "rate_limited");
 }

@@ -260,6 +260,11 @@ impl Engine {
                         // toward the quota.
                         engine.forget(&key, &salt).await;
                         engine.release_cooldown(&key).await;
+                        if !err.may_have_been_sent() {
+                            // Nothing reached the range: a provider outage
+                            // must not trip the fraud breaker.
+                            engine.release_range_send(&contact).await;
+                        }
                         Err(delivery_failure(&contact, &err))
                     }
                 }
@@ -627,6 +632,28 @@ impl Engine {
                 Ok(())
             }
             Err(e) => Err(store_failure(&e, contact)),
+        }
+    }
+
+    /// Takes back the breaker's count of a send to `contact` whose
+    /// delivery failed, if the breaker is on. Only logged on failure.
+    async fn release_range_send(&self, contact: &Contact) {
+        let (Contact::Mobile(mobile), Some(breaker)) = (contact, self.sms_guard.breaker_settings())
+        else {
+            return;
+        };
+        let range = breaker.range_of(mobile);
+        let result = store_op(
+            "release_range_send",
+            self.store.release_range_send(&range, &breaker.limits()),
+        )
+        .await;
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is_unsupported() => breaker_unsupported(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take back a failed send from the SMS fraud breaker");
+            }
         }
     }
 

@@ -622,4 +622,12 @@ impl OtpStore for MemoryStore {
     async fn lift_range_block(&self, range: &str) -> Result<bool, StoreError> {
         Ok(lock(&self.ranges).lift(range))
     }
+    async fn release_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        lock(&self.ranges).release_send(range, limits);
+        Ok(())
+    }
 }

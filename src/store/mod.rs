@@ -681,6 +681,18 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
         let _ = range;
         Err(StoreError::unsupported("lift_range_block"))
     }
+    /// Takes back one send counted by
+    /// [`record_range_send`](Self::record_range_send) whose delivery
+    /// failed (nothing reached the range: a provider outage must not block
+    /// ranges). The default answers [`StoreError::unsupported`].
+    async fn release_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        let _ = (range, limits);
+        Err(StoreError::unsupported("release_range_send"))
+    }
 }
 
 /// A store failure. Opaque, keeps its source for the logs.

@@ -13,6 +13,7 @@
 //! | [`record_range_verify`](super::OtpStore::record_range_verify) | count one verified code |
 //! | [`blocked_ranges`](super::OtpStore::blocked_ranges) | the blocks in force, with the figures that tripped them |
 //! | [`lift_range_block`](super::OtpStore::lift_range_block) | end a block and forget the range's figures |
+//! | [`release_range_send`](super::OtpStore::release_range_send) | take back a counted send whose delivery failed |
 //!
 //! # The sliding window
 //!
@@ -259,6 +260,19 @@ impl RangeTable {
         }
     }
 
+    pub(crate) fn release_send(&mut self, range: &str, limits: &RangeLimits) {
+        let now = self.now();
+        let window_ms = millis(limits.window).max(1);
+        if let Some(entry) = self.entries.get_mut(range) {
+            entry.roll(now, window_ms);
+            if entry.sent[0] > 0 {
+                entry.sent[0] -= 1;
+            } else {
+                entry.sent[1] = entry.sent[1].saturating_sub(1);
+            }
+        }
+    }
+
     pub(crate) fn blocked(&self) -> Vec<RangeBlock> {
         let now = self.now();
         let mut blocks: Vec<_> = self
@@ -317,6 +331,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(90)).await;
         assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
         assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
+        assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
+        // A failed delivery is taken back: 2 + 1.5 < 4, one more goes.
+        table.release_send("+447400", &l);
         assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
         // 3 + 3 * ~0.5 = 4.5 >= 4 with nothing verified: trips.
         assert!(matches!(

@@ -1061,6 +1061,13 @@ impl OtpStore for RedisStore {
     async fn lift_range_block(&self, range: &str) -> Result<bool, StoreError> {
         self.range_lift(range).await
     }
+    async fn release_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        self.range_release(range, limits).await
+    }
 }
 
 /// Limits shared by every instance on this Redis (GCRA in one Lua script,

@@ -372,7 +372,7 @@ pub async fn range_breaker_trips_and_lifts(h: Harness) {
 }
 
 /// Below the minimum volume a range is never blocked, however few of its
-/// codes are verified.
+/// codes are verified; a released send (failed delivery) does not count.
 pub async fn range_breaker_needs_volume(h: Harness) {
     let s = &h.store;
     let limits = RangeLimits::new(Duration::from_secs(3600), 10, 1000, Duration::from_secs(30));
@@ -390,10 +390,20 @@ pub async fn range_breaker_needs_volume(h: Harness) {
             .iter()
             .any(|b| b.range == range)
     );
+    // A send whose delivery failed is taken back: 9 counted, one more goes.
+    s.release_range_send(&range, &limits).await.unwrap();
+    assert_eq!(
+        s.record_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Allowed
+    );
     assert!(matches!(
         s.record_range_send(&range, &limits).await.unwrap(),
         RangeVerdict::Blocked { tripped: true, .. }
     ));
+    // Taking back a send of a range never seen changes nothing.
+    s.release_range_send(&random_range(), &limits)
+        .await
+        .unwrap();
 }
 
 /// A block ends by itself; once the window has passed too, the range's old

@@ -78,6 +78,14 @@ keep()
 return 1
 ";
 
+/// KEYS: range hash. ARGV: window ms. Takes back one send; returns 1.
+const RELEASE: &str = r"
+if stored == nil then return 0 end
+if s0 > 0 then s0 = s0 - 1 elseif s1 > 0 then s1 = s1 - 1 end
+keep()
+return 1
+";
+
 /// KEYS: blocked index, range key prefix. ARGV: max listed.
 /// Returns a flat list: range, ms left, sent, verified, ...
 const LIST: &str = r"
@@ -112,6 +120,7 @@ return 0
 struct Scripts {
     send: Script,
     verify: Script,
+    release: Script,
     list: Script,
     lift: Script,
 }
@@ -119,6 +128,7 @@ struct Scripts {
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     send: Script::new(&format!("{ROLL}{SEND}")),
     verify: Script::new(&format!("{ROLL}{VERIFY}")),
+    release: Script::new(&format!("{ROLL}{RELEASE}")),
     list: Script::new(LIST),
     lift: Script::new(LIFT),
 });
@@ -174,6 +184,19 @@ impl RedisStore {
             .key(self.range_key(range))
             .arg(millis(limits.window).max(1));
         let _counted: i64 = self.eval(&invocation).await?;
+        Ok(())
+    }
+
+    pub(super) async fn range_release(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        let mut invocation = SCRIPTS.release.prepare_invoke();
+        invocation
+            .key(self.range_key(range))
+            .arg(millis(limits.window).max(1));
+        let _released: i64 = self.eval(&invocation).await?;
         Ok(())
     }
 
