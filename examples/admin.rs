@@ -5,7 +5,7 @@
 //! ```
 //!
 //! `tower-otp` mounts no admin route. This example exposes
-//! [`Otp::admin`](tower_otp::Otp::admin) as three JSON routes, each behind
+//! [`Otp::admin`](tower_otp::Otp::admin) as five JSON routes, each behind
 //! a bearer token read from `ADMIN_TOKEN` and compared in constant time (a
 //! real host would use its own staff login instead):
 //!
@@ -14,6 +14,8 @@
 //! | `GET /admin/contacts/{contact}` | what is pending: codes by purpose (seconds and attempts left), sends in the window, cooldown, failure budget |
 //! | `DELETE /admin/contacts/{contact}/codes[?purpose=login]` | cancel the pending code of one purpose, or of all |
 //! | `POST /admin/contacts/{contact}/unlock` | reset the failure budget, the cooldown and the quota |
+//! | `GET /admin/sms-ranges` | the number ranges the SMS fraud breaker blocks (`OTP_SMS_BREAKER=true`): range, seconds left, sent and verified when it tripped |
+//! | `DELETE /admin/sms-ranges/{range}` | lift a range's block (`%2B447400`) |
 //!
 //! `{contact}` is an email address or a mobile number (URL-encoded: `+` is
 //! `%2B`). The rest of the configuration comes from the environment
@@ -27,6 +29,8 @@
 //! curl -s localhost:3003/admin/contacts/ada@example.com -H "authorization: Bearer $ADMIN_TOKEN"
 //! curl -s -X DELETE localhost:3003/admin/contacts/ada@example.com/codes -H "authorization: Bearer $ADMIN_TOKEN"
 //! curl -s -X POST localhost:3003/admin/contacts/ada@example.com/unlock -H "authorization: Bearer $ADMIN_TOKEN"
+//! curl -s localhost:3003/admin/sms-ranges -H "authorization: Bearer $ADMIN_TOKEN"
+//! curl -s -X DELETE localhost:3003/admin/sms-ranges/%2B447400 -H "authorization: Bearer $ADMIN_TOKEN"
 //! ```
 
 use std::{net::SocketAddr, sync::Arc};
@@ -75,6 +79,8 @@ async fn main() {
         .route("/admin/contacts/{contact}", get(pending))
         .route("/admin/contacts/{contact}/codes", delete(cancel))
         .route("/admin/contacts/{contact}/unlock", post(unlock))
+        .route("/admin/sms-ranges", get(blocked_ranges))
+        .route("/admin/sms-ranges/{range}", delete(lift_range))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .with_state(state);
     let app = admin_routes.layer(otp.layer());
@@ -149,11 +155,29 @@ async fn unlock(
     Ok(Json(json!({"status": "success"})).into_response())
 }
 
+async fn blocked_ranges(State(state): State<AdminState>) -> Result<Response, Response> {
+    let blocks = state.admin.blocked_ranges().await.map_err(refusal)?;
+    Ok(Json(json!({"status": "success", "blocked": blocks})).into_response())
+}
+
+async fn lift_range(
+    State(state): State<AdminState>,
+    Path(range): Path<String>,
+) -> Result<Response, Response> {
+    let lifted = state
+        .admin
+        .lift_range_block(&range)
+        .await
+        .map_err(refusal)?;
+    Ok(Json(json!({"status": "success", "lifted": lifted})).into_response())
+}
+
 /// Plain words for the operator; store internals go to the log only.
 fn refusal(error: AdminError) -> Response {
     let (status, code) = match &error {
         AdminError::InvalidContact(_) => (StatusCode::BAD_REQUEST, "invalid_contact"),
         AdminError::UnknownPurpose => (StatusCode::BAD_REQUEST, "invalid_purpose"),
+        AdminError::InvalidRange => (StatusCode::BAD_REQUEST, "invalid_range"),
         AdminError::Store(e) if e.is_unsupported() => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
         AdminError::Store(e) if e.is_unavailable() => {
             (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")

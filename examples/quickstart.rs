@@ -20,7 +20,9 @@
 //! Every environment variable of the README's Configuration tables is honoured through
 //! `OtpBuilder::from_env` (e.g. `REDIS_OTP_URL` for Redis, `EMAIL_SERVER=SMTP`
 //! with `EMAIL_HOST`…, `SMS_SERVER=TWILIO` with `TWILIO_*`…,
-//! `OTP_WEBHOOK_URL` + `OTP_WEBHOOK_SECRET` for signed event webhooks).
+//! `OTP_WEBHOOK_URL` + `OTP_WEBHOOK_SECRET` for signed event webhooks,
+//! `OTP_SMS_BREAKER=true` with `OTP_SMS_BREAKER_*` for the SMS fraud
+//! breaker).
 //!
 //! The page lets the user pick SMS or WhatsApp for the mobile code. The
 //! console sender prints both; with `SMS_SERVER=TWILIO_VERIFY` WhatsApp

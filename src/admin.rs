@@ -1,5 +1,5 @@
 //! The operator's tools: what is pending for a contact, cancel its codes,
-//! unlock it. A Rust API for the host's own admin pages; **nothing of it is
+//! unlock it; list and lift the SMS fraud breaker's blocks. A Rust API for the host's own admin pages; **nothing of it is
 //! mounted as a route**. Expose it behind the host's own authentication
 //! (`examples/admin.rs` shows axum routes behind a bearer token).
 //!
@@ -23,6 +23,10 @@
 //! }
 //! admin.cancel(&contact, None).await?; // every purpose
 //! admin.unlock(&contact).await?; // failure budget, cooldown and quota
+//! for block in admin.blocked_ranges().await? {
+//!     println!("{}: blocked {} s more ({} sent, {} verified)", block.range, block.seconds_left, block.sent, block.verified);
+//!     admin.lift_range_block(&block.range).await?;
+//! }
 //! # Ok(()) }
 //! ```
 
@@ -82,6 +86,21 @@ pub struct PendingCode {
     pub attempts_left: u32,
 }
 
+/// A number range the SMS fraud breaker blocks ([`Admin::blocked_ranges`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct BlockedRange {
+    /// The range: `+`, the country calling code and the leading digits
+    /// (`+447400`).
+    pub range: String,
+    /// Seconds left in the block (rounded up).
+    pub seconds_left: u64,
+    /// Sends counted in the window when the breaker tripped.
+    pub sent: u32,
+    /// Verified codes counted in the window when the breaker tripped.
+    pub verified: u32,
+}
+
 /// Why an [`Admin`] call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -92,6 +111,9 @@ pub enum AdminError {
     /// The purpose is not registered with this `Otp`.
     #[error("unknown purpose")]
     UnknownPurpose,
+    /// Not a number range (`+` and 1 to 12 digits, e.g. `+447400`).
+    #[error("invalid number range")]
+    InvalidRange,
     /// The store failed, or does not implement the operator's methods
     /// ([`StoreError::is_unsupported`]).
     #[error("store error: {0}")]
@@ -214,5 +236,36 @@ impl Admin {
         self.engine.store.clear_sends(&key).await?;
         tracing::info!(contact = %contact.masked(), "admin: contact unlocked");
         Ok(())
+    }
+
+    /// The number ranges the SMS fraud breaker blocks now, on every
+    /// instance sharing the store (see
+    /// [`sms_breaker`](crate::limit::sms_breaker)), sorted by range.
+    pub async fn blocked_ranges(&self) -> Result<Vec<BlockedRange>, AdminError> {
+        let blocks = self.engine.store.blocked_ranges().await?;
+        Ok(blocks
+            .into_iter()
+            .map(|b| BlockedRange {
+                range: b.range,
+                seconds_left: secs(b.blocked_for),
+                sent: b.sent,
+                verified: b.verified,
+            })
+            .collect())
+    }
+
+    /// Lifts the breaker's block on `range` (`+447400`, as
+    /// [`blocked_ranges`](Self::blocked_ranges) lists it) and forgets its
+    /// figures, so that it is judged afresh. Returns whether it was
+    /// blocked.
+    pub async fn lift_range_block(&self, range: &str) -> Result<bool, AdminError> {
+        let range = range.trim();
+        let digits = range.strip_prefix('+').ok_or(AdminError::InvalidRange)?;
+        if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(AdminError::InvalidRange);
+        }
+        let lifted = self.engine.store.lift_range_block(range).await?;
+        tracing::info!(range, lifted, "admin: SMS range block lifted");
+        Ok(lifted)
     }
 }

@@ -18,6 +18,7 @@
 //! | `delivery_failed` | warn | the provider failed after retries |
 //! | `store_unavailable` | error | the store could not be reached |
 //! | `overloaded` | warn | the hashing pool was full |
+//! | `range_blocked` | warn | the SMS fraud breaker refused a send to a blocked number range; `contact` is `-` and the field `range` names the range (`+447400`), so that the range and the masked number's last digits are never on one line |
 //!
 //! With the `metrics` feature, each event also increments the counter
 //! `tower_otp_events_total` with the labels `event` and `channel`
@@ -43,6 +44,7 @@ pub(crate) enum Outcome {
     DeliveryFailed,
     StoreUnavailable,
     Overloaded,
+    RangeBlocked,
 }
 
 impl Outcome {
@@ -59,6 +61,7 @@ impl Outcome {
             Self::DeliveryFailed => "delivery_failed",
             Self::StoreUnavailable => "store_unavailable",
             Self::Overloaded => "overloaded",
+            Self::RangeBlocked => "range_blocked",
         }
     }
 }
@@ -74,6 +77,17 @@ pub(crate) fn record_channel(outcome: Outcome, channel: Channel) {
     emit(outcome, channel, "-");
 }
 
+/// The SMS fraud breaker refused a send to `range` (never with the
+/// contact: see the table).
+pub(crate) fn range_blocked(range: &str) {
+    let event = Outcome::RangeBlocked.name();
+    let channel = Channel::Mobile.as_str();
+    tracing::warn!(target: AUDIT_TARGET, event, channel, contact = "-", range, "otp {event}");
+    #[cfg(feature = "metrics")]
+    metrics::counter!("tower_otp_events_total", "event" => event, "channel" => channel)
+        .increment(1);
+}
+
 /// The edge limiter refused a request.
 pub(crate) fn refused_at_edge(channel: Channel) {
     record_channel(Outcome::RateLimited, channel);
@@ -86,7 +100,10 @@ fn emit(outcome: Outcome, channel: Channel, contact: &str) {
         Outcome::StoreUnavailable => {
             tracing::error!(target: AUDIT_TARGET, event, channel, contact, "otp {event}");
         }
-        Outcome::AttemptsExceeded | Outcome::DeliveryFailed | Outcome::Overloaded => {
+        Outcome::AttemptsExceeded
+        | Outcome::DeliveryFailed
+        | Outcome::Overloaded
+        | Outcome::RangeBlocked => {
             tracing::warn!(target: AUDIT_TARGET, event, channel, contact, "otp {event}");
         }
         _ => tracing::info!(target: AUDIT_TARGET, event, channel, contact, "otp {event}"),

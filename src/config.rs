@@ -302,6 +302,7 @@ impl OtpConfig {
         if !p.prefix.is_empty() && !p.prefix.starts_with('/') {
             return Err(ConfigError::invalid("paths.prefix", "must start with '/'"));
         }
+        self.sms_guard.validate()?;
         Ok(())
     }
 }

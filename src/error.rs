@@ -83,6 +83,14 @@ pub enum ApiError {
         /// Seconds until a retry may succeed (at least 1).
         retry_after: u64,
     },
+    /// 429 `rate_limited`: the SMS fraud breaker blocks the number's range
+    /// (see [`sms_breaker`](crate::limit::sms_breaker)). Rendered exactly as
+    /// [`RateLimited`](Self::RateLimited); a variant of its own so that the
+    /// event is `range_blocked`.
+    RangeBlocked {
+        /// Seconds until the block ends (at least 1).
+        retry_after: u64,
+    },
     /// 4xx: the host's policy refused the contact.
     ContactRejected {
         /// The status the host chose (a 4xx).
@@ -136,7 +144,9 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::AttemptsExceeded | Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AttemptsExceeded | Self::RateLimited { .. } | Self::RangeBlocked { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Self::ContactRejected { status, .. } => *status,
             Self::DeliveryFailed => StatusCode::BAD_GATEWAY,
             Self::StoreUnavailable | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -162,7 +172,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::AttemptsExceeded => "attempts_exceeded",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimited { .. } | Self::RangeBlocked { .. } => "rate_limited",
             Self::ContactRejected { .. } => "contact_rejected",
             Self::DeliveryFailed => "delivery_failed",
             Self::StoreUnavailable => "store_unavailable",
@@ -205,7 +215,7 @@ impl ApiError {
             }
             Self::UnsupportedMediaType => "The Content-Type must be application/json.".into(),
             Self::AttemptsExceeded => "Too many incorrect codes. Please request a new code.".into(),
-            Self::RateLimited { retry_after } => {
+            Self::RateLimited { retry_after } | Self::RangeBlocked { retry_after } => {
                 format!("Too many requests. Please try again in {retry_after} second(s).")
             }
             Self::ContactRejected { message, .. } => message.clone(),
@@ -222,9 +232,9 @@ impl ApiError {
     /// The seconds to put in `Retry-After`, for the errors that carry one.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => {
-                Some(*retry_after)
-            }
+            Self::RateLimited { retry_after }
+            | Self::RangeBlocked { retry_after }
+            | Self::Overloaded { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -249,7 +259,9 @@ impl ApiError {
             Self::OtpInvalid { attempts_left } => {
                 body.insert("attempts_left".into(), json!(attempts_left));
             }
-            Self::RateLimited { retry_after } | Self::Overloaded { retry_after } => {
+            Self::RateLimited { retry_after }
+            | Self::RangeBlocked { retry_after }
+            | Self::Overloaded { retry_after } => {
                 body.insert("retry_after".into(), json!(retry_after));
             }
             _ => {}

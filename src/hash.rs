@@ -106,6 +106,9 @@ struct Job {
     code: Zeroizing<Vec<u8>>,
     salt: [u8; 16],
     reply: oneshot::Sender<Zeroizing<[u8; HASH_LEN]>>,
+    /// When the job was queued (the queue-wait histogram).
+    #[cfg(feature = "metrics")]
+    queued_at: std::time::Instant,
 }
 
 /// A bounded pool of threads that compute keyed Argon2id hashes.
@@ -327,8 +330,20 @@ impl HashPermit<'_> {
             code: Zeroizing::new(code.as_bytes().to_vec()),
             salt: *salt,
             reply,
+            #[cfg(feature = "metrics")]
+            queued_at: std::time::Instant::now(),
         };
-        self.pool.submit(job)?;
+        // Counted before the hand-off, so that the worker's decrement never
+        // comes first.
+        #[cfg(feature = "metrics")]
+        let queued = metrics::gauge!(crate::telemetry::HASH_POOL_QUEUED);
+        #[cfg(feature = "metrics")]
+        queued.increment(1.0);
+        if let Err(error) = self.pool.submit(job) {
+            #[cfg(feature = "metrics")]
+            queued.decrement(1.0);
+            return Err(error);
+        }
         answer.await.map_err(|_| HashError::Unavailable)
     }
 }
@@ -396,6 +411,12 @@ fn worker(
                 Err(_) => return, // the pool was dropped
             },
         };
+        #[cfg(feature = "metrics")]
+        {
+            use crate::telemetry::{HASH_POOL_QUEUED, HASH_QUEUE_WAIT_SECONDS};
+            metrics::gauge!(HASH_POOL_QUEUED).decrement(1.0);
+            metrics::histogram!(HASH_QUEUE_WAIT_SECONDS).record(job.queued_at.elapsed());
+        }
         if job.reply.is_closed() {
             continue; // the request went away while queued: skip the work
         }
@@ -403,7 +424,18 @@ fn worker(
             continue;
         };
         let mut out = Zeroizing::new([0u8; HASH_LEN]);
+        #[cfg(feature = "metrics")]
+        let started = {
+            metrics::gauge!(crate::telemetry::HASH_POOL_BUSY).increment(1.0);
+            std::time::Instant::now()
+        };
         let hashed = hasher.hash_into(&entry.secret, &job.code, &job.salt, &mut out);
+        #[cfg(feature = "metrics")]
+        {
+            use crate::telemetry::{HASH_POOL_BUSY, HASH_SECONDS};
+            metrics::histogram!(HASH_SECONDS).record(started.elapsed());
+            metrics::gauge!(HASH_POOL_BUSY).decrement(1.0);
+        }
         // Free the place before answering: the caller may reserve the next
         // hash as soon as it has the answer, and this (low-priority) thread
         // may not run again before it does.

@@ -168,6 +168,7 @@ pub mod limit;
 pub mod notify;
 pub mod policy;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 pub mod test_mode;
 #[cfg(feature = "test-util")]

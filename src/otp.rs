@@ -767,6 +767,7 @@ impl OtpBuilder {
 
     fn compose(self) -> Result<Otp, ConfigError> {
         self.config.validate()?;
+        crate::telemetry::describe();
         if let Some(name) = &self.invalid_purpose {
             return Err(ConfigError::invalid(
                 "purpose",

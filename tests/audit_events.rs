@@ -1,5 +1,5 @@
 //! The audit events carry what they must: under a JSON subscriber, the
-//! scenario of `common::audit` (every one of the 11 events) records each
+//! scenario of `common::audit` (every one of the 12 events) records each
 //! event under the target `tower_otp::audit`, at its level, with its
 //! `event` and `channel` fields, a masked `contact`, inside the
 //! `otp_request` span of the route that caused it; exactly as many times

@@ -16,7 +16,7 @@ fn layer_of(module: &str) -> Option<(u8, &'static str)> {
         "limit" | "store" | "delivery" | "notify" | "template" | "policy" | "audit" | "events"
         | "test_mode" => (1, "services"),
         "contact" | "code" | "hash" | "argon" | "secret" | "error" | "time" | "language"
-        | "purpose" => (0, "primitives"),
+        | "purpose" | "telemetry" => (0, "primitives"),
         _ => return None,
     })
 }

@@ -32,6 +32,10 @@ impl ConsoleSender {
 
 #[async_trait]
 impl EmailSender for ConsoleSender {
+    fn provider_name(&self) -> &'static str {
+        "console"
+    }
+
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         let mut out = String::new();
         out.push_str("---------- email ----------\n");
@@ -69,6 +73,10 @@ impl EmailSender for ConsoleSender {
 
 #[async_trait]
 impl SmsSender for ConsoleSender {
+    fn provider_name(&self) -> &'static str {
+        "console"
+    }
+
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
         println!(
             "---------- {} ----------\nTo: {}\n\n{}\n-------------------------",

@@ -12,6 +12,7 @@ use super::{
 use crate::{
     contact::{Contact, Email, Mobile},
     language::Languages,
+    telemetry::{self, Stopwatch},
     template::{RenderedEmail, TemplateError, Templates},
 };
 
@@ -97,14 +98,22 @@ impl Dispatcher {
         mobile: &Mobile,
         channel: MobileChannel,
     ) -> Result<MobileChannel, DeliveryError> {
-        match self.retry.run(|| verifier.start_on(mobile, channel)).await {
+        let start = |channel: MobileChannel| async move {
+            let clock = Stopwatch::start();
+            let result = self.retry.run(|| verifier.start_on(mobile, channel)).await;
+            telemetry::delivery(
+                || verifier.provider_name(),
+                channel.as_str(),
+                result.is_ok(),
+                clock.elapsed(),
+            );
+            result
+        };
+        match start(channel).await {
             Ok(()) => Ok(channel),
             Err(err) if self.falls_back(channel, &err) => {
                 log_fallback(mobile, &err);
-                self.retry
-                    .run(|| verifier.start_on(mobile, MobileChannel::Sms))
-                    .await
-                    .map(|()| MobileChannel::Sms)
+                start(MobileChannel::Sms).await.map(|()| MobileChannel::Sms)
             }
             Err(err) => Err(err),
         }
@@ -209,9 +218,18 @@ impl Dispatcher {
     /// Sends an email, retrying transient failures, timeouts included (a
     /// duplicate email is harmless), within the policy's deadline.
     pub(crate) async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
-        self.retry
+        let clock = Stopwatch::start();
+        let result = self
+            .retry
             .run_with(Duplicates::Harmless, || self.email.send_email(message))
-            .await
+            .await;
+        telemetry::delivery(
+            || self.email.provider_name(),
+            "email",
+            result.is_ok(),
+            clock.elapsed(),
+        );
+        result
     }
 
     /// The email sender's readiness check.
@@ -248,7 +266,15 @@ impl Dispatcher {
                 "the SMS provider sends only its own codes",
             ));
         };
-        self.retry.run(|| sender.send_sms(message)).await
+        let clock = Stopwatch::start();
+        let result = self.retry.run(|| sender.send_sms(message)).await;
+        telemetry::delivery(
+            || sender.provider_name(),
+            message.channel.as_str(),
+            result.is_ok(),
+            clock.elapsed(),
+        );
+        result
     }
 
     /// Renders email template `name` with `context` (plus `app_name` unless

@@ -322,6 +322,10 @@ impl MemoryOutbox {
 
 #[async_trait]
 impl EmailSender for MemoryOutbox {
+    fn provider_name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         self.accept(OutboxMessage::Email(message.clone()))
     }
@@ -333,6 +337,10 @@ impl EmailSender for MemoryOutbox {
 
 #[async_trait]
 impl SmsSender for MemoryOutbox {
+    fn provider_name(&self) -> &'static str {
+        "memory"
+    }
+
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
         self.accept(OutboxMessage::Sms(message.clone()))
     }

@@ -355,6 +355,14 @@ pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
     async fn ready(&self) -> Result<(), DeliveryError> {
         Ok(())
     }
+
+    /// A short, fixed name of the provider (`smtp`, `sendgrid`,
+    /// `twilio_messaging`, ...): the `provider` label of the delivery
+    /// metrics (feature `metrics`). Default `"custom"`. Keep it a constant:
+    /// a label takes few values.
+    fn provider_name(&self) -> &'static str {
+        "custom"
+    }
 }
 
 /// Sends SMS text messages.
@@ -384,6 +392,14 @@ pub trait SmsSender: Send + Sync + fmt::Debug + 'static {
     /// both, `TwilioMessaging` WhatsApp once it has a WhatsApp sender.
     fn supports(&self, channel: MobileChannel) -> bool {
         channel == MobileChannel::Sms
+    }
+
+    /// A short, fixed name of the provider (`smtp`, `sendgrid`,
+    /// `twilio_messaging`, ...): the `provider` label of the delivery
+    /// metrics (feature `metrics`). Default `"custom"`. Keep it a constant:
+    /// a label takes few values.
+    fn provider_name(&self) -> &'static str {
+        "custom"
     }
 }
 
@@ -432,6 +448,14 @@ pub trait SmsVerifier: Send + Sync + fmt::Debug + 'static {
     /// ready; Twilio Verify reads the Verify Service.
     async fn ready(&self) -> Result<(), DeliveryError> {
         Ok(())
+    }
+
+    /// A short, fixed name of the provider (`smtp`, `sendgrid`,
+    /// `twilio_messaging`, ...): the `provider` label of the delivery
+    /// metrics (feature `metrics`). Default `"custom"`. Keep it a constant:
+    /// a label takes few values.
+    fn provider_name(&self) -> &'static str {
+        "custom"
     }
 }
 

@@ -170,6 +170,10 @@ fn address(input: &str) -> Value {
 
 #[async_trait]
 impl EmailSender for SendGridSender {
+    fn provider_name(&self) -> &'static str {
+        "sendgrid"
+    }
+
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         if message.to.is_empty() {
             return Err(DeliveryError::permanent(

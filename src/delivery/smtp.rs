@@ -417,6 +417,10 @@ fn is_bad_tls_peer(error: &lettre::transport::smtp::Error) -> bool {
 
 #[async_trait]
 impl EmailSender for SmtpSender {
+    fn provider_name(&self) -> &'static str {
+        "smtp"
+    }
+
     /// A connection from the pool: a parked one that answers `NOOP`, or a
     /// new one (connected, TLS and login done).
     async fn ready(&self) -> Result<(), DeliveryError> {

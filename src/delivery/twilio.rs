@@ -276,6 +276,10 @@ impl TwilioVerify {
 
 #[async_trait]
 impl SmsVerifier for TwilioVerify {
+    fn provider_name(&self) -> &'static str {
+        "twilio_verify"
+    }
+
     async fn start(&self, to: &Mobile) -> Result<(), DeliveryError> {
         self.start_on(to, MobileChannel::Sms).await
     }
@@ -448,6 +452,10 @@ impl TwilioMessaging {
 
 #[async_trait]
 impl SmsSender for TwilioMessaging {
+    fn provider_name(&self) -> &'static str {
+        "twilio_messaging"
+    }
+
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",

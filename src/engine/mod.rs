@@ -22,7 +22,7 @@ use owner::Owner;
 use crate::{
     audit::{self, Outcome},
     code::Code,
-    contact::Contact,
+    contact::{Contact, Mobile},
     delivery::{
         DeliveryError, MobileChannel, ProviderCheck,
         dispatch::{CodeMessage, Dispatcher},
@@ -39,9 +39,10 @@ use crate::{
     purpose::{DEFAULT_PURPOSE, Purposes},
     secret::KeyRing,
     store::{
-        Attempt, CodeRecord, FailureBudget, OtpStore, SendLimits, SendReservation, StoreError,
-        StoreKey, deadline,
+        Attempt, CodeRecord, FailureBudget, OtpStore, RangeVerdict, SendLimits, SendReservation,
+        StoreError, StoreKey, deadline,
     },
+    telemetry::store_op,
     test_mode::TestContacts,
     time::ceil_secs,
 };
@@ -167,11 +168,12 @@ impl Engine {
         }
 
         let key = self.store_key(contact, 0);
-        match self
-            .store
-            .reserve_send(&key, &self.settings.limits)
-            .await
-            .map_err(|e| store_failure(&e, contact))?
+        match store_op(
+            "reserve_send",
+            self.store.reserve_send(&key, &self.settings.limits),
+        )
+        .await
+        .map_err(|e| store_failure(&e, contact))?
         {
             SendReservation::Granted => {}
             SendReservation::Cooldown { retry_after }
@@ -190,6 +192,13 @@ impl Engine {
             .await
         {
             audit::record(Outcome::RateLimited, contact);
+            self.release_cooldown(&key).await;
+            return Err(err);
+        }
+        // The fraud breaker, last before any hashing or delivery, so that
+        // it counts only sends that go out. A decoy (enumeration-safe
+        // refusal) sends nothing and is not counted.
+        if !refused && let Err(err) = self.check_range(contact).await {
             self.release_cooldown(&key).await;
             return Err(err);
         }
@@ -264,6 +273,11 @@ impl Engine {
                         // toward the quota.
                         engine.forget(&key, &salt).await;
                         engine.release_cooldown(&key).await;
+                        if !err.may_have_been_sent() {
+                            // Nothing reached the range: a provider outage
+                            // must not trip the fraud breaker.
+                            engine.release_range_send(&contact).await;
+                        }
                         Err(delivery_failure(&contact, &err))
                     }
                 }
@@ -297,10 +311,12 @@ impl Engine {
             hash: hash.to_vec(),
             secret_id: self.keys.current().id,
         };
-        self.store
-            .put_code(key, &record, self.settings.code_ttl)
-            .await
-            .map_err(|e| store_failure(&e, contact))?;
+        store_op(
+            "put_code",
+            self.store.put_code(key, &record, self.settings.code_ttl),
+        )
+        .await
+        .map_err(|e| store_failure(&e, contact))?;
         audit::record(Outcome::Sent, contact);
         Ok(code)
     }
@@ -318,16 +334,18 @@ impl Engine {
             hash: Vec::new(),
             secret_id: self.keys.current().id,
         };
-        self.store
-            .put_code(key, &record, self.settings.code_ttl)
-            .await
-            .map_err(|e| store_failure(&e, contact))?;
+        store_op(
+            "put_code",
+            self.store.put_code(key, &record, self.settings.code_ttl),
+        )
+        .await
+        .map_err(|e| store_failure(&e, contact))?;
         audit::record(Outcome::Sent, contact);
         Ok(())
     }
 
     async fn release_cooldown(&self, key: &StoreKey) {
-        if let Err(e) = self.store.release_cooldown(key).await {
+        if let Err(e) = store_op("release_cooldown", self.store.release_cooldown(key)).await {
             tracing::warn!(error = %e, "could not release the resend cooldown");
         }
     }
@@ -335,7 +353,7 @@ impl Engine {
     /// Deletes the code after a failed delivery, so no code exists that the
     /// user never received.
     async fn forget(&self, key: &StoreKey, salt: &[u8; 16]) {
-        if let Err(e) = self.store.remove_code(key, salt).await {
+        if let Err(e) = store_op("remove_code", self.store.remove_code(key, salt)).await {
             tracing::warn!(error = %e, "could not delete an undelivered code");
         }
     }
@@ -470,8 +488,7 @@ impl Engine {
             let max = self.settings.max_attempts;
             // The failure was counted before the check.
             if attempts_used >= max {
-                self.store
-                    .remove_code(&key, &record.salt)
+                store_op("remove_code", self.store.remove_code(&key, &record.salt))
                     .await
                     .map_err(|e| store_failure(&e, contact))?;
                 audit::record(Outcome::AttemptsExceeded, contact);
@@ -485,9 +502,7 @@ impl Engine {
 
         // Single use: only the caller that deletes the code succeeds; the
         // same store operation resets the failure budget.
-        let consumed = self
-            .store
-            .consume_code(&key, &record.salt)
+        let consumed = store_op("consume_code", self.store.consume_code(&key, &record.salt))
             .await
             .map_err(|e| store_failure(&e, contact))?;
         if !consumed {
@@ -497,12 +512,16 @@ impl Engine {
         if key.as_str() != current_key.as_str() && self.settings.failure_budget.is_some() {
             // A code sent before a secret rotation: failures are counted
             // under the current key.
-            self.store
-                .reset_failures(&current_key)
+            store_op("reset_failures", self.store.reset_failures(&current_key))
                 .await
                 .map_err(|e| store_failure(&e, contact))?;
         }
         audit::record(Outcome::Verified, contact);
+        if test.is_none()
+            && let Contact::Mobile(mobile) = contact
+        {
+            self.count_range_verify(mobile).await;
+        }
         Ok(self.grant(contact, purpose, held))
     }
 
@@ -548,9 +567,7 @@ impl Engine {
         let Some(budget) = &self.settings.failure_budget else {
             return Ok(None);
         };
-        let outcome = self
-            .store
-            .record_failure(key, budget)
+        let outcome = store_op("record_failure", self.store.record_failure(key, budget))
             .await
             .map_err(|e| store_failure(&e, contact))?;
         let Some(lock) = outcome.locked_for else {
@@ -585,9 +602,7 @@ impl Engine {
         let older = (1..self.keys.all().len())
             .map(|index| self.store_key(contact, index).with_purpose(purpose));
         for key in std::iter::once(current_key.clone()).chain(older) {
-            let attempt = self
-                .store
-                .begin_attempt(&key, max)
+            let attempt = store_op("begin_attempt", self.store.begin_attempt(&key, max))
                 .await
                 .map_err(|e| store_failure(&e, contact))?;
             if attempt != Attempt::NoCode {
@@ -596,6 +611,107 @@ impl Engine {
         }
         Ok((current_key, Attempt::NoCode))
     }
+}
+
+impl Engine {
+    /// The SMS fraud breaker for `mobile`'s range, if it is on: counts the
+    /// send, or refuses it (429, audit `range_blocked`) while the range is
+    /// blocked. A store without the breaker's operations lets every send
+    /// through (logged once).
+    async fn check_range(&self, contact: &Contact) -> Result<(), ApiError> {
+        let (Contact::Mobile(mobile), Some(breaker)) = (contact, self.sms_guard.breaker_settings())
+        else {
+            return Ok(());
+        };
+        let range = breaker.range_of(mobile);
+        let limits = breaker.limits();
+        match store_op(
+            "record_range_send",
+            self.store.record_range_send(&range, &limits),
+        )
+        .await
+        {
+            Ok(RangeVerdict::Allowed) => Ok(()),
+            Ok(RangeVerdict::Blocked {
+                retry_after,
+                tripped,
+            }) => {
+                if tripped {
+                    tracing::warn!(
+                        range = %range,
+                        block_seconds = limits.block.as_secs(),
+                        min_sends = limits.min_sends,
+                        min_verified_per_mille = limits.min_verified_per_mille,
+                        "SMS fraud breaker tripped: too few codes verified in this number range; \
+                         sends to it are refused for a while"
+                    );
+                }
+                audit::range_blocked(&range);
+                Err(ApiError::RangeBlocked {
+                    retry_after: ceil_secs(retry_after).max(1),
+                })
+            }
+            Err(e) if e.is_unsupported() => {
+                breaker_unsupported();
+                Ok(())
+            }
+            Err(e) => Err(store_failure(&e, contact)),
+        }
+    }
+
+    /// Takes back the breaker's count of a send to `contact` whose
+    /// delivery failed, if the breaker is on. Only logged on failure.
+    async fn release_range_send(&self, contact: &Contact) {
+        let (Contact::Mobile(mobile), Some(breaker)) = (contact, self.sms_guard.breaker_settings())
+        else {
+            return;
+        };
+        let range = breaker.range_of(mobile);
+        let result = store_op(
+            "release_range_send",
+            self.store.release_range_send(&range, &breaker.limits()),
+        )
+        .await;
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is_unsupported() => breaker_unsupported(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not take back a failed send from the SMS fraud breaker");
+            }
+        }
+    }
+
+    /// Counts a verified code for `mobile`'s range, if the breaker is on.
+    /// The verify has succeeded already: a failure is only logged.
+    async fn count_range_verify(&self, mobile: &Mobile) {
+        let Some(breaker) = self.sms_guard.breaker_settings() else {
+            return;
+        };
+        let range = breaker.range_of(mobile);
+        let result = store_op(
+            "record_range_verify",
+            self.store.record_range_verify(&range, &breaker.limits()),
+        )
+        .await;
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is_unsupported() => breaker_unsupported(),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not count a verified code for the SMS fraud breaker");
+            }
+        }
+    }
+}
+
+/// The store has no breaker operations: said once per process.
+fn breaker_unsupported() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::error!(
+            "the SMS fraud breaker is on but the store does not implement record_range_send / \
+             record_range_verify: the breaker does nothing"
+        );
+    });
 }
 
 fn hash_failure(error: HashError, contact: &Contact) -> ApiError {

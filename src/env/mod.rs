@@ -34,6 +34,12 @@
 //! | `OTP_SMS_ALLOWED_COUNTRIES` | `sms_guard` (allow) | comma-separated calling codes (`91,1`) | all |
 //! | `OTP_SMS_DENIED_COUNTRIES` | `sms_guard` (deny) | comma-separated calling codes | none |
 //! | `OTP_SMS_COUNTRY_BUDGET_PER_HOUR` | `sms_guard` (budget) | SMS codes per calling code per hour, 0 = no cap | no cap |
+//! | `OTP_SMS_BREAKER` | `sms_guard` (breaker) | boolean: refuse SMS sends to a number range whose codes go unverified (SMS pumping) | false |
+//! | `OTP_SMS_BREAKER_DIGITS` | `sms_guard` (breaker range) | digits after the country code that make a range, 0 to 8 | 4 |
+//! | `OTP_SMS_BREAKER_WINDOW_SECONDS` | `sms_guard` (breaker window) | seconds sends and verifies are counted over | 3600 |
+//! | `OTP_SMS_BREAKER_MIN_SENDS` | `sms_guard` (breaker volume) | sends in the window below which a range is never blocked | 20 |
+//! | `OTP_SMS_BREAKER_MIN_CONVERSION` | `sms_guard` (breaker threshold) | lowest share of codes verified, 0 to 1 | 0.2 |
+//! | `OTP_SMS_BREAKER_BLOCK_SECONDS` | `sms_guard` (breaker block) | seconds a tripped range stays blocked | 3600 |
 //! | `OTP_WEBHOOK_URL` | `webhook` | `http(s)://` URL that receives every event, signed (Standard Webhooks; feature `webhooks`) | none |
 //! | `OTP_WEBHOOK_SECRET` | `webhook` (key) | `whsec_` + base64 of 24 to 64 bytes; required with `OTP_WEBHOOK_URL`, and only with it | none |
 //! | `OTP_WEBOTP_HOST` | `webotp_host` | host name for the `@host #code` SMS line | none |
@@ -446,6 +452,19 @@ static VARIABLES: &[EnvVar] = &[
         }
     ),
     var!(
+        "OTP_SMS_BREAKER",
+        "sms_guard",
+        "sms_breaker",
+        "boolean: the SMS fraud breaker per number range",
+        "false",
+        sms_breaker
+    ),
+    var!("OTP_SMS_BREAKER_DIGITS", "sms_guard", "digits after the country code, 0 to 8", "4", read by "OTP_SMS_BREAKER"),
+    var!("OTP_SMS_BREAKER_WINDOW_SECONDS", "sms_guard", "seconds", "3600", read by "OTP_SMS_BREAKER"),
+    var!("OTP_SMS_BREAKER_MIN_SENDS", "sms_guard", "count", "20", read by "OTP_SMS_BREAKER"),
+    var!("OTP_SMS_BREAKER_MIN_CONVERSION", "sms_guard", "share verified, 0 to 1", "0.2", read by "OTP_SMS_BREAKER"),
+    var!("OTP_SMS_BREAKER_BLOCK_SECONDS", "sms_guard", "seconds", "3600", read by "OTP_SMS_BREAKER"),
+    var!(
         "OTP_WEBHOOK_URL",
         "webhook",
         "webhook_url",
@@ -672,6 +691,46 @@ fn rename(error: ConfigError, variable: &'static str) -> ConfigError {
         },
         other => other,
     }
+}
+
+/// `OTP_SMS_BREAKER` and its thresholds (`OTP_SMS_BREAKER_*`, read only
+/// when the switch is on).
+fn sms_breaker(mut b: OtpBuilder, on: &str, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
+    use crate::limit::sms_breaker::SmsBreaker;
+    if !flag("OTP_SMS_BREAKER", on)? {
+        return Ok(b);
+    }
+    let mut breaker = SmsBreaker::new();
+    if let Some(digits) = env.parse::<u8>("OTP_SMS_BREAKER_DIGITS")? {
+        breaker = breaker.digits(digits);
+    }
+    if let Some(secs) = env.parse::<u64>("OTP_SMS_BREAKER_WINDOW_SECONDS")? {
+        breaker = breaker.window(Duration::from_secs(secs));
+    }
+    if let Some(sends) = env.parse::<u32>("OTP_SMS_BREAKER_MIN_SENDS")? {
+        breaker = breaker.min_sends(sends);
+    }
+    if let Some(share) = env.parse::<f64>("OTP_SMS_BREAKER_MIN_CONVERSION")? {
+        breaker = breaker.min_conversion(share);
+    }
+    if let Some(secs) = env.parse::<u64>("OTP_SMS_BREAKER_BLOCK_SECONDS")? {
+        breaker = breaker.block_for(Duration::from_secs(secs));
+    }
+    breaker.validate().map_err(|e| {
+        let variable = match &e {
+            ConfigError::Invalid { name, .. } => match *name {
+                "sms_breaker_digits" => "OTP_SMS_BREAKER_DIGITS",
+                "sms_breaker_window" => "OTP_SMS_BREAKER_WINDOW_SECONDS",
+                "sms_breaker_min_sends" => "OTP_SMS_BREAKER_MIN_SENDS",
+                "sms_breaker_min_conversion" => "OTP_SMS_BREAKER_MIN_CONVERSION",
+                _ => "OTP_SMS_BREAKER_BLOCK_SECONDS",
+            },
+            _ => "OTP_SMS_BREAKER",
+        };
+        rename(e, variable)
+    })?;
+    b.config.sms_guard = std::mem::take(&mut b.config.sms_guard).breaker(breaker);
+    Ok(b)
 }
 
 /// `OTP_WEBHOOK_URL` with `OTP_WEBHOOK_SECRET`: both or neither.

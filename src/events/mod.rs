@@ -17,6 +17,7 @@
 //! | `rate_limited` | `otp.rate_limited` | an IP limit (contact `null`: refused before the body was read), a cooldown, a quota or a contact rule refused the request |
 //! | `cancelled` | `otp.cancelled` | reserved: the user cancelled a pending code |
 //! | `delivery_failed` | `otp.delivery_failed` | the provider failed after retries, or refused the recipient |
+//! | `range_blocked` | `otp.range_blocked` | the SMS fraud breaker refused a send: the number's range is blocked. The contact is `null` and `range` names the range (`"+447400"`), so that the range and the masked number's last digits never travel together |
 //!
 //! # Subscribing
 //!
@@ -95,11 +96,14 @@ pub enum EventKind {
     Cancelled,
     /// The provider failed after retries, or refused the recipient.
     DeliveryFailed,
+    /// The SMS fraud breaker refused a send to a blocked number range
+    /// ([`Event::range`] names it; the contact is `None`).
+    RangeBlocked,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         Self::Sent,
         Self::Delivered,
         Self::Verified,
@@ -108,6 +112,7 @@ impl EventKind {
         Self::RateLimited,
         Self::Cancelled,
         Self::DeliveryFailed,
+        Self::RangeBlocked,
     ];
 
     /// The kind's name (`verified`), as in the audit log.
@@ -121,6 +126,7 @@ impl EventKind {
             Self::RateLimited => "rate_limited",
             Self::Cancelled => "cancelled",
             Self::DeliveryFailed => "delivery_failed",
+            Self::RangeBlocked => "range_blocked",
         }
     }
 
@@ -135,6 +141,7 @@ impl EventKind {
             Self::RateLimited => "otp.rate_limited",
             Self::Cancelled => "otp.cancelled",
             Self::DeliveryFailed => "otp.delivery_failed",
+            Self::RangeBlocked => "otp.range_blocked",
         }
     }
 }
@@ -154,6 +161,7 @@ pub struct Event {
     channel: Channel,
     contact: Option<String>,
     purpose: String,
+    range: Option<String>,
 }
 
 impl Event {
@@ -184,14 +192,23 @@ impl Event {
         &self.purpose
     }
 
+    /// The number range of a `range_blocked` event (`+447400`); `None`
+    /// for every other kind.
+    pub fn range(&self) -> Option<&str> {
+        self.range.as_deref()
+    }
+
     /// The event as the JSON body of a webhook:
-    /// `{"type":"otp.verified","timestamp":"<RFC 3339>","data":{"channel","contact","purpose"}}`.
+    /// `{"type":"otp.verified","timestamp":"<RFC 3339>","data":{"channel","contact","purpose"}}`
+    /// (`range_blocked` adds `"range"` to `data`).
     pub fn to_json(&self) -> String {
         #[derive(Serialize)]
         struct Data<'a> {
             channel: &'a str,
             contact: Option<&'a str>,
             purpose: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            range: Option<&'a str>,
         }
         #[derive(Serialize)]
         struct Body<'a> {
@@ -207,6 +224,7 @@ impl Event {
                 channel: self.channel.as_str(),
                 contact: self.contact(),
                 purpose: &self.purpose,
+                range: self.range(),
             },
         };
         serde_json::to_string(&body).unwrap_or_default()
@@ -366,7 +384,28 @@ impl EventBus {
                 }
             }),
             purpose: purpose.to_owned(),
+            range: None,
         };
+        self.queue(event);
+    }
+
+    /// Queues a `range_blocked` event for `range` (no contact).
+    pub(crate) fn emit_range_blocked(&self, range: &str, purpose: &str) {
+        if self.subscriptions.is_empty() {
+            return;
+        }
+        self.queue(Event {
+            kind: EventKind::RangeBlocked,
+            timestamp: SystemTime::now(),
+            channel: Channel::Mobile,
+            contact: None,
+            purpose: purpose.to_owned(),
+            range: Some(range.to_owned()),
+        });
+    }
+
+    fn queue(&self, event: Event) {
+        let kind = event.kind;
         for subscription in &self.subscriptions {
             subscription.start();
             if subscription.tx.try_send(event.clone()).is_err() {
@@ -486,6 +525,7 @@ mod tests {
             channel: Channel::Email,
             contact: Some("a***@example.com".into()),
             purpose: "verify".into(),
+            range: None,
         };
         assert_eq!(
             event.to_json(),

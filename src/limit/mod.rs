@@ -64,6 +64,7 @@
 pub mod client_ip;
 mod rule;
 pub mod shared;
+pub mod sms_breaker;
 pub mod sms_guard;
 mod table;
 

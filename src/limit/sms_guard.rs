@@ -13,7 +13,7 @@ use std::{collections::BTreeSet, num::NonZeroU32, time::Duration};
 
 use http::StatusCode;
 
-use super::{Rule, RuleScope};
+use super::{Rule, RuleScope, sms_breaker::SmsBreaker};
 use crate::{contact::Mobile, error::ApiError, error::ConfigError};
 
 /// The name of the per-country budget's rule.
@@ -32,6 +32,7 @@ pub struct SmsGuard {
     allowed: Option<BTreeSet<u16>>,
     denied: BTreeSet<u16>,
     per_country_per_hour: Option<NonZeroU32>,
+    breaker: Option<SmsBreaker>,
 }
 
 impl SmsGuard {
@@ -58,6 +59,23 @@ impl SmsGuard {
     pub fn per_country_per_hour(mut self, sends: u32) -> Self {
         self.per_country_per_hour = NonZeroU32::new(sends);
         self
+    }
+
+    /// Turns on the fraud breaker per number range (see
+    /// [`sms_breaker`](super::sms_breaker)); off by default.
+    pub fn breaker(mut self, breaker: SmsBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// The fraud breaker, if on.
+    pub fn breaker_settings(&self) -> Option<&SmsBreaker> {
+        self.breaker.as_ref()
+    }
+
+    /// Checks the breaker's settings.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.breaker.as_ref().map_or(Ok(()), SmsBreaker::validate)
     }
 
     /// Parses a comma-separated list of calling codes (`"91, +1"`).

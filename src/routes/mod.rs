@@ -157,6 +157,14 @@ impl RouteContext {
 
     /// Queues the event a refusal of the flow stands for, if any.
     pub(crate) fn emit_refusal(&self, error: &ApiError, contact: &Contact, purpose: &str) {
+        if let (ApiError::RangeBlocked { .. }, Contact::Mobile(mobile), Some(breaker)) =
+            (error, contact, self.engine.sms_guard.breaker_settings())
+        {
+            // The range, never the contact (see `EventKind::RangeBlocked`).
+            self.events
+                .emit_range_blocked(&breaker.range_of(mobile), purpose);
+            return;
+        }
         let kind = match error {
             ApiError::RateLimited { .. } => EventKind::RateLimited,
             ApiError::OtpInvalid { .. } => EventKind::OtpInvalid,

@@ -49,6 +49,12 @@
 //!   grant): at capacity, spending a new one fails closed with
 //!   [`StoreError::full`] (503 `store_unavailable`).
 //!
+//! The SMS fraud breaker's number ranges
+//! ([`record_range_send`](OtpStore::record_range_send)) are a table of
+//! their own, of at most 100 000 ranges (or `max_entries`, if lower): stale
+//! ranges go first, then the least recently active unblocked one; blocks
+//! are never evicted.
+//!
 //! Eviction scans the table once per batch (amortized a few dozen entry
 //! visits per insert at capacity) and logs a warning, at most once a second.
 
@@ -65,6 +71,7 @@ use tokio::time::Instant;
 
 use crate::hash::HASH_LEN;
 
+use super::ranges::{MAX_TRACKED_RANGES, RangeBlock, RangeLimits, RangeTable, RangeVerdict};
 use super::{
     Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
     SendLimits, SendReservation, SendStatus, StoreError, StoreKey,
@@ -97,6 +104,8 @@ pub struct MemoryStore {
     failures: Mutex<Table<ContactId, FailureEntry>>,
     /// Spent single-use grants, until the grant would have expired.
     spent: Mutex<Table<ContactId, SpentGrant>>,
+    /// The SMS fraud breaker's number ranges (bounded on their own).
+    ranges: Mutex<RangeTable>,
 }
 
 // Entries are kept small (a pending code with its send record is counted in
@@ -417,6 +426,7 @@ impl MemoryStore {
             sends: Mutex::new(Table::new(max_entries, true)),
             failures: Mutex::new(Table::new(max_entries, true)),
             spent: Mutex::new(Table::new(max_entries, false)),
+            ranges: Mutex::new(RangeTable::new(max_entries.min(MAX_TRACKED_RANGES))),
         }
     }
 
@@ -707,5 +717,38 @@ impl OtpStore for MemoryStore {
             },
         );
         Ok(true)
+    }
+
+    async fn record_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<RangeVerdict, StoreError> {
+        Ok(lock(&self.ranges).record_send(range, limits))
+    }
+
+    async fn record_range_verify(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        lock(&self.ranges).record_verify(range, limits);
+        Ok(())
+    }
+
+    async fn blocked_ranges(&self) -> Result<Vec<RangeBlock>, StoreError> {
+        Ok(lock(&self.ranges).blocked())
+    }
+
+    async fn lift_range_block(&self, range: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.ranges).lift(range))
+    }
+    async fn release_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        lock(&self.ranges).release_send(range, limits);
+        Ok(())
     }
 }

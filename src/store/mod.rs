@@ -166,12 +166,14 @@ use async_trait::async_trait;
 
 pub(crate) mod deadline;
 pub mod memory;
+pub mod ranges;
 pub mod rate;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 pub use memory::MemoryStore;
+pub use ranges::{RangeBlock, RangeLimits, RangeVerdict};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 
@@ -638,6 +640,59 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
     async fn clear_sends(&self, key: &StoreKey) -> Result<bool, StoreError> {
         let _ = key;
         Err(StoreError::unsupported("clear_sends"))
+    }
+
+    /// The SMS fraud breaker, for one number range (see [`ranges`]):
+    /// atomically, if `range` is blocked answer
+    /// [`RangeVerdict::Blocked`]; else if its figures over the window trip
+    /// `limits`, block it for [`RangeLimits::block`] and answer `Blocked`
+    /// with `tripped`; else count one send and answer
+    /// [`RangeVerdict::Allowed`]. Every instance sharing the store must see
+    /// the same figures. The default answers [`StoreError::unsupported`].
+    async fn record_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<RangeVerdict, StoreError> {
+        let _ = (range, limits);
+        Err(StoreError::unsupported("record_range_send"))
+    }
+
+    /// Counts one verified code for `range` in the window of `limits`.
+    /// The default answers [`StoreError::unsupported`].
+    async fn record_range_verify(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        let _ = (range, limits);
+        Err(StoreError::unsupported("record_range_verify"))
+    }
+
+    /// The range blocks in force, sorted by range. The default answers
+    /// [`StoreError::unsupported`].
+    async fn blocked_ranges(&self) -> Result<Vec<RangeBlock>, StoreError> {
+        Err(StoreError::unsupported("blocked_ranges"))
+    }
+
+    /// Ends `range`'s block and forgets its figures (so it does not trip
+    /// again at once). Returns whether it was blocked. The default answers
+    /// [`StoreError::unsupported`].
+    async fn lift_range_block(&self, range: &str) -> Result<bool, StoreError> {
+        let _ = range;
+        Err(StoreError::unsupported("lift_range_block"))
+    }
+    /// Takes back one send counted by
+    /// [`record_range_send`](Self::record_range_send) whose delivery
+    /// failed (nothing reached the range: a provider outage must not block
+    /// ranges). The default answers [`StoreError::unsupported`].
+    async fn release_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        let _ = (range, limits);
+        Err(StoreError::unsupported("release_range_send"))
     }
 }
 

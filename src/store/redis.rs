@@ -36,6 +36,11 @@
 //! ([`delete_code`](OtpStore::delete_code)) and unlock
 //! ([`clear_sends`](OtpStore::clear_sends)) are one `DEL` each.
 //!
+//! The SMS fraud breaker's number ranges
+//! ([`record_range_send`](OtpStore::record_range_send) and its siblings)
+//! live under one hash tag, `<prefix>{sms-ranges}`, one script per
+//! operation: see [`RedisStore::range_key`].
+//!
 //! The prefix defaults to [`DEFAULT_PREFIX`] (`otp:`); use one per
 //! application (or per environment) that shares a Redis.
 //!
@@ -165,6 +170,9 @@ use redis::{
 };
 
 use super::deadline;
+mod ranges;
+
+use super::ranges::{RangeBlock, RangeLimits, RangeVerdict};
 use super::{
     Attempt, CodeRecord, CodeStatus, FailureBudget, FailureOutcome, FailureStatus, OtpStore,
     SendLimits, SendReservation, SendStatus, StoreError, StoreKey,
@@ -1273,6 +1281,37 @@ impl OtpStore for RedisStore {
         cmd.arg(self.send_key(key));
         let deleted: i64 = self.query(Request::Command(&cmd)).await?;
         Ok(deleted > 0)
+    }
+
+    async fn record_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<RangeVerdict, StoreError> {
+        self.range_send(range, limits).await
+    }
+
+    async fn record_range_verify(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        self.range_verify(range, limits).await
+    }
+
+    async fn blocked_ranges(&self) -> Result<Vec<RangeBlock>, StoreError> {
+        self.range_blocks().await
+    }
+
+    async fn lift_range_block(&self, range: &str) -> Result<bool, StoreError> {
+        self.range_lift(range).await
+    }
+    async fn release_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<(), StoreError> {
+        self.range_release(range, limits).await
     }
 }
 

@@ -20,7 +20,10 @@ use crate::{
     Otp, OtpBuilder,
     delivery::MemoryOutbox,
     hash::HashParams,
-    store::{Attempt, CodeRecord, FailureBudget, OtpStore, SendLimits, SendReservation, StoreKey},
+    store::{
+        Attempt, CodeRecord, FailureBudget, OtpStore, RangeLimits, RangeVerdict, SendLimits,
+        SendReservation, StoreKey,
+    },
 };
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -289,6 +292,145 @@ pub async fn delete_code_and_clear_sends(h: Harness) {
         s.reserve_send(&key, &limits).await.unwrap(),
         SendReservation::Granted,
         "cooldown over and quota restarted"
+    );
+}
+
+/// A random number range (`+999…`, a calling code no country has), so
+/// that tests sharing a store never see each other's ranges.
+fn random_range() -> String {
+    format!("+999{:08}", random_u128() % 100_000_000)
+}
+
+/// The SMS fraud breaker: a range with volume and no verifies trips (the
+/// send that finds it so is refused), stays blocked, is listed with its
+/// figures; a range that converts is never blocked; a lift ends the block
+/// and forgets the figures.
+pub async fn range_breaker_trips_and_lifts(h: Harness) {
+    let s = &h.store;
+    let limits = RangeLimits::new(Duration::from_secs(3600), 3, 500, Duration::from_secs(30));
+    let (pumped, good) = (random_range(), random_range());
+    for _ in 0..3 {
+        assert_eq!(
+            s.record_range_send(&pumped, &limits).await.unwrap(),
+            RangeVerdict::Allowed
+        );
+        assert_eq!(
+            s.record_range_send(&good, &limits).await.unwrap(),
+            RangeVerdict::Allowed
+        );
+        s.record_range_verify(&good, &limits).await.unwrap();
+    }
+    let RangeVerdict::Blocked {
+        retry_after,
+        tripped: true,
+    } = s.record_range_send(&pumped, &limits).await.unwrap()
+    else {
+        panic!("3 sends, none verified: the 4th trips the breaker");
+    };
+    assert!(
+        retry_after > Duration::from_secs(29) && retry_after <= Duration::from_secs(30),
+        "{retry_after:?}"
+    );
+    assert!(matches!(
+        s.record_range_send(&pumped, &limits).await.unwrap(),
+        RangeVerdict::Blocked { tripped: false, .. }
+    ));
+    for _ in 0..5 {
+        assert_eq!(
+            s.record_range_send(&good, &limits).await.unwrap(),
+            RangeVerdict::Allowed,
+            "a converting range is not blocked"
+        );
+        s.record_range_verify(&good, &limits).await.unwrap();
+    }
+    let blocks = s.blocked_ranges().await.unwrap();
+    let block = blocks
+        .iter()
+        .find(|b| b.range == pumped)
+        .expect("the pumped range is listed");
+    assert_eq!((block.sent, block.verified), (3, 0));
+    assert!(block.blocked_for > Duration::from_secs(28));
+    assert!(!blocks.iter().any(|b| b.range == good));
+
+    assert!(s.lift_range_block(&pumped).await.unwrap());
+    assert!(
+        !s.lift_range_block(&pumped).await.unwrap(),
+        "lifted already"
+    );
+    assert!(
+        !s.blocked_ranges()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.range == pumped)
+    );
+    assert_eq!(
+        s.record_range_send(&pumped, &limits).await.unwrap(),
+        RangeVerdict::Allowed,
+        "figures forgotten: judged afresh"
+    );
+}
+
+/// Below the minimum volume a range is never blocked, however few of its
+/// codes are verified; a released send (failed delivery) does not count.
+pub async fn range_breaker_needs_volume(h: Harness) {
+    let s = &h.store;
+    let limits = RangeLimits::new(Duration::from_secs(3600), 10, 1000, Duration::from_secs(30));
+    let range = random_range();
+    for _ in 0..10 {
+        assert_eq!(
+            s.record_range_send(&range, &limits).await.unwrap(),
+            RangeVerdict::Allowed
+        );
+    }
+    assert!(
+        !s.blocked_ranges()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.range == range)
+    );
+    // A send whose delivery failed is taken back: 9 counted, one more goes.
+    s.release_range_send(&range, &limits).await.unwrap();
+    assert_eq!(
+        s.record_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Allowed
+    );
+    assert!(matches!(
+        s.record_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Blocked { tripped: true, .. }
+    ));
+    // Taking back a send of a range never seen changes nothing.
+    s.release_range_send(&random_range(), &limits)
+        .await
+        .unwrap();
+}
+
+/// A block ends by itself; once the window has passed too, the range's old
+/// figures no longer count.
+pub async fn range_block_ends(h: Harness) {
+    let s = &h.store;
+    let limits = RangeLimits::new(Duration::from_secs(1), 1, 500, Duration::from_secs(1));
+    let range = random_range();
+    assert_eq!(
+        s.record_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Allowed
+    );
+    assert!(matches!(
+        s.record_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Blocked { tripped: true, .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert!(
+        !s.blocked_ranges()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.range == range)
+    );
+    assert_eq!(
+        s.record_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Allowed
     );
 }
 
@@ -1101,6 +1243,9 @@ macro_rules! store_conformance {
                 layer_quota,
                 layer_concurrent_correct_verifies_succeed_once,
                 layer_concurrent_wrong_guesses_bounded,
+                range_breaker_trips_and_lifts,
+                range_breaker_needs_volume,
+                range_block_ends,
             );
         }
     };

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use tower_otp::{
     delivery::{MemoryOutbox, memory::Failure},
-    limit::sms_guard::SmsGuard,
+    limit::{sms_breaker::SmsBreaker, sms_guard::SmsGuard},
 };
 
 use super::{
@@ -16,7 +16,7 @@ use super::{
 };
 
 /// Every audit event name (src/audit.rs's table).
-pub const ALL_EVENTS: [&str; 11] = [
+pub const ALL_EVENTS: [&str; 12] = [
     "sent",
     "delivered",
     "verified",
@@ -28,13 +28,14 @@ pub const ALL_EVENTS: [&str; 11] = [
     "delivery_failed",
     "store_unavailable",
     "overloaded",
+    "range_blocked",
 ];
 
 /// The level each event is recorded at.
 pub fn level(event: &str) -> &'static str {
     match event {
         "store_unavailable" => "ERROR",
-        "attempts_exceeded" | "delivery_failed" | "overloaded" => "WARN",
+        "attempts_exceeded" | "delivery_failed" | "overloaded" | "range_blocked" => "WARN",
         _ => "INFO",
     }
 }
@@ -94,6 +95,23 @@ pub async fn every_event() -> Expected {
     let answer = guarded.send_mobile("+919812345678").await;
     assert_eq!(answer.status.as_u16() / 100, 4, "{}", answer.body);
     add("rejected", "mobile", "send_mobile", 1);
+
+    // The SMS fraud breaker blocks a range after one unverified send:
+    // range_blocked.
+    let outbox = MemoryOutbox::new();
+    let breaker = SmsBreaker::new().min_sends(1).min_conversion(1.0);
+    let pumped = TestApp::with(
+        builder_with(&outbox).sms_guard(SmsGuard::none().breaker(breaker)),
+        outbox,
+    );
+    pumped.send_mobile("+447400900123").await.assert_success();
+    add("sent", "mobile", "send_mobile", 1);
+    add("delivered", "mobile", "send_mobile", 1);
+    pumped
+        .send_mobile("+447400900124")
+        .await
+        .assert_error(429, "rate_limited");
+    add("range_blocked", "mobile", "send_mobile", 1);
 
     // The provider fails: the code was issued (sent), then delivery_failed.
     let outbox = MemoryOutbox::new();
