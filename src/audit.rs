@@ -18,6 +18,7 @@
 //! | `delivery_failed` | warn | the provider failed after retries |
 //! | `store_unavailable` | error | the store could not be reached |
 //! | `overloaded` | warn | the hashing pool was full |
+//! | `cancelled` | info | the "this wasn't me" link destroyed a pending code and blocked sends |
 //!
 //! With the `metrics` feature, each event also increments the counter
 //! `tower_otp_events_total` with the labels `event` and `channel`
@@ -43,6 +44,7 @@ pub(crate) enum Outcome {
     DeliveryFailed,
     StoreUnavailable,
     Overloaded,
+    Cancelled,
 }
 
 impl Outcome {
@@ -59,6 +61,7 @@ impl Outcome {
             Self::DeliveryFailed => "delivery_failed",
             Self::StoreUnavailable => "store_unavailable",
             Self::Overloaded => "overloaded",
+            Self::Cancelled => "cancelled",
         }
     }
 }

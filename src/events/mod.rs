@@ -15,7 +15,7 @@
 //! | `otp_invalid` | `otp.otp_invalid` | a wrong code |
 //! | `attempts_exceeded` | `otp.attempts_exceeded` | the last attempt failed; the code is destroyed |
 //! | `rate_limited` | `otp.rate_limited` | an IP limit (contact `null`: refused before the body was read), a cooldown, a quota or a contact rule refused the request |
-//! | `cancelled` | `otp.cancelled` | reserved: the user cancelled a pending code |
+//! | `cancelled` | `otp.cancelled` | the user cancelled a pending code (the "this wasn't me" email link) |
 //! | `delivery_failed` | `otp.delivery_failed` | the provider failed after retries, or refused the recipient |
 //!
 //! # Subscribing
@@ -91,7 +91,8 @@ pub enum EventKind {
     AttemptsExceeded,
     /// A limit refused the request.
     RateLimited,
-    /// Reserved: the user cancelled a pending code.
+    /// The user cancelled a pending code (the "this wasn't me" email
+    /// link).
     Cancelled,
     /// The provider failed after retries, or refused the recipient.
     DeliveryFailed,

@@ -91,6 +91,27 @@ pub struct MemoryStore {
     failures: Mutex<Table<FailureEntry>>,
     /// Spent single-use grants, until the grant would have expired.
     spent: Mutex<Table<SpentGrant>>,
+    /// Email link records, by code slot (same expiry as their code).
+    links: Mutex<Table<LinkEntry>>,
+}
+
+/// An email link record (opaque bytes) until it expires.
+#[derive(Debug)]
+struct LinkEntry {
+    record: Vec<u8>,
+    expires_at: Instant,
+}
+
+impl Expiring for LinkEntry {
+    fn expires_at(&self) -> Instant {
+        self.expires_at
+    }
+
+    /// Closest to expiry first, like codes (a link without its code is
+    /// worth nothing).
+    fn evict_rank(&self, _: Instant) -> (u8, Instant) {
+        (1, self.expires_at)
+    }
 }
 
 #[derive(Debug)]
@@ -301,6 +322,7 @@ impl MemoryStore {
             sends: Mutex::new(Table::new(max_entries, true)),
             failures: Mutex::new(Table::new(max_entries, true)),
             spent: Mutex::new(Table::new(max_entries, false)),
+            links: Mutex::new(Table::new(max_entries, true)),
         }
     }
 
@@ -587,4 +609,67 @@ impl OtpStore for MemoryStore {
             .insert(key.as_str().to_owned(), SpentGrant { until: now + ttl });
         Ok(true)
     }
+
+    async fn put_link(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let slot = link_slot(key);
+        let mut links = lock(&self.links);
+        links.reserve_slot(&slot, "links", now)?;
+        links.map.insert(
+            slot,
+            LinkEntry {
+                record: record.to_vec(),
+                expires_at: now + ttl,
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_link(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.links)
+            .live(&link_slot(key), Instant::now())
+            .map(|e| e.record.clone()))
+    }
+
+    async fn delete_link(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let slot = link_slot(key);
+        let mut links = lock(&self.links);
+        let live = links.live(&slot, now).is_some();
+        links.map.remove(&slot);
+        Ok(live)
+    }
+
+    async fn block_sends(&self, key: &StoreKey, block: Duration) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let until = now + block;
+        let mut sends = lock(&self.sends);
+        if let Some(entry) = sends.live(key.as_str(), now) {
+            entry.cooldown_until = entry.cooldown_until.max(until);
+            return Ok(());
+        }
+        sends.reserve_slot(key.as_str(), "sends", now)?;
+        sends.map.insert(
+            key.as_str().to_owned(),
+            SendEntry {
+                cooldown_until: until,
+                count: 0,
+                // Ranked like a contact that was sent a code.
+                held: 1,
+                window_ends: now,
+                last_send: now,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Where the link record of `key`'s code slot lives.
+fn link_slot(key: &StoreKey) -> String {
+    format!("{}:link", key.code_slot())
 }
