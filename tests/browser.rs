@@ -23,14 +23,9 @@
 mod common;
 
 use std::{
-    error::Error,
-    future::Future,
-    net::{SocketAddr, TcpListener as StdTcpListener},
-    os::unix::process::CommandExt,
+    net::SocketAddr,
     panic::AssertUnwindSafe,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use axum::{
@@ -38,9 +33,8 @@ use axum::{
     response::Html,
     routing::{get, post},
 };
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tower_otp::{
     Otp, VerifiedEmail, VerifiedMobile,
@@ -51,8 +45,6 @@ use tower_otp::{
 const PAGE: &str = include_str!("../examples/assets/register.html");
 const EMAIL: &str = "ada@example.com";
 const MOBILE: &str = "+14155550123";
-const POLL_EVERY: Duration = Duration::from_millis(50);
-const POLL_FOR: Duration = Duration::from_secs(10);
 
 use common::browser::{Driver, TestResult, chromium_binary, on_path, open_browser, poll};
 
