@@ -118,8 +118,14 @@ async fn register(
 
 /// What the caller's grant proves, if anything.
 async fn me(contact: Option<tower_otp::VerifiedContact>) -> Json<Value> {
-    let email = contact.as_ref().and_then(|c| c.email()).map(|e| e.as_str().to_owned());
-    let mobile = contact.as_ref().and_then(|c| c.mobile()).map(|m| m.as_str().to_owned());
+    let email = contact
+        .as_ref()
+        .and_then(|c| c.email())
+        .map(|e| e.as_str().to_owned());
+    let mobile = contact
+        .as_ref()
+        .and_then(|c| c.mobile())
+        .map(|m| m.as_str().to_owned());
     Json(json!({ "email": email, "mobile": mobile }))
 }
 

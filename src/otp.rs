@@ -965,11 +965,7 @@ impl OtpBuilder {
             },
         });
         let layer = Arc::new(LayerState {
-            table: RouteTable::new(
-                &config.paths,
-                config.channels,
-                config.email_links.is_some(),
-            ),
+            table: RouteTable::new(&config.paths, config.channels, config.email_links.is_some()),
             ctx: Arc::clone(&ctx),
         });
         let gate = Arc::new(LayerState {

@@ -18,7 +18,11 @@
 
 mod common;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use axum::{Router, routing::get};
 use common::browser::{Driver, TestResult, chromium_binary, on_path, open_browser, poll};
@@ -123,7 +127,7 @@ async fn outside_loads(c: &Client) -> TestResult<(u64, u64)> {
     Ok((resources, scripts))
 }
 
-async fn run_flow(c: &Client, base: &str, outbox: &MemoryOutbox, artifacts: &PathBuf) -> TestResult {
+async fn run_flow(c: &Client, base: &str, outbox: &MemoryOutbox, artifacts: &Path) -> TestResult {
     assert_eq!(send(base, EMAIL).await?, reqwest::StatusCode::OK);
     let link = url_in_email(outbox, EMAIL, &format!("{base}/otp/link/?t="))?;
 
@@ -181,9 +185,7 @@ async fn run_flow(c: &Client, base: &str, outbox: &MemoryOutbox, artifacts: &Pat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn email_links_work_in_headless_chromium_after_a_scanner() {
     let (Some(chromedriver), Some(chromium)) = (on_path("chromedriver"), chromium_binary()) else {
-        common::skip::skip::<()>(
-            "chromedriver and/or chromium not found (run .ci/browser-deps)",
-        );
+        common::skip::skip::<()>("chromedriver and/or chromium not found (run .ci/browser-deps)");
         return;
     };
     let artifacts = std::env::var_os("CARGO_TARGET_DIR")
@@ -203,10 +205,10 @@ async fn email_links_work_in_headless_chromium_after_a_scanner() {
     ))
     .catch_unwind()
     .await;
-    if !matches!(outcome, Ok(Ok(Ok(())))) {
-        if let Ok(png) = client.screenshot().await {
-            let _ = std::fs::write(artifacts.join("link-failure.png"), png);
-        }
+    if !matches!(outcome, Ok(Ok(Ok(()))))
+        && let Ok(png) = client.screenshot().await
+    {
+        let _ = std::fs::write(artifacts.join("link-failure.png"), png);
     }
     let _ = client.close().await;
     drop(driver);

@@ -41,7 +41,9 @@ fn urls_for(app: &TestApp, email: &str) -> (String, String) {
     let message = app.outbox.last_to(email).expect("an email was sent");
     let text = message.text();
     let find = |marker: &str| {
-        let start = text.find(marker).unwrap_or_else(|| panic!("no {marker} in {text}"));
+        let start = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("no {marker} in {text}"));
         let url: String = text[start..]
             .chars()
             .take_while(|c| !c.is_whitespace())
@@ -86,8 +88,12 @@ async fn post_form(app: &TestApp, path: &str, token: &str, cookie: Option<&str>)
 }
 
 async fn post_json(app: &TestApp, path: &str, token: &str) -> Answer {
-    app.post_with(path, json!({ "t": token }), &[("accept", "application/json")])
-        .await
+    app.post_with(
+        path,
+        json!({ "t": token }),
+        &[("accept", "application/json")],
+    )
+    .await
 }
 
 /// The `name=value` of a Set-Cookie header.
@@ -106,7 +112,11 @@ fn assert_page(answer: &Answer, status: u16, says: &str) {
     assert!(answer.header("content-type").starts_with("text/html"));
     assert_eq!(answer.header("cache-control"), "no-store");
     assert_eq!(answer.header("referrer-policy"), "no-referrer");
-    assert!(answer.header("content-security-policy").contains("default-src 'none'"));
+    assert!(
+        answer
+            .header("content-security-policy")
+            .contains("default-src 'none'")
+    );
     assert!(text(answer).contains(says), "{}", text(answer));
 }
 
@@ -121,7 +131,11 @@ async fn a_scanner_following_the_link_spends_nothing_and_the_code_still_works() 
         let page = get(&app, "GET", path).await;
         assert_page(&page, 200, "<form method=\"post\"");
         // The form posts the token to the path, without the query string.
-        let action = if path == &link { "/otp/link/" } else { "/otp/cancel/" };
+        let action = if path == &link {
+            "/otp/link/"
+        } else {
+            "/otp/cancel/"
+        };
         assert!(text(&page).contains(&format!("action=\"{action}\"")));
         assert!(text(&page).contains(token_of(path)));
         assert!(!text(&page).contains("<script") && !text(&page).contains("src="));
@@ -214,7 +228,16 @@ async fn an_expired_link_is_refused() {
 async fn garbage_tokens_are_a_clear_400_never_a_5xx() {
     let app = app();
     let huge = "A".repeat(3000);
-    let garbage = ["", "abc", "%00%ff", "!!!", "AQ", huge.as_str(), "t%3Dx", "A&t=B"];
+    let garbage = [
+        "",
+        "abc",
+        "%00%ff",
+        "!!!",
+        "AQ",
+        huge.as_str(),
+        "t%3Dx",
+        "A&t=B",
+    ];
     for token in garbage {
         for path in ["/otp/link/", "/otp/cancel/"] {
             let page = get(&app, "GET", &format!("{path}?t={token}")).await;
@@ -253,7 +276,11 @@ async fn json_clients_get_a_verify_shaped_answer_with_the_purpose() {
     assert_eq!(answer.body["purpose"], "login");
     assert_eq!(answer.body["verified"]["email"], email);
     assert!(!answer.token().is_empty());
-    assert!(answer.header("set-cookie").starts_with("__Host-otp_verification="));
+    assert!(
+        answer
+            .header("set-cookie")
+            .starts_with("__Host-otp_verification=")
+    );
 }
 
 #[tokio::test]
@@ -285,7 +312,9 @@ async fn a_same_device_link_needs_the_browser_that_asked() {
     assert_eq!(same.status, StatusCode::SEE_OTHER, "{}", text(&same));
 }
 
-fn events_into(seen: &Arc<Mutex<Vec<Event>>>) -> impl Fn(Event) -> std::future::Ready<()> + Send + Sync + 'static {
+fn events_into(
+    seen: &Arc<Mutex<Vec<Event>>>,
+) -> impl Fn(Event) -> std::future::Ready<()> + Send + Sync + 'static {
     let seen = Arc::clone(seen);
     move |event| {
         seen.lock().unwrap().push(event);
@@ -323,7 +352,11 @@ async fn this_wasnt_me_destroys_the_code_and_blocks_sends_until_an_unlock() {
     refused.assert_error(429, "rate_limited");
     let retry: u64 = refused.header("retry-after").parse().unwrap();
     assert!((1790..=1800).contains(&retry), "{retry}");
-    assert!(refused.body["retry_after"].as_u64().is_some_and(|r| r > 1700));
+    assert!(
+        refused.body["retry_after"]
+            .as_u64()
+            .is_some_and(|r| r > 1700)
+    );
     // The audit event.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let cancelled: Vec<_> = seen
@@ -349,8 +382,8 @@ async fn a_forged_token_counts_against_the_failure_budget() {
     let real = token_of(&link).to_owned();
     // The same contact, another random part: well-formed, but not the link.
     let mut forged = real.clone().into_bytes();
-    for i in 30..40 {
-        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    for byte in &mut forged[30..40] {
+        *byte = if *byte == b'A' { b'B' } else { b'A' };
     }
     let forged = String::from_utf8(forged).unwrap();
     for _ in 0..2 {
@@ -377,19 +410,24 @@ async fn without_links_the_routes_pass_through_and_the_email_is_unchanged() {
     let before = plain.outbox.last_to("same@example.com").unwrap();
     assert!(!before.text().contains("http"), "{}", before.text());
     // The host's router answers: no OTP route there.
-    assert_eq!(get(&plain, "GET", "/otp/link/?t=x").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&plain, "GET", "/otp/link/?t=x").await.status,
+        StatusCode::NOT_FOUND
+    );
     // With links, the same email plus the two links.
     let after = with.outbox.last_to("same@example.com").unwrap();
     let code = with.code_for("same@example.com");
     let strip = |t: &str, code: &str| t.replace(code, "CODE");
     let plain_code = plain.code_for("same@example.com");
-    assert!(strip(after.text(), &code).starts_with(
-        strip(before.text(), &plain_code)
-            .split("You received")
-            .next()
-            .unwrap()
-            .trim_end()
-    ));
+    assert!(
+        strip(after.text(), &code).starts_with(
+            strip(before.text(), &plain_code)
+                .split("You received")
+                .next()
+                .unwrap()
+                .trim_end()
+        )
+    );
     assert!(after.text().contains("this wasn't me"));
 }
 
@@ -407,8 +445,14 @@ async fn every_language_carries_both_links_in_both_parts() {
         };
         assert_eq!(message.content_language.as_deref(), Some(lang));
         for part in [&message.text, &message.html.replace("&#x2f;", "/")] {
-            assert!(part.contains(&format!("{BASE}/otp/link/?t=")), "{lang}: {part}");
-            assert!(part.contains(&format!("{BASE}/otp/cancel/?t=")), "{lang}: {part}");
+            assert!(
+                part.contains(&format!("{BASE}/otp/link/?t=")),
+                "{lang}: {part}"
+            );
+            assert!(
+                part.contains(&format!("{BASE}/otp/cancel/?t=")),
+                "{lang}: {part}"
+            );
         }
         let (link, _) = urls_for(&app, &email);
         post_json(&app, "/otp/link/", token_of(&link))
@@ -476,7 +520,12 @@ async fn logs_never_hold_a_token_or_the_address() {
     post_form(&app, "/otp/cancel/", token_of(&cancel2), None).await;
     let text = logs.text();
     assert!(text.contains("otp_request"), "the capture works: {text}");
-    for secret in [token_of(&link), token_of(&cancel), token_of(&cancel2), "secretive.person"] {
+    for secret in [
+        token_of(&link),
+        token_of(&cancel),
+        token_of(&cancel2),
+        "secretive.person",
+    ] {
         assert!(!text.contains(secret), "{secret} in the logs");
     }
 }
@@ -510,15 +559,32 @@ async fn on_redis_the_store_holds_no_token_and_no_address() {
     let tokens = [token_of(&link), token_of(&cancel)];
     for key in &keys {
         assert!(!key.contains(local) && tokens.iter().all(|t| !key.contains(t)));
-        let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut conn).await.unwrap();
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         let values: Vec<Vec<u8>> = match kind.as_str() {
-            "string" => vec![redis::cmd("GET").arg(key).query_async(&mut conn).await.unwrap()],
-            "hash" => redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.unwrap(),
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap(),
+            ],
+            "hash" => redis::cmd("HGETALL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
             other => panic!("{key}: {other}"),
         };
         for value in values {
             let lossy = String::from_utf8_lossy(&value).to_lowercase();
-            assert!(!lossy.contains(local) && !lossy.contains("example.com"), "{key}");
+            assert!(
+                !lossy.contains(local) && !lossy.contains("example.com"),
+                "{key}"
+            );
             for token in tokens {
                 assert!(!lossy.contains(&token.to_lowercase()), "{key}");
                 let raw = base64_decode(token);
@@ -532,15 +598,22 @@ async fn on_redis_the_store_holds_no_token_and_no_address() {
     // The link works on Redis, and a cancel blocks there too.
     let answer = post_json(&app, "/otp/link/", token_of(&link)).await;
     answer.assert_success();
-    assert_eq!(answer.body["verified"]["email"], Value::String(email.clone()));
+    assert_eq!(
+        answer.body["verified"]["email"],
+        Value::String(email.clone())
+    );
     let other = random_email();
     app.send_email(&other).await.assert_success();
     let (_, cancel) = urls_for(&app, &other);
     assert_eq!(
-        post_form(&app, "/otp/cancel/", token_of(&cancel), None).await.status,
+        post_form(&app, "/otp/cancel/", token_of(&cancel), None)
+            .await
+            .status,
         StatusCode::OK
     );
-    app.send_email(&other).await.assert_error(429, "rate_limited");
+    app.send_email(&other)
+        .await
+        .assert_error(429, "rate_limited");
     let contact = Contact::Email(Email::parse(&other).unwrap());
     app.otp.admin().unlock(&contact).await.unwrap();
     app.send_email(&other).await.assert_success();

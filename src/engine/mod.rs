@@ -251,7 +251,9 @@ impl Engine {
                             ttl: engine.settings.code_ttl,
                             languages: &options.languages,
                             channel: options.channel,
-                            links: links.as_ref().map(|l| (&l.sign_in_url[..], &l.cancel_url[..])),
+                            links: links
+                                .as_ref()
+                                .map(|l| (&l.sign_in_url[..], &l.cancel_url[..])),
                         };
                         engine.dispatch.send_code(&contact, message).await
                     }

@@ -145,8 +145,7 @@ impl EmailLinks {
                 ConfigError::invalid("email_links", "the base URL must start with https://")
             })?;
         let host = rest.split('/').next().unwrap_or_default();
-        if host.is_empty() || host.contains('@') || !url_safe(base) || base.contains(['?', '#'])
-        {
+        if host.is_empty() || host.contains('@') || !url_safe(base) || base.contains(['?', '#']) {
             return Err(ConfigError::invalid(
                 "email_links",
                 "the base URL must be an origin with an optional path: no user, query or \
@@ -657,7 +656,11 @@ mod tests {
         let key = StoreKey::new("00112233445566778899aabbccddeeff").with_purpose("login");
         let email = Email::parse("Ada@Example.com").unwrap();
         let issued = links.issue(&key, &email, [7; 16], None);
-        assert!(issued.sign_in_url.starts_with("https://app.example.com/otp/link/?t="));
+        assert!(
+            issued
+                .sign_in_url
+                .starts_with("https://app.example.com/otp/link/?t=")
+        );
         let sign_in = Token::parse(token_of(&issued.sign_in_url), Kind::SignIn).unwrap();
         assert_eq!(sign_in.purpose(), "login");
         assert_eq!(sign_in.contact_key(), StoreKey::new(key.as_str()));
@@ -758,7 +761,13 @@ mod tests {
             let err = ok.clone().redirect(bad).validate().unwrap_err();
             assert!(err.to_string().contains("link_redirect"), "{bad}: {err}");
         }
-        for bad in ["app.example.com", "ftp://x", "https://", "https://a/?q", "https://u@a"] {
+        for bad in [
+            "app.example.com",
+            "ftp://x",
+            "https://",
+            "https://a/?q",
+            "https://u@a",
+        ] {
             assert!(EmailLinks::new(bad).validate().is_err(), "{bad}");
         }
         assert!(ok.cancel_block(Duration::ZERO).validate().is_err());

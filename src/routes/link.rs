@@ -246,7 +246,12 @@ async fn cancel(
         .await
         .map_err(|e| store_error(&e))?;
     audit::record(Outcome::Cancelled, &contact);
-    ctx.emit(EventKind::Cancelled, Channel::Email, Some(&contact), &purpose);
+    ctx.emit(
+        EventKind::Cancelled,
+        Channel::Email,
+        Some(&contact),
+        &purpose,
+    );
     if json {
         return Ok(json_response(
             StatusCode::OK,
@@ -267,12 +272,10 @@ async fn cancel(
 /// is `otp_expired` (a link that cannot be used), counted nowhere: it names
 /// no contact.
 fn parse(ctx: &RouteContext, text: Option<&str>, kind: Kind) -> Result<(Token, String), ApiError> {
-    let token = text
-        .and_then(|t| Token::parse(t, kind))
-        .ok_or_else(|| {
-            audit::record_channel(Outcome::OtpExpired, Channel::Email);
-            ApiError::OtpExpired
-        })?;
+    let token = text.and_then(|t| Token::parse(t, kind)).ok_or_else(|| {
+        audit::record_channel(Outcome::OtpExpired, Channel::Email);
+        ApiError::OtpExpired
+    })?;
     let purpose = ctx
         .engine
         .settings

@@ -83,7 +83,10 @@ pub(super) async fn serve(
             crate::gate::codec::set_cookie(
                 links.device_cookie(),
                 &links.device_cookie_value(device),
-                ctx.engine.settings.code_ttl.max(std::time::Duration::from_secs(60)),
+                ctx.engine
+                    .settings
+                    .code_ttl
+                    .max(std::time::Duration::from_secs(60)),
                 links.cookie_secure,
             ),
         );

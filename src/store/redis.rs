@@ -1060,9 +1060,7 @@ impl OtpStore for RedisStore {
 
     async fn block_sends(&self, key: &StoreKey, block: Duration) -> Result<(), StoreError> {
         let mut invocation = BLOCK_SENDS.prepare_invoke();
-        invocation
-            .key(self.send_key(key))
-            .arg(millis(block).max(1));
+        invocation.key(self.send_key(key)).arg(millis(block).max(1));
         let _blocked: i64 = self.eval(&invocation).await?;
         Ok(())
     }

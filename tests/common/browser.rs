@@ -158,4 +158,3 @@ where
         tokio::time::sleep(POLL_EVERY).await;
     }
 }
-
