@@ -263,6 +263,26 @@ async fn garbage_tokens_are_a_clear_400_never_a_5xx() {
 }
 
 #[tokio::test]
+async fn the_per_ip_verify_limit_covers_the_link_routes() {
+    let app = app_with(|b| b.email_links(links()).ip_limits(10, 1));
+    let mut pages = 0;
+    let refused = loop {
+        let page = get(&app, "GET", "/otp/link/?t=abc").await;
+        if page.status == StatusCode::TOO_MANY_REQUESTS {
+            break page;
+        }
+        pages += 1;
+        assert!(pages < 100, "never limited");
+    };
+    // A browser gets a page, with Retry-After; a JSON client the error body.
+    assert_page(&refused, 429, "Too many attempts");
+    assert!(!refused.header("retry-after").is_empty());
+    post_json(&app, "/otp/cancel/", "abc")
+        .await
+        .assert_error(429, "rate_limited");
+}
+
+#[tokio::test]
 async fn json_clients_get_a_verify_shaped_answer_with_the_purpose() {
     let app = app_with(|b| b.email_links(links()).purpose_name("login"));
     let email = "api@example.com";

@@ -76,6 +76,20 @@ where
     }
 }
 
+/// A refusal before the action ran (the edge limits): a page for a
+/// browser, the error body for a JSON client.
+pub(super) fn refusal(
+    ctx: &RouteContext,
+    headers: &http::HeaderMap,
+    error: &ApiError,
+) -> Response<Full<Bytes>> {
+    if wants_json(headers) {
+        error.render(ctx.http.error_format.shape_for(headers))
+    } else {
+        error_page(error)
+    }
+}
+
 /// The confirm page for a well-formed token; the "cannot be used" page
 /// (400) otherwise. Reads nothing from the store.
 fn confirm_page(ctx: &RouteContext, kind: Kind, parts: &Parts) -> Response<Full<Bytes>> {

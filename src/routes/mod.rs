@@ -251,7 +251,11 @@ where
                 let (error, headers) = *refusal;
                 crate::audit::refused_at_edge(route.channel);
                 ctx.emit(EventKind::RateLimited, route.channel, None, DEFAULT_PURPOSE);
-                let mut response = error.render(shape);
+                let mut response = match spec.body {
+                    // A browser following an email link gets a page.
+                    BodyKind::LinkToken => link::refusal(&ctx, request.headers(), &error),
+                    BodyKind::JsonObject => error.render(shape),
+                };
                 response.headers_mut().extend(headers);
                 return response;
             }
