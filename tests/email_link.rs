@@ -646,3 +646,83 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .unwrap()
 }
+
+/// The whole path from outside, as the quickstart runs it: configured from
+/// the environment only, a real SMTP server, real HTTP. The email's link,
+/// followed like a scanner and then posted, signs the browser in.
+#[cfg(feature = "smtp")]
+#[tokio::test]
+async fn from_the_environment_over_real_http_and_a_real_smtp_server() {
+    use common::smtp_server::{Mode, SmtpServer};
+    let Some(smtp) = SmtpServer::start(Mode::Plain, &[]) else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let port = smtp.port.to_string();
+    let vars = [
+        ("OTP_SECRET", common::SECRET.to_owned()),
+        ("EMAIL_SERVER", "SMTP".to_owned()),
+        ("EMAIL_HOST", "127.0.0.1".to_owned()),
+        ("EMAIL_PORT", port),
+        ("EMAIL_USE_TLS", "false".to_owned()),
+        ("OTP_COOKIE_SECURE", "false".to_owned()),
+        ("OTP_LINK_BASE_URL", base.clone()),
+        ("OTP_LINK_REDIRECT", "/email-only".to_owned()),
+    ];
+    let otp =
+        OtpBuilder::from_env_with(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap()
+            .build()
+            .unwrap();
+    let app = common::app::host_routes().layer(otp.layer());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let sent = client
+        .post(format!("{base}/send-otp/"))
+        .json(&json!({"email": "Real@Example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let (raw, _) = tokio::task::spawn_blocking(move || {
+        let message = smtp.message(1);
+        drop(smtp);
+        message
+    })
+    .await
+    .unwrap();
+    let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let text = message.body_text(0).unwrap().into_owned();
+    let start = text
+        .find(&format!("{base}/otp/link/?t="))
+        .expect("the link");
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let scanner = reqwest::Client::new();
+    for _ in 0..2 {
+        assert_eq!(scanner.get(&link).send().await.unwrap().status(), 200);
+    }
+    let signed_in = client
+        .post(format!("{base}/otp/link/"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("t={}", token_of(&link)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.url().path(), "/email-only");
+    assert_eq!(signed_in.status(), 200);
+    assert_eq!(signed_in.text().await.unwrap(), "Real@example.com");
+}
