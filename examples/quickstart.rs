@@ -13,6 +13,8 @@
 //!   `/verify-mobile-otp/`: served by the `tower-otp` layer.
 //! - `POST /register`: runs only once both the email and the mobile number
 //!   are verified; answers `{"status":"success","email":…,"mobile":…}`.
+//! - `GET /me`: what the caller's grant proves (`{"email":…,"mobile":…}`,
+//!   `null` for what it does not), e.g. as `OTP_LINK_REDIRECT=/me`.
 //! - `GET /ready`: the readiness probe: 200 `{"status":"ready"}` when the
 //!   store and the senders answer, else 503 with the names of those that
 //!   failed (the reasons go to the log only).
@@ -23,6 +25,15 @@
 //! `OTP_WEBHOOK_URL` + `OTP_WEBHOOK_SECRET` for signed event webhooks,
 //! `OTP_SMS_BREAKER=true` with `OTP_SMS_BREAKER_*` for the SMS fraud
 //! breaker).
+//!
+//! Email links: with `OTP_LINK_BASE_URL=http://127.0.0.1:3000` (the address
+//! the browser uses; plain HTTP also needs `OTP_COOKIE_SECURE=false`), each
+//! code email also carries a sign-in link (`/otp/link/?t=…`: a confirm page,
+//! then 303 to `OTP_LINK_REDIRECT`, default `/`, with the grant cookie) and
+//! a "this wasn't me" link (`/otp/cancel/?t=…`: cancels the code and blocks
+//! sends for `OTP_CANCEL_BLOCK_SECONDS`). `OTP_LINK_SAME_DEVICE=true` binds
+//! the sign-in link to the browser that asked. Unset, the page and the
+//! emails are exactly as without links.
 //!
 //! The page lets the user pick SMS or WhatsApp for the mobile code. The
 //! console sender prints both; with `SMS_SERVER=TWILIO_VERIFY` WhatsApp
@@ -71,6 +82,7 @@ async fn main() {
     let app = Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/register", post(register))
+        .route("/me", get(me))
         .route("/ready", get(ready))
         .with_state(otp.clone())
         .layer(otp.layer());
@@ -104,6 +116,19 @@ async fn register(
         "email": email.as_str(),
         "mobile": mobile.as_str(),
     }))
+}
+
+/// What the caller's grant proves, if anything.
+async fn me(contact: Option<tower_otp::VerifiedContact>) -> Json<Value> {
+    let email = contact
+        .as_ref()
+        .and_then(|c| c.email())
+        .map(|e| e.as_str().to_owned());
+    let mobile = contact
+        .as_ref()
+        .and_then(|c| c.mobile())
+        .map(|m| m.as_str().to_owned());
+    Json(json!({ "email": email, "mobile": mobile }))
 }
 
 /// The readiness probe: which dependency failed, never why (that is logged).

@@ -19,6 +19,7 @@
 //! | `store_unavailable` | error | the store could not be reached |
 //! | `overloaded` | warn | the hashing pool was full |
 //! | `range_blocked` | warn | the SMS fraud breaker refused a send to a blocked number range; `contact` is `-` and the field `range` names the range (`+447400`), so that the range and the masked number's last digits are never on one line |
+//! | `cancelled` | info | the "this wasn't me" link destroyed a pending code and blocked sends |
 //!
 //! With the `metrics` feature, each event also increments the counter
 //! `tower_otp_events_total` with the labels `event` and `channel`
@@ -45,6 +46,7 @@ pub(crate) enum Outcome {
     StoreUnavailable,
     Overloaded,
     RangeBlocked,
+    Cancelled,
 }
 
 impl Outcome {
@@ -62,6 +64,7 @@ impl Outcome {
             Self::StoreUnavailable => "store_unavailable",
             Self::Overloaded => "overloaded",
             Self::RangeBlocked => "range_blocked",
+            Self::Cancelled => "cancelled",
         }
     }
 }

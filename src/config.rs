@@ -133,6 +133,9 @@ pub struct OtpConfig {
     /// The shape of error bodies. Default [`ErrorFormat::Contract`]: the
     /// seed-compatible body unless the client prefers problem details.
     pub error_format: ErrorFormat,
+    /// Email sign-in and cancel links (see [`link`](crate::link)). Default
+    /// `None`: code emails carry the code only.
+    pub email_links: Option<crate::link::EmailLinks>,
 }
 
 impl Default for OtpConfig {
@@ -198,6 +201,8 @@ impl Default for OtpConfig {
             enumeration_safe: false,
             // The seed's page reads this body; problem details on request.
             error_format: ErrorFormat::Contract,
+            // Opt-in: links need the public base URL.
+            email_links: None,
         }
     }
 }
@@ -290,6 +295,8 @@ impl OtpConfig {
             &p.verify_email,
             &p.send_mobile,
             &p.verify_mobile,
+            &p.link,
+            &p.cancel,
         ];
         for path in all {
             if !path.starts_with('/') || path.trim_end_matches('/').is_empty() {
@@ -303,6 +310,9 @@ impl OtpConfig {
             return Err(ConfigError::invalid("paths.prefix", "must start with '/'"));
         }
         self.sms_guard.validate()?;
+        if let Some(links) = &self.email_links {
+            links.validate()?;
+        }
         Ok(())
     }
 }

@@ -65,6 +65,10 @@ pub enum ApiError {
     OtpExpired,
     /// 401: the extractor found no valid grant for what the handler needs.
     VerificationRequired,
+    /// 403: an email sign-in link bound to the browser that asked for the
+    /// code was used without that browser's device cookie: type the code
+    /// instead.
+    DeviceMismatch,
     /// 405: not POST on an OTP path.
     MethodNotAllowed,
     /// 408: the body did not arrive within the configured deadline.
@@ -140,6 +144,7 @@ impl ApiError {
             | Self::OtpInvalid { .. }
             | Self::OtpExpired => StatusCode::BAD_REQUEST,
             Self::VerificationRequired => StatusCode::UNAUTHORIZED,
+            Self::DeviceMismatch => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -167,6 +172,7 @@ impl ApiError {
             Self::OtpInvalid { .. } => "otp_invalid",
             Self::OtpExpired => "otp_expired",
             Self::VerificationRequired => "verification_required",
+            Self::DeviceMismatch => "device_mismatch",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -208,6 +214,9 @@ impl ApiError {
                 "The code has expired or was already used. Please request a new one.".into()
             }
             Self::VerificationRequired => "Please verify your contact details first.".into(),
+            Self::DeviceMismatch => "This link works only in the browser where the code was \
+                 requested. Please type the code from the email instead."
+                .into(),
             Self::MethodNotAllowed => "Only POST is allowed on this path.".into(),
             Self::RequestTimeout => "The request body took too long to arrive.".into(),
             Self::PayloadTooLarge { limit } => {

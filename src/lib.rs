@@ -165,6 +165,7 @@ pub mod audit;
 pub mod delivery;
 pub mod events;
 pub mod limit;
+pub mod link;
 pub mod notify;
 pub mod policy;
 pub mod store;

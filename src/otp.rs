@@ -749,6 +749,15 @@ impl OtpBuilder {
         self
     }
 
+    /// Email sign-in and "this wasn't me" links in every code email (see
+    /// [`link`](crate::link)), served at [`RoutePaths::link`] and
+    /// [`RoutePaths::cancel`]. Default: off, the email carries the code
+    /// alone.
+    pub fn email_links(mut self, links: crate::link::EmailLinks) -> Self {
+        self.config.email_links = Some(links);
+        self
+    }
+
     /// Answers refused contacts exactly as accepted ones and delivers in the
     /// background, so responses reveal nothing about who is registered.
     /// Default off. See [`policy`](crate::policy) for what changes.
@@ -894,6 +903,16 @@ impl OtpBuilder {
 
         let grants = GrantCodec::new(Arc::clone(&keys), config.grant_ttl, &config.audience());
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let links = config.email_links.clone().map(|settings| {
+            let prefix = config.paths.prefix.trim_end_matches('/');
+            Arc::new(crate::link::Links::new(
+                settings,
+                &keys,
+                &format!("{prefix}{}", config.paths.link),
+                &format!("{prefix}{}", config.paths.cancel),
+                config.cookie_secure,
+            ))
+        });
         let engine = Arc::new(Engine {
             settings: FlowSettings {
                 code_length: config.code_length,
@@ -919,6 +938,7 @@ impl OtpBuilder {
             limiter: Arc::clone(&limiter),
             test_contacts: self.test_contacts,
             grants: grants.clone(),
+            links,
         });
         let checker = GrantChecker::new(
             grants,
@@ -946,7 +966,7 @@ impl OtpBuilder {
             },
         });
         let layer = Arc::new(LayerState {
-            table: RouteTable::new(&config.paths, config.channels),
+            table: RouteTable::new(&config.paths, config.channels, config.email_links.is_some()),
             ctx: Arc::clone(&ctx),
         });
         let gate = Arc::new(LayerState {

@@ -12,7 +12,7 @@ fn layer_of(module: &str) -> Option<(u8, &'static str)> {
             (4, "composition")
         }
         "middleware" | "routes" => (3, "HTTP"),
-        "engine" | "gate" | "extract" => (2, "domain"),
+        "engine" | "gate" | "extract" | "link" => (2, "domain"),
         "limit" | "store" | "delivery" | "notify" | "template" | "policy" | "audit" | "events"
         | "test_mode" => (1, "services"),
         "contact" | "code" | "hash" | "argon" | "secret" | "error" | "time" | "language"

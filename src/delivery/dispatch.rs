@@ -40,6 +40,8 @@ pub(crate) struct CodeMessage<'a> {
     pub(crate) languages: &'a Languages,
     /// The channel asked for, for a mobile number.
     pub(crate) channel: MobileChannel,
+    /// The email's sign-in and cancel URLs, when email links are on.
+    pub(crate) links: Option<(&'a str, &'a str)>,
 }
 
 impl Dispatcher {
@@ -128,7 +130,7 @@ impl Dispatcher {
         ttl: Duration,
     ) -> Result<(), crate::error::ConfigError> {
         let code = "9".repeat(usize::from(code_length));
-        let context = self.code_context(&code, ttl);
+        let context = self.code_context(&code, ttl, None);
         for language in self.templates.sms_languages("otp") {
             let body = self
                 .templates
@@ -153,13 +155,29 @@ impl Dispatcher {
         Ok(())
     }
 
-    fn code_context(&self, code: &str, ttl: Duration) -> serde_json::Value {
-        json!({
+    fn code_context(
+        &self,
+        code: &str,
+        ttl: Duration,
+        links: Option<(&str, &str)>,
+    ) -> serde_json::Value {
+        let mut context = json!({
             "code": code,
             "app_name": self.app_name,
             "ttl_minutes": ttl.as_secs().div_ceil(60),
             "ttl_seconds": ttl.as_secs(),
-        })
+        });
+        // Only with links on: templates test `link_url` to show them.
+        if let Some((sign_in, cancel)) = links {
+            context["link_url"] = json!(sign_in);
+            context["cancel_url"] = json!(cancel);
+        }
+        context
+    }
+
+    /// The app name messages show.
+    pub(crate) fn app_name(&self) -> &str {
+        &self.app_name
     }
 
     /// Renders the `otp` template for `contact` and sends it, retrying
@@ -172,7 +190,7 @@ impl Dispatcher {
         contact: &Contact,
         message: CodeMessage<'_>,
     ) -> Result<MobileChannel, DeliveryError> {
-        let context = self.code_context(message.code, message.ttl);
+        let context = self.code_context(message.code, message.ttl, message.links);
         match contact {
             Contact::Email(email) => {
                 let rendered = self

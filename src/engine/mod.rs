@@ -78,6 +78,8 @@ pub(crate) struct Engine {
     pub(crate) limiter: Arc<Limiter>,
     pub(crate) test_contacts: Option<TestContacts>,
     pub(crate) grants: GrantCodec,
+    /// Email sign-in and cancel links, when configured.
+    pub(crate) links: Option<Arc<crate::link::Links>>,
 }
 
 /// What a send request asks for besides the contact.
@@ -89,6 +91,9 @@ pub(crate) struct SendOptions {
     pub(crate) purpose: String,
     /// The channel for a mobile number (SMS unless asked otherwise).
     pub(crate) channel: MobileChannel,
+    /// The requesting browser's device id, when email links are bound to
+    /// it (same-device option).
+    pub(crate) device: Option<crate::link::DeviceId>,
 }
 
 impl Default for SendOptions {
@@ -97,6 +102,7 @@ impl Default for SendOptions {
             languages: Languages::none(),
             purpose: DEFAULT_PURPOSE.to_owned(),
             channel: MobileChannel::default(),
+            device: None,
         }
     }
 }
@@ -214,6 +220,16 @@ impl Engine {
         } else {
             self.owners.of(contact)
         };
+        // Email links: their record goes in before the code, so that a
+        // link of the code this one replaces never meets the new code.
+        // Decoys get one too (same work, same timing).
+        let links = match self.store_links(&code_key, salt, contact, options).await {
+            Ok(links) => links,
+            Err(err) => {
+                self.release_cooldown(&key).await;
+                return Err(err);
+            }
+        };
         // Store the code (or the provider's placeholder) first: a failure
         // here means nothing was sent, so the cooldown is released.
         let stored = match owner {
@@ -257,6 +273,9 @@ impl Engine {
                             ttl: engine.settings.code_ttl,
                             languages: &options.languages,
                             channel: options.channel,
+                            links: links
+                                .as_ref()
+                                .map(|l| (&l.sign_in_url[..], &l.cancel_url[..])),
                         };
                         engine.dispatch.send_code(&contact, message).await
                     }
@@ -291,6 +310,35 @@ impl Engine {
         delivery
             .await
             .map(|channel| SendOutcome { channel, ..outcome })
+    }
+
+    /// Makes and stores the email link record of the code about to be
+    /// stored at `code_key` with `salt`, when links are on and the code is
+    /// ours to email. A store that does not keep link records (a host's
+    /// own store) sends the code alone.
+    async fn store_links(
+        &self,
+        code_key: &StoreKey,
+        salt: [u8; 16],
+        contact: &Contact,
+        options: &SendOptions,
+    ) -> Result<Option<crate::link::IssuedLinks>, ApiError> {
+        let (Some(links), Contact::Email(email)) = (&self.links, contact) else {
+            return Ok(None);
+        };
+        let issued = links.issue(code_key, email, salt, options.device.as_ref());
+        match self
+            .store
+            .put_link(code_key, &issued.record, self.settings.code_ttl)
+            .await
+        {
+            Ok(()) => Ok(Some(issued)),
+            Err(e) if e.is_unsupported() => {
+                tracing::warn!("the OTP store keeps no email link records: sending the code alone");
+                Ok(None)
+            }
+            Err(e) => Err(store_failure(&e, contact)),
+        }
     }
 
     /// Generates a code, hashes it and stores the hash.

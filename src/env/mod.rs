@@ -46,6 +46,10 @@
 //! | `OTP_WEBOTP_EMBEDDED_HOST` | `webotp_embedded_host` | the embedding site's host (` %host` on that line) | none |
 //! | `OTP_ANDROID_APP_HASH` | `android_app_hash` | 11-character SMS Retriever app hash added to SMS codes | none |
 //! | `OTP_WHATSAPP_FALLBACK_SMS` | `whatsapp_fallback_sms` | boolean: a permanent WhatsApp failure is retried once by SMS | false |
+//! | `OTP_LINK_BASE_URL` | `email_links` | `https://` origin (optional path) the email sign-in and cancel links point to | none: emails carry the code alone |
+//! | `OTP_LINK_REDIRECT` | `email_links` (redirect) | local path, or a URL under `OTP_LINK_BASE_URL`, a browser goes to after a sign-in link | `/` |
+//! | `OTP_LINK_SAME_DEVICE` | `email_links` (same device) | boolean: a sign-in link works only in the browser that asked for the code | false |
+//! | `OTP_CANCEL_BLOCK_SECONDS` | `email_links` (cancel block) | seconds sends stay blocked after a "this wasn't me" link | 3600 |
 //! | `OTP_PRODUCTION` | `production` | boolean: refuse development senders, an insecure cookie, weak or example secrets, weak hash parameters, test mode | false |
 //! | `OTP_CHANNELS` | `channels` | `email`, `mobile` or `email,mobile`: a channel turned off has no routes | `email,mobile` |
 //! | `OTP_TEST_MODE` | `dangerous_test_contacts` (switch) | `enabled` | off |
@@ -522,6 +526,17 @@ static VARIABLES: &[EnvVar] = &[
         |b, v, _| Ok(b.whatsapp_fallback_sms(flag("OTP_WHATSAPP_FALLBACK_SMS", v)?))
     ),
     var!(
+        "OTP_LINK_BASE_URL",
+        "email_links",
+        "email_links",
+        "https:// origin, optional path",
+        "none",
+        email_links
+    ),
+    var!("OTP_LINK_REDIRECT", "email_links", "local path or URL under the base URL", "/", read by "OTP_LINK_BASE_URL"),
+    var!("OTP_LINK_SAME_DEVICE", "email_links", "boolean", "false", read by "OTP_LINK_BASE_URL"),
+    var!("OTP_CANCEL_BLOCK_SECONDS", "email_links", "seconds", "3600", read by "OTP_LINK_BASE_URL"),
+    var!(
         "OTP_CHANNELS",
         "channels",
         "channels",
@@ -762,6 +777,36 @@ fn webhook(builder: OtpBuilder, url: &str, env: &Env<'_>) -> Result<OtpBuilder, 
              (enable it in Cargo.toml)",
         ))
     }
+}
+
+/// `OTP_LINK_BASE_URL` with `OTP_LINK_REDIRECT`, `OTP_LINK_SAME_DEVICE` and
+/// `OTP_CANCEL_BLOCK_SECONDS`: checked here, so errors name the variable.
+fn email_links(builder: OtpBuilder, base: &str, env: &Env<'_>) -> Result<OtpBuilder, ConfigError> {
+    let mut links = crate::link::EmailLinks::new(base);
+    if let Some(redirect) = env.get("OTP_LINK_REDIRECT") {
+        links = links.redirect(redirect);
+    }
+    if let Some(on) = env.flag("OTP_LINK_SAME_DEVICE")? {
+        links = links.same_device(on);
+    }
+    if let Some(block) = env.get("OTP_CANCEL_BLOCK_SECONDS") {
+        links = links.cancel_block(seconds("OTP_CANCEL_BLOCK_SECONDS", &block)?);
+    }
+    links.validate().map_err(|e| {
+        let variable = match &e {
+            ConfigError::Invalid {
+                name: "link_redirect",
+                ..
+            } => "OTP_LINK_REDIRECT",
+            ConfigError::Invalid {
+                name: "cancel_block",
+                ..
+            } => "OTP_CANCEL_BLOCK_SECONDS",
+            _ => "OTP_LINK_BASE_URL",
+        };
+        rename(e, variable)
+    })?;
+    Ok(builder.email_links(links))
 }
 
 fn test_contacts(

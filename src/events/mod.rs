@@ -15,7 +15,7 @@
 //! | `otp_invalid` | `otp.otp_invalid` | a wrong code |
 //! | `attempts_exceeded` | `otp.attempts_exceeded` | the last attempt failed; the code is destroyed |
 //! | `rate_limited` | `otp.rate_limited` | an IP limit (contact `null`: refused before the body was read), a cooldown, a quota or a contact rule refused the request |
-//! | `cancelled` | `otp.cancelled` | reserved: the user cancelled a pending code |
+//! | `cancelled` | `otp.cancelled` | the user cancelled a pending code (the "this wasn't me" email link) |
 //! | `delivery_failed` | `otp.delivery_failed` | the provider failed after retries, or refused the recipient |
 //! | `range_blocked` | `otp.range_blocked` | the SMS fraud breaker refused a send: the number's range is blocked. The contact is `null` and `range` names the range (`"+447400"`), so that the range and the masked number's last digits never travel together |
 //!
@@ -92,7 +92,8 @@ pub enum EventKind {
     AttemptsExceeded,
     /// A limit refused the request.
     RateLimited,
-    /// Reserved: the user cancelled a pending code.
+    /// The user cancelled a pending code (the "this wasn't me" email
+    /// link).
     Cancelled,
     /// The provider failed after retries, or refused the recipient.
     DeliveryFailed,

@@ -113,7 +113,7 @@ impl GrantLocation {
 }
 
 /// The values of the pairs named `name` in one Cookie header value.
-fn cookie_pairs<'a>(value: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
+pub(crate) fn cookie_pairs<'a>(value: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> {
     value.split(';').filter_map(move |pair| {
         let (k, v) = pair.trim_matches([' ', '\t']).split_once('=')?;
         (k == name).then(|| {

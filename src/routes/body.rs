@@ -64,6 +64,74 @@ where
     }
 }
 
+/// Whether the content type is `application/x-www-form-urlencoded`.
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// The `t` of a link POST: a form (field `t`) or a JSON object (`"t"`),
+/// read within `limit` bytes. `Ok(None)` when the body has no usable `t`
+/// (answered like any unusable token); 415 for another content type.
+pub(super) async fn read_link_token<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Option<String>, ApiError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if is_json(headers) {
+        let object = read_json_object(headers, body, limit).await?;
+        return Ok(object
+            .get("t")
+            .and_then(Value::as_str)
+            .map(|t| t.trim().to_owned()));
+    }
+    if !is_form(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<LengthLimitError>() => {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        Err(err) => {
+            tracing::debug!(error = %err, "could not read a link request body");
+            return Ok(None);
+        }
+    };
+    Ok(std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(query_token)
+        .map(str::to_owned))
+}
+
+/// The value of the first `t=` pair of a query string or form body, as
+/// is (a token needs no percent-decoding; one that would is unusable).
+pub(super) fn query_token(query: &str) -> Option<&str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("t="))
+        .map(str::trim)
+}
+
 /// A required string field: absent, `null` or blank is `missing_field`;
 /// any other JSON type is the field's own error.
 pub(super) fn string_field<'a>(

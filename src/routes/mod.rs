@@ -10,6 +10,7 @@
 //! method.
 
 mod body;
+mod link;
 pub(crate) mod paths;
 mod send;
 pub(crate) mod table;
@@ -44,6 +45,11 @@ pub(crate) enum Action {
     Send,
     /// Check a code and grant.
     Verify,
+    /// The email sign-in link: GET/HEAD a confirm page, POST to sign in.
+    Link,
+    /// The email "this wasn't me" link: GET/HEAD a confirm page, POST to
+    /// cancel the code and block sends.
+    Cancel,
 }
 
 /// What the body of an action's request must be.
@@ -51,6 +57,9 @@ pub(crate) enum Action {
 pub(crate) enum BodyKind {
     /// A JSON object (`application/json` or `application/*+json`).
     JsonObject,
+    /// A link token: none for GET/HEAD; for POST, a form
+    /// (`application/x-www-form-urlencoded`, field `t`) or a JSON object.
+    LinkToken,
 }
 
 /// What an action declares: its method, its body and the limits it draws
@@ -75,7 +84,22 @@ impl Action {
                 body: BodyKind::JsonObject,
                 traffic: Traffic::Verify,
             },
+            // Also GET and HEAD (the confirm page): see `allows`.
+            Self::Link | Self::Cancel => ActionSpec {
+                method: Method::POST,
+                body: BodyKind::LinkToken,
+                traffic: Traffic::Verify,
+            },
         }
+    }
+}
+
+impl ActionSpec {
+    /// Whether the action answers `method`.
+    fn allows(&self, method: &Method) -> bool {
+        *method == self.method
+            || (self.body == BodyKind::LinkToken
+                && (*method == Method::GET || *method == Method::HEAD))
     }
 }
 
@@ -87,12 +111,15 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    /// Every route the layer serves.
-    pub(crate) const ALL: [Route; 4] = [
+    /// Every route the layer serves (the last two only with email links
+    /// on).
+    pub(crate) const ALL: [Route; 6] = [
         Route::new(Action::Send, Channel::Email),
         Route::new(Action::Verify, Channel::Email),
         Route::new(Action::Send, Channel::Mobile),
         Route::new(Action::Verify, Channel::Mobile),
+        Route::new(Action::Link, Channel::Email),
+        Route::new(Action::Cancel, Channel::Email),
     ];
 
     pub(crate) const fn new(action: Action, channel: Channel) -> Self {
@@ -106,6 +133,8 @@ impl Route {
             (Action::Verify, Channel::Email) => &paths.verify_email,
             (Action::Send, Channel::Mobile) => &paths.send_mobile,
             (Action::Verify, Channel::Mobile) => &paths.verify_mobile,
+            (Action::Link, _) => &paths.link,
+            (Action::Cancel, _) => &paths.cancel,
         }
     }
 
@@ -116,6 +145,8 @@ impl Route {
             (Action::Verify, Channel::Email) => "verify_email",
             (Action::Send, Channel::Mobile) => "send_mobile",
             (Action::Verify, Channel::Mobile) => "verify_mobile",
+            (Action::Link, _) => "email_link",
+            (Action::Cancel, _) => "email_cancel",
         }
     }
 }
@@ -196,8 +227,15 @@ where
     let deadline = tokio::time::Instant::now() + ctx.http.body_timeout;
     let shape = ctx.http.error_format.shape_for(request.headers());
     let spec = route.action.spec();
-    if request.method() != spec.method {
-        return ApiError::MethodNotAllowed.render(shape);
+    if !spec.allows(request.method()) {
+        let mut response = ApiError::MethodNotAllowed.render(shape);
+        if spec.body == BodyKind::LinkToken {
+            response.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD, POST"),
+            );
+        }
+        return response;
     }
     let ip = client_ip(
         request.extensions(),
@@ -221,7 +259,11 @@ where
                 let (error, headers) = *refusal;
                 crate::audit::refused_at_edge(route.channel);
                 ctx.emit(EventKind::RateLimited, route.channel, None, DEFAULT_PURPOSE);
-                let mut response = error.render(shape);
+                let mut response = match spec.body {
+                    // A browser following an email link gets a page.
+                    BodyKind::LinkToken => link::refusal(&ctx, request.headers(), &error),
+                    BodyKind::JsonObject => error.render(shape),
+                };
                 response.headers_mut().extend(headers);
                 return response;
             }
@@ -237,10 +279,13 @@ where
                     Ok(object) => match route.action {
                         Action::Send => send::serve(&ctx, route.channel, &parts, &object).await,
                         Action::Verify => verify::serve(&ctx, route.channel, &parts, &object).await,
+                        // Link actions read a link token, never a JSON object here.
+                        Action::Link | Action::Cancel => Err(ApiError::Internal),
                     },
                     Err(error) => Err(error),
                 }
             }
+            BodyKind::LinkToken => Ok(link::serve(&ctx, route.action, parts, body, deadline).await),
         };
         let mut response = served.unwrap_or_else(|error| error.render(shape));
         if let Some(headers) = rate_headers {

@@ -1,6 +1,6 @@
 //! The paths the routes are served at.
 
-/// The four route paths, relative to [`prefix`](Self::prefix). Each is
+/// The route paths, relative to [`prefix`](Self::prefix). Each is
 /// served with and without a trailing slash.
 /// It will grow (more routes), so it is `non_exhaustive`: start from
 /// [`RoutePaths::default`] and set fields.
@@ -23,6 +23,12 @@ pub struct RoutePaths {
     pub send_mobile: String,
     /// Verify an SMS code. Default `/verify-mobile-otp/`.
     pub verify_mobile: String,
+    /// The email sign-in link (served only with email links on). Default
+    /// `/otp/link/`.
+    pub link: String,
+    /// The email "this wasn't me" link (served only with email links on).
+    /// Default `/otp/cancel/`.
+    pub cancel: String,
 }
 
 impl Default for RoutePaths {
@@ -34,6 +40,8 @@ impl Default for RoutePaths {
             verify_email: "/verify-otp/".into(),
             send_mobile: "/send-mobile-otp/".into(),
             verify_mobile: "/verify-mobile-otp/".into(),
+            link: "/otp/link/".into(),
+            cancel: "/otp/cancel/".into(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The send action: issue a code for the contact and deliver it.
 
 use bytes::Bytes;
-use http::{Response, StatusCode, request::Parts};
+use http::{Response, StatusCode, header, request::Parts};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
@@ -30,10 +30,21 @@ pub(super) async fn serve(
         Contact::Mobile(_) => mobile_channel(ctx, object)?,
         Contact::Email(_) => MobileChannel::default(),
     };
+    // Same-device email links: the browser's signed device id (a new one
+    // unless it carries a valid one), bound into the link record.
+    let device = match (&ctx.engine.links, &contact) {
+        (Some(links), Contact::Email(_)) if links.settings.is_same_device() => Some(
+            links
+                .device_in(&parts.headers)
+                .unwrap_or_else(|| links.new_device()),
+        ),
+        _ => None,
+    };
     let options = SendOptions {
         languages: Languages::for_request(locale, &parts.headers),
         purpose,
         channel: mobile_channel,
+        device,
     };
     let sent = ctx
         .engine
@@ -65,7 +76,22 @@ pub(super) async fn serve(
     if let Contact::Mobile(_) = contact {
         body["channel"] = json!(sent.channel.as_str());
     }
-    Ok(json_response(StatusCode::OK, &body))
+    let mut response = json_response(StatusCode::OK, &body);
+    if let (Some(links), Some(device)) = (&ctx.engine.links, &options.device) {
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            crate::gate::codec::set_cookie(
+                links.device_cookie(),
+                &links.device_cookie_value(device),
+                ctx.engine
+                    .settings
+                    .code_ttl
+                    .max(std::time::Duration::from_secs(60)),
+                links.cookie_secure,
+            ),
+        );
+    }
+    Ok(response)
 }
 
 /// The `"channel"` of a mobile send: absent or `null` is SMS; anything but

@@ -1,7 +1,7 @@
 //! The route table: which path serves which route, prefix applied, each
 //! path with and without its trailing slash.
 
-use super::{Route, RoutePaths};
+use super::{Action, Route, RoutePaths};
 use crate::contact::Channels;
 
 /// The OTP paths, each with and without its trailing slash, prefix applied.
@@ -20,13 +20,16 @@ fn length_bit(len: usize) -> u64 {
 
 impl RouteTable {
     /// The routes of the `channels` served (a channel turned off has no
-    /// routes: its paths pass through).
-    pub(crate) fn new(paths: &RoutePaths, channels: Channels) -> Self {
+    /// routes: its paths pass through), and the email link routes when
+    /// `links` is on.
+    pub(crate) fn new(paths: &RoutePaths, channels: Channels, links: bool) -> Self {
         let prefix = paths.prefix.trim_end_matches('/');
         let mut entries = Vec::with_capacity(2 * Route::ALL.len());
+        let is_link = |r: &Route| matches!(r.action, Action::Link | Action::Cancel);
         for route in Route::ALL
             .into_iter()
             .filter(|r| channels.contains(r.channel))
+            .filter(|r| links || !is_link(r))
         {
             let bare = format!("{prefix}{}", route.path(paths).trim_end_matches('/'));
             entries.push((format!("{bare}/"), route));
@@ -68,7 +71,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{contact::Channel, routes::Action};
+    use crate::contact::Channel;
 
     #[test]
     fn finds_each_path_with_and_without_slash_whatever_its_length() {
@@ -81,6 +84,7 @@ mod tests {
                     ..RoutePaths::default()
                 },
                 Channels::BOTH,
+                false,
             );
             assert_eq!(table.find(&format!("{prefix}/send-otp/")), Some(send_email));
             assert_eq!(table.find(&format!("{prefix}/send-otp")), Some(send_email));
@@ -100,9 +104,19 @@ mod tests {
 
     #[test]
     fn a_channel_turned_off_has_no_routes() {
-        let table = RouteTable::new(&RoutePaths::default(), Channels::EMAIL);
+        let table = RouteTable::new(&RoutePaths::default(), Channels::EMAIL, false);
         assert!(table.find("/send-otp/").is_some());
         assert_eq!(table.find("/send-mobile-otp/"), None);
         assert_eq!(table.find("/verify-mobile-otp"), None);
+        assert_eq!(table.find("/otp/link/"), None, "links are off");
+        let with_links = RouteTable::new(&RoutePaths::default(), Channels::EMAIL, true);
+        assert_eq!(
+            with_links.find("/otp/link"),
+            Some(Route::new(Action::Link, Channel::Email))
+        );
+        assert_eq!(
+            with_links.find("/otp/cancel/"),
+            Some(Route::new(Action::Cancel, Channel::Email))
+        );
     }
 }

@@ -9,10 +9,14 @@ use serde_json::{Map, Value, json};
 use super::{RouteContext, body::string_field, contact_field, purpose_field};
 use crate::{
     code,
-    contact::Channel,
+    contact::{Channel, Contact},
     error::{ApiError, json_response},
     events::EventKind,
-    gate::{codec, location::grant_cookie},
+    gate::{
+        codec::{self, VerifiedToken},
+        extract::VerifiedContact,
+        location::grant_cookie,
+    },
 };
 
 pub(super) async fn serve(
@@ -32,20 +36,33 @@ pub(super) async fn serve(
         .checker
         .codec()
         .find_in_headers(&parts.headers, ctx.checker.location());
-    let mut granted = ctx
+    let granted = ctx
         .engine
         .verify(&contact, candidate, &purpose, held.clone())
         .await
         .inspect_err(|error| ctx.emit_refusal(error, &contact, &purpose))?;
+    Ok(grant_answer(ctx, &contact, &purpose, held, granted).await)
+}
+
+/// The answer to a successful verify (code or sign-in link): the held
+/// grant claimed, event `verified`, the JSON body and the grant cookie.
+pub(super) async fn grant_answer(
+    ctx: &RouteContext,
+    contact: &Contact,
+    purpose: &str,
+    held: Option<VerifiedContact>,
+    mut granted: VerifiedToken,
+) -> Response<Full<Bytes>> {
+    let channel = contact.channel();
     // Single-use grants: the held grant is claimed (spent) only once the
     // code is right, so a typo does not burn it; if it was spent already,
     // the new grant carries nothing of it.
     if let Some(grant) = &held
         && !ctx.checker.claim_held(grant).await
     {
-        granted = ctx.checker.codec().issue(&contact, &purpose, None);
+        granted = ctx.checker.codec().issue(contact, purpose, None);
     }
-    ctx.emit(EventKind::Verified, channel, Some(&contact), &purpose);
+    ctx.emit(EventKind::Verified, channel, Some(contact), purpose);
 
     // What the grant now proves for this purpose.
     let mut verified = Map::new();
@@ -78,5 +95,5 @@ pub(super) async fn serve(
             ctx.http.cookie_secure,
         ),
     );
-    Ok(response)
+    response
 }

@@ -106,6 +106,27 @@ pub struct MemoryStore {
     spent: Mutex<Table<ContactId, SpentGrant>>,
     /// The SMS fraud breaker's number ranges (bounded on their own).
     ranges: Mutex<RangeTable>,
+    /// Email link records, by code slot (same expiry as their code).
+    links: Mutex<Table<CodeId, LinkEntry>>,
+}
+
+/// An email link record (opaque bytes) until it expires.
+#[derive(Debug)]
+struct LinkEntry {
+    record: Box<[u8]>,
+    expires_at: Stamp,
+}
+
+impl Expiring for LinkEntry {
+    fn expires_at(&self) -> Stamp {
+        self.expires_at
+    }
+
+    /// Closest to expiry first, like codes (a link without its code is
+    /// worth nothing).
+    fn evict_rank(&self, _: Stamp) -> (u8, Stamp) {
+        (1, self.expires_at)
+    }
 }
 
 // Entries are kept small (a pending code with its send record is counted in
@@ -427,6 +448,7 @@ impl MemoryStore {
             failures: Mutex::new(Table::new(max_entries, true)),
             spent: Mutex::new(Table::new(max_entries, false)),
             ranges: Mutex::new(RangeTable::new(max_entries.min(MAX_TRACKED_RANGES))),
+            links: Mutex::new(Table::new(max_entries, true)),
         }
     }
 
@@ -749,6 +771,66 @@ impl OtpStore for MemoryStore {
         limits: &RangeLimits,
     ) -> Result<(), StoreError> {
         lock(&self.ranges).release_send(range, limits);
+        Ok(())
+    }
+
+    async fn put_link(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let id = CodeId::of(key);
+        let mut links = lock(&self.links);
+        links.reserve_slot(&id, "links", now)?;
+        links.map.insert(
+            id,
+            LinkEntry {
+                record: record.into(),
+                expires_at: now.after(ttl),
+            },
+        );
+        Ok(())
+    }
+
+    async fn get_link(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = self.now();
+        Ok(lock(&self.links)
+            .live(&CodeId::of(key), now)
+            .map(|e| e.record.to_vec()))
+    }
+
+    async fn delete_link(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let now = self.now();
+        let id = CodeId::of(key);
+        let mut links = lock(&self.links);
+        let live = links.live(&id, now).is_some();
+        links.map.remove(&id);
+        Ok(live)
+    }
+
+    async fn block_sends(&self, key: &StoreKey, block: Duration) -> Result<(), StoreError> {
+        let now = self.now();
+        let until = now.after(block);
+        let id = ContactId::of(key);
+        let mut sends = lock(&self.sends);
+        if let Some(entry) = sends.live(&id, now) {
+            entry.cooldown_until = entry.cooldown_until.max(until);
+            return Ok(());
+        }
+        sends.reserve_slot(&id, "sends", now)?;
+        sends.map.insert(
+            id,
+            SendEntry {
+                cooldown_until: until,
+                window_ends: now,
+                last_send: now,
+                count: 0,
+                // Ranked like a contact that was sent a code.
+                held: 1,
+            },
+        );
         Ok(())
     }
 }

@@ -694,6 +694,45 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
         let _ = (range, limits);
         Err(StoreError::unsupported("release_range_send"))
     }
+
+    /// Stores an email link record (opaque bytes that hold no token and no
+    /// address in the clear) in the link slot of `key`'s code slot,
+    /// replacing any previous one, expiring after `ttl`. Used only with
+    /// email links on; the default answers [`StoreError::unsupported`].
+    async fn put_link(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let _ = (key, record, ttl);
+        Err(StoreError::unsupported("put_link"))
+    }
+
+    /// The live link record of `key`'s code slot, if any. Changes nothing.
+    /// The default answers [`StoreError::unsupported`].
+    async fn get_link(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = key;
+        Err(StoreError::unsupported("get_link"))
+    }
+
+    /// Deletes the link record of `key`'s code slot. Returns whether there
+    /// was one. The default answers [`StoreError::unsupported`].
+    async fn delete_link(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let _ = key;
+        Err(StoreError::unsupported("delete_link"))
+    }
+
+    /// Blocks sends to the contact for `block` (a "this wasn't me"
+    /// cancel): [`reserve_send`](Self::reserve_send) answers
+    /// [`SendReservation::Cooldown`] until then. Kept in the send record,
+    /// so that [`clear_sends`](Self::clear_sends) (the operator's unlock)
+    /// lifts it; never shortens a running cooldown. The default answers
+    /// [`StoreError::unsupported`].
+    async fn block_sends(&self, key: &StoreKey, block: Duration) -> Result<(), StoreError> {
+        let _ = (key, block);
+        Err(StoreError::unsupported("block_sends"))
+    }
 }
 
 /// A store failure. Opaque, keeps its source for the logs.

@@ -1313,6 +1313,41 @@ impl OtpStore for RedisStore {
     ) -> Result<(), StoreError> {
         self.range_release(range, limits).await
     }
+
+    async fn put_link(
+        &self,
+        key: &StoreKey,
+        record: &[u8],
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.link_key(key))
+            .arg(record)
+            .arg("PX")
+            .arg(millis(ttl).max(1));
+        let _: () = self.query(Request::Command(&cmd)).await?;
+        Ok(())
+    }
+
+    async fn get_link(&self, key: &StoreKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.link_key(key));
+        self.query(Request::Command(&cmd)).await
+    }
+
+    async fn delete_link(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(self.link_key(key));
+        let deleted: i64 = self.query(Request::Command(&cmd)).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn block_sends(&self, key: &StoreKey, block: Duration) -> Result<(), StoreError> {
+        let mut invocation = BLOCK_SENDS.prepare_invoke();
+        invocation.key(self.send_key(key)).arg(millis(block).max(1));
+        let _blocked: i64 = self.eval(&invocation).await?;
+        Ok(())
+    }
 }
 
 /// Limits shared by every instance on this Redis (GCRA in one Lua script,
@@ -1341,6 +1376,22 @@ impl super::rate::SharedRateLimiter for RedisStore {
         } else {
             super::rate::GcraDecision::refused(Duration::from_millis(value), reset)
         })
+    }
+}
+
+/// The script of [`OtpStore::block_sends`].
+static BLOCK_SENDS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/block_sends.lua")));
+
+impl RedisStore {
+    /// The key of the email link record next to `key`'s code:
+    /// `<prefix>{<digest>}:link` (`:link:<purpose>` for other purposes), in
+    /// the contact's hash slot.
+    pub fn link_key(&self, key: &StoreKey) -> String {
+        match key.purpose() {
+            None => format!("{}{{{}}}:link", self.prefix, key.as_str()),
+            Some(purpose) => format!("{}{{{}}}:link:{purpose}", self.prefix, key.as_str()),
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 
 pub mod app;
 pub mod audit;
+#[cfg(unix)]
+pub mod browser;
 pub mod logs;
 #[cfg(feature = "redis")]
 pub mod redis_server;
