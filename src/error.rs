@@ -69,6 +69,9 @@ pub enum ApiError {
     /// code was used without that browser's device cookie: type the code
     /// instead.
     DeviceMismatch,
+    /// 403: an email link POST sent by a page of another site (login
+    /// CSRF: a form elsewhere must not sign this browser in).
+    CrossSite,
     /// 405: not POST on an OTP path.
     MethodNotAllowed,
     /// 408: the body did not arrive within the configured deadline.
@@ -144,7 +147,7 @@ impl ApiError {
             | Self::OtpInvalid { .. }
             | Self::OtpExpired => StatusCode::BAD_REQUEST,
             Self::VerificationRequired => StatusCode::UNAUTHORIZED,
-            Self::DeviceMismatch => StatusCode::FORBIDDEN,
+            Self::DeviceMismatch | Self::CrossSite => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -173,6 +176,7 @@ impl ApiError {
             Self::OtpExpired => "otp_expired",
             Self::VerificationRequired => "verification_required",
             Self::DeviceMismatch => "device_mismatch",
+            Self::CrossSite => "cross_site",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -216,6 +220,9 @@ impl ApiError {
             Self::VerificationRequired => "Please verify your contact details first.".into(),
             Self::DeviceMismatch => "This link works only in the browser where the code was \
                  requested. Please type the code from the email instead."
+                .into(),
+            Self::CrossSite => "This request came from another site. Open the link from the \
+                 email instead."
                 .into(),
             Self::MethodNotAllowed => "Only POST is allowed on this path.".into(),
             Self::RequestTimeout => "The request body took too long to arrive.".into(),

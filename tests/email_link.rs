@@ -726,3 +726,79 @@ async fn from_the_environment_over_real_http_and_a_real_smtp_server() {
     assert_eq!(signed_in.status(), 200);
     assert_eq!(signed_in.text().await.unwrap(), "Real@example.com");
 }
+
+/// The confirm page's form post sent from a page of another site (login
+/// CSRF: an attacker's page auto-submitting the attacker's own link).
+async fn post_form_from(app: &TestApp, token: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut request = Request::post("/otp/link/")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::ACCEPT, "text/html,*/*;q=0.8");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    app.request(request.body(Body::from(format!("t={token}"))).unwrap())
+        .await
+}
+
+#[tokio::test]
+async fn a_link_posted_from_another_site_is_refused_and_spends_nothing() {
+    let app = app();
+    let email = "csrf@example.com";
+    app.send_email(email).await.assert_success();
+    let (link, _) = urls_for(&app, email);
+    let token = token_of(&link).to_owned();
+    for headers in [
+        &[("sec-fetch-site", "cross-site")][..],
+        &[("sec-fetch-site", "same-site")][..],
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")][..],
+    ] {
+        let refused = post_form_from(&app, &token, headers).await;
+        assert_page(&refused, 403, "another site");
+        assert!(refused.header("set-cookie").is_empty(), "{headers:?}");
+    }
+    let json = app
+        .post_with(
+            "/otp/link/",
+            json!({ "t": token }),
+            &[
+                ("accept", "application/json"),
+                ("origin", "https://evil.example"),
+            ],
+        )
+        .await;
+    json.assert_error(403, "cross_site");
+    // Nothing was spent: the button on the link's own page still works.
+    let signed_in = post_form_from(
+        &app,
+        &token,
+        &[("sec-fetch-site", "same-origin"), ("origin", BASE)],
+    )
+    .await;
+    assert_eq!(signed_in.status.as_u16(), 303, "{}", text(&signed_in));
+    assert!(!signed_in.header("set-cookie").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn links_with_no_record_behind_them_count_nowhere() {
+    let app = app_with(|b| b.email_links(links()).failure_budget(2));
+    let email = "victim@example.com";
+    app.send_email(email).await.assert_success();
+    let (link, _) = urls_for(&app, email);
+    let used = token_of(&link).to_owned();
+    post_json(&app, "/otp/link/", &used).await.assert_success();
+    // Whoever holds the used link (a forwarded mail, a mailbox scanner's
+    // log) posts it again and again: otp_expired each time, and the
+    // victim's failure budget is not touched...
+    for _ in 0..5 {
+        post_json(&app, "/otp/link/", &used)
+            .await
+            .assert_error(400, "otp_expired");
+    }
+    // ... so the victim's next code still verifies (a counted budget of 2
+    // would answer 429 here).
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    app.send_email(email).await.assert_success();
+    let code = app.code_for(email);
+    app.verify_email(email, &code).await.assert_success();
+}

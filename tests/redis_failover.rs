@@ -183,7 +183,11 @@ impl Traffic {
             }
             let code = self.app.code_for(&email);
             let wrong = wrong_code(&code);
-            let guesses = if round.is_multiple_of(3) { MAX_ATTEMPTS + 1 } else { 1 };
+            let guesses = if round.is_multiple_of(3) {
+                MAX_ATTEMPTS + 1
+            } else {
+                1
+            };
             let verify = |otp: &str| json!({ "email": email, "otp": otp });
             for _ in 0..guesses {
                 let seen = self.call(ip, Op::Wrong, on_victim, verify(&wrong)).await;

@@ -132,8 +132,10 @@ impl SmsBreaker {
 
     /// The range of `mobile`: `+`, the country calling code and the first
     /// [`digits`](Self::digits) digits of the national number (`+447400`).
-    /// Never the whole number: a range holds at least 10,000 numbers with
-    /// the default 4 digits in most numbering plans.
+    /// Never the whole number: at most all but the last 4 digits of the
+    /// national number are taken, so a range holds at least 10,000 numbers
+    /// even in countries with short numbers (8 digits in Denmark or
+    /// Singapore), and a range in a log or a webhook never names a person.
     pub fn range_of(&self, mobile: &Mobile) -> String {
         let e164 = mobile.as_str();
         let mut range = String::with_capacity(1 + 3 + usize::from(self.digits));
@@ -143,12 +145,9 @@ impl SmsBreaker {
             .get(range.len()..)
             .filter(|_| e164.starts_with(&range))
             .unwrap_or("");
-        range.extend(
-            national
-                .chars()
-                .filter(char::is_ascii_digit)
-                .take(usize::from(self.digits)),
-        );
+        let national_digits = national.chars().filter(char::is_ascii_digit).count();
+        let take = usize::from(self.digits).min(national_digits.saturating_sub(4));
+        range.extend(national.chars().filter(char::is_ascii_digit).take(take));
         range
     }
 
@@ -217,6 +216,13 @@ mod tests {
         assert_eq!(b.range_of(&mobile("+353851234567")), "+3538512");
         assert_eq!(b.digits(0).range_of(&mobile("+447400900123")), "+44");
         assert_eq!(b.digits(2).range_of(&mobile("+447400900123")), "+4474");
+        // Short numbers: never more than all but the last 4 digits, even
+        // with 8 digits asked for (Denmark and Singapore have 8-digit
+        // numbers).
+        assert_eq!(b.range_of(&mobile("+4520123456")), "+452012");
+        assert_eq!(b.digits(8).range_of(&mobile("+4520123456")), "+452012");
+        assert_eq!(b.digits(8).range_of(&mobile("+6581234567")), "+658123");
+        assert_eq!(b.digits(8).range_of(&mobile("+447400900123")), "+44740090");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::{
     events::EventKind,
     limit::Traffic,
     link::{Checked, Kind, Links, Token, page},
-    store::{Attempt, StoreError, StoreKey},
+    store::{Attempt, StoreError, StoreKey, deadline},
     time::ceil_secs,
 };
 
@@ -58,15 +58,31 @@ where
         return response;
     }
     let json = wants_json(&parts.headers);
+    if !same_site(&parts.headers, links.settings.base_url()) {
+        audit::record_channel(Outcome::Rejected, Channel::Email);
+        let error = ApiError::CrossSite;
+        return if json {
+            error.render(ctx.http.error_format.shape_for(&parts.headers))
+        } else {
+            error_page(&error)
+        };
+    }
     let read = body::read_link_token(&parts.headers, body, ctx.http.body_limit);
     let read = tokio::time::timeout_at(deadline, read)
         .await
         .unwrap_or(Err(ApiError::RequestTimeout));
+    // All of the action's store calls share one store timeout, as a
+    // verify's do.
     let outcome = match read {
-        Ok(text) => match kind {
-            Kind::SignIn => sign_in(ctx, &links, &parts, text.as_deref(), json).await,
-            Kind::Cancel => cancel(ctx, &links, text.as_deref(), json).await,
-        },
+        Ok(text) => {
+            deadline::scope(async {
+                match kind {
+                    Kind::SignIn => sign_in(ctx, &links, &parts, text.as_deref(), json).await,
+                    Kind::Cancel => cancel(ctx, &links, text.as_deref(), json).await,
+                }
+            })
+            .await
+        }
         Err(error) => Err(error),
     };
     match outcome {
@@ -109,6 +125,32 @@ fn confirm_page(ctx: &RouteContext, kind: Kind, parts: &Parts) -> Response<Full<
             ),
         ),
         None => page::html(StatusCode::BAD_REQUEST, page::invalid_link()),
+    }
+}
+
+/// Whether a link POST came from the link's own confirm page, or from no
+/// web page at all (a script, curl): a form on another site must not sign
+/// the victim's browser in to an account of the attacker's (login CSRF;
+/// the `SameSite=Lax` grant cookie would be set by the 303). Browsers send
+/// `Sec-Fetch-Site`; older ones at least `Origin` on a cross-site POST.
+fn same_site(headers: &http::HeaderMap, base_url: &str) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    match headers.get(header::ORIGIN) {
+        None => true,
+        Some(origin) => origin
+            .to_str()
+            .is_ok_and(|origin| origin.eq_ignore_ascii_case(origin_of(base_url))),
+    }
+}
+
+/// `scheme://host[:port]` of a base URL.
+fn origin_of(base_url: &str) -> &str {
+    let after_scheme = base_url.find("://").map_or(0, |i| i + 3);
+    match base_url[after_scheme..].find('/') {
+        Some(i) => &base_url[..after_scheme + i],
+        None => base_url,
     }
 }
 
@@ -158,7 +200,8 @@ async fn sign_in(
             audit::record_channel(Outcome::Rejected, Channel::Email);
             return Err(ApiError::DeviceMismatch);
         }
-        _ => return Err(count_failure(ctx, &contact_key).await),
+        _ if stored.is_some() => return Err(count_failure(ctx, &contact_key).await),
+        _ => return Err(no_record()),
     };
     let contact = Contact::Email(email);
     let refuse = |error: ApiError, outcome: Outcome| {
@@ -244,7 +287,11 @@ async fn cancel(
         .await
         .map_err(|e| store_error(&e))?;
     let Checked::Valid(email) = links.check(&token, stored.as_deref(), None).0 else {
-        return Err(count_failure(ctx, &contact_key).await);
+        return Err(if stored.is_some() {
+            count_failure(ctx, &contact_key).await
+        } else {
+            no_record()
+        });
     };
     let contact = Contact::Email(email);
     let block = links.settings.cancel_block_for();
@@ -303,9 +350,18 @@ fn parse(ctx: &RouteContext, text: Option<&str>, kind: Kind) -> Result<(Token, S
     Ok((token, purpose))
 }
 
-/// A well-formed token that matches no live record (used, replaced,
-/// expired, or made up): counted against the contact's failure budget like
-/// a wrong code. `otp_expired`, or `rate_limited` when a lock was already
+/// A well-formed token with no live link record behind it (used, expired,
+/// or made up): `otp_expired`, counted nowhere. Counting it would let
+/// anyone write failure records for made-up digests (filling the memory
+/// store's table, pushing out a victim's count).
+fn no_record() -> ApiError {
+    audit::record_channel(Outcome::OtpExpired, Channel::Email);
+    ApiError::OtpExpired
+}
+
+/// A well-formed token that does not match the live link record of its
+/// contact (a link the newer code replaced, or a forgery): counted against
+/// the contact's failure budget like a wrong code. `otp_expired`, or `rate_limited` when a lock was already
 /// in force.
 async fn count_failure(ctx: &RouteContext, contact_key: &StoreKey) -> ApiError {
     audit::record_channel(Outcome::OtpExpired, Channel::Email);

@@ -568,6 +568,14 @@ impl RedisStoreBuilder {
                 "must be above zero (WAIT 0 waits forever)",
             ));
         }
+        // A wait as long as the store timeout would turn every missing
+        // acknowledgement into a timeout after the script already ran.
+        if self.wait.is_some_and(|w| w.timeout >= self.timeout) {
+            return Err(ConfigError::invalid(
+                "redis wait timeout",
+                "must be below the store timeout (OTP_REDIS_WAIT_MS)",
+            ));
+        }
         if self.pool_size == Some(0) {
             return Err(ConfigError::invalid(
                 "redis pool size",
