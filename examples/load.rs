@@ -9,6 +9,15 @@
 //! cargo run --release --example load
 //! ```
 //!
+//! With `RATE=<requests per second>` the tool instead offers a steady,
+//! open-loop load for `DURATION` seconds (default 20) of `KIND=send` (each to
+//! a fresh address) or `KIND=verify` (wrong codes, each hashed, against
+//! `SENDS` addresses sent first, at least one per four verifies): requests start on schedule whatever the
+//! server does, latency counts from the scheduled start (no coordinated
+//! omission), and it prints the rate served, p50/p99 and every status seen
+//! (503s with their `Retry-After`). The highest rate whose p99 stays under
+//! 1 s is what the server holds (BENCHMARKS.md, "Load held").
+//!
 //! Environment: `TARGET` (default `http://127.0.0.1:3000`), `CONCURRENCY`
 //! (default 8), `SENDS` (default 200), `POOL_HASHES` (default 1000), `ROUNDS` (default 5), `IDLE_SECONDS` (how long
 //! the idle passthrough is probed, default 5).
@@ -193,8 +202,99 @@ fn spawn_probe(base: &str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec
     })
 }
 
+/// The open-loop mode: `rate` requests per second for `seconds`.
+async fn offered_load(client: &reqwest::Client, base: &str, rate: f64, seconds: u64, kind: &str) {
+    let run = format!("{:x}", std::process::id());
+    let total = (rate * seconds as f64).round() as usize;
+    let addresses: Vec<String> = if kind == "verify" {
+        // Enough addresses for four wrong codes each.
+        let sends: usize = env_or("SENDS", 200).max(total.div_ceil(4));
+        let jobs = (0..sends)
+            .map(|i| {
+                let email = format!("held-{run}-{i}@example.com");
+                ("/send-otp/", json!({ "email": email }), 200)
+            })
+            .collect();
+        run_posts(client, base, jobs, 8).await;
+        (0..sends)
+            .map(|i| format!("held-{run}-{i}@example.com"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due).await;
+        let (path, body) = if kind == "verify" {
+            // Four wrong codes per address at most (the attempts allowed).
+            let email = &addresses[(i / 4) % addresses.len().max(1)];
+            ("/verify-otp/", json!({ "email": email, "otp": "000000" }))
+        } else {
+            let email = format!("held-{run}-s{i}@example.com");
+            ("/send-otp/", json!({ "email": email }))
+        };
+        let (client, url) = (client.clone(), format!("{base}{path}"));
+        tasks.push(tokio::spawn(async move {
+            let answer = client.post(url).json(&body).send().await;
+            let (status, retry_after) = match answer {
+                Ok(response) => {
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    let status = response.status().as_u16();
+                    let _ = response.bytes().await;
+                    (status, retry)
+                }
+                Err(_) => (0, None),
+            };
+            (status, retry_after, due.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut statuses: std::collections::BTreeMap<(u16, Option<String>), usize> =
+        std::collections::BTreeMap::new();
+    let mut served = 0usize;
+    for task in tasks {
+        let (status, retry_after, latency) = task.await.expect("request task");
+        latencies.push(latency);
+        if status == 200 || status == 400 {
+            served += 1;
+        }
+        *statuses.entry((status, retry_after)).or_default() += 1;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let (p50, p99) = percentiles(&mut latencies);
+    println!(
+        "offered {rate:.0}/s {kind} for {seconds} s: answered (200/400) {:.1}/s, \
+         p50 {p50:.1} ms, p99 {p99:.1} ms, statuses {statuses:?}",
+        served as f64 / wall
+    );
+}
+
 #[tokio::main]
 async fn main() {
+    if let Some(rate) = std::env::var("RATE")
+        .ok()
+        .and_then(|r| r.parse::<f64>().ok())
+    {
+        let base: String = env_or("TARGET", "http://127.0.0.1:3000".to_owned());
+        let kind: String = env_or("KIND", "send".to_owned());
+        let seconds: u64 = env_or("DURATION", 20);
+        offered_load(
+            &reqwest::Client::new(),
+            &base,
+            rate.max(0.1),
+            seconds,
+            &kind,
+        )
+        .await;
+        return;
+    }
     let base: String = env_or("TARGET", "http://127.0.0.1:3000".to_owned());
     let concurrency: usize = env_or("CONCURRENCY", 8);
     let sends: usize = env_or("SENDS", 200);

@@ -25,6 +25,36 @@ fn is_json(headers: &HeaderMap) -> bool {
             || subtype.len() > 5 && subtype[subtype.len() - 5..].eq_ignore_ascii_case("+json"))
 }
 
+/// Reads at most `limit` bytes: 413 early on a larger Content-Length, and
+/// while reading otherwise; `Ok(None)` when the body broke off (the caller
+/// answers it like an unusable body).
+async fn read_limited<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: usize,
+) -> Result<Option<bytes::Bytes>, ApiError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(Some(collected.to_bytes())),
+        Err(err) if err.is::<LengthLimitError>() => Err(ApiError::PayloadTooLarge { limit }),
+        Err(err) => {
+            tracing::debug!(error = %err, "could not read an OTP request body");
+            Ok(None)
+        }
+    }
+}
+
 /// Checks the content type, reads at most `limit` bytes (refusing early on a
 /// larger Content-Length, and while reading otherwise) and parses a JSON
 /// object.
@@ -41,22 +71,8 @@ where
     if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<LengthLimitError>() => {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        Err(err) => {
-            tracing::debug!(error = %err, "could not read an OTP request body");
-            return Err(ApiError::InvalidJson);
-        }
+    let Some(bytes) = read_limited(headers, body, limit).await? else {
+        return Err(ApiError::InvalidJson);
     };
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
@@ -100,22 +116,8 @@ where
     if !is_form(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<LengthLimitError>() => {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        Err(err) => {
-            tracing::debug!(error = %err, "could not read a link request body");
-            return Ok(None);
-        }
+    let Some(bytes) = read_limited(headers, body, limit).await? else {
+        return Ok(None);
     };
     Ok(std::str::from_utf8(&bytes)
         .ok()

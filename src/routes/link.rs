@@ -184,14 +184,13 @@ async fn sign_in(
     json: bool,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let engine = &ctx.engine;
-    let (token, purpose) = parse(ctx, text, Kind::SignIn)?;
-    let contact_key = token.contact_key();
-    let code_key = contact_key.with_purpose(&purpose);
-    let stored = engine
-        .store
-        .get_link(&code_key)
-        .await
-        .map_err(|e| store_error(&e))?;
+    let Presented {
+        token,
+        purpose,
+        contact_key,
+        code_key,
+        stored,
+    } = present(ctx, text, Kind::SignIn).await?;
     let device = links.device_in(&parts.headers);
     let (checked, salt) = links.check(&token, stored.as_deref(), device.as_ref());
     let (email, salt) = match (checked, salt) {
@@ -278,14 +277,13 @@ async fn cancel(
     json: bool,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let engine = &ctx.engine;
-    let (token, purpose) = parse(ctx, text, Kind::Cancel)?;
-    let contact_key = token.contact_key();
-    let code_key = contact_key.with_purpose(&purpose);
-    let stored = engine
-        .store
-        .get_link(&code_key)
-        .await
-        .map_err(|e| store_error(&e))?;
+    let Presented {
+        token,
+        purpose,
+        contact_key,
+        code_key,
+        stored,
+    } = present(ctx, text, Kind::Cancel).await?;
     let Checked::Valid(email) = links.check(&token, stored.as_deref(), None).0 else {
         return Err(if stored.is_some() {
             count_failure(ctx, &contact_key).await
@@ -327,6 +325,42 @@ async fn cancel(
         StatusCode::OK,
         page::cancelled(block.as_secs().div_ceil(60)),
     ))
+}
+
+/// A POSTed token with what the store holds for it.
+struct Presented {
+    token: Token,
+    purpose: String,
+    /// The contact's key (failure budget, send block).
+    contact_key: StoreKey,
+    /// The code slot's key (the code and its link record).
+    code_key: StoreKey,
+    /// The live link record of the slot, if any.
+    stored: Option<Vec<u8>>,
+}
+
+/// Parses the token of `kind` in `text` and reads its slot's link record.
+async fn present(
+    ctx: &RouteContext,
+    text: Option<&str>,
+    kind: Kind,
+) -> Result<Presented, ApiError> {
+    let (token, purpose) = parse(ctx, text, kind)?;
+    let contact_key = token.contact_key();
+    let code_key = contact_key.with_purpose(&purpose);
+    let stored = ctx
+        .engine
+        .store
+        .get_link(&code_key)
+        .await
+        .map_err(|e| store_error(&e))?;
+    Ok(Presented {
+        token,
+        purpose,
+        contact_key,
+        code_key,
+        stored,
+    })
 }
 
 /// The token of `kind` in `text` and its registered purpose; anything else
