@@ -29,7 +29,7 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-use tower_otp::delivery::MemoryOutbox;
+use tower_otp::{delivery::MemoryOutbox, link::EmailLinks};
 
 const OTP_PATHS: [&str; 4] = [
     "/send-otp/",
@@ -61,6 +61,8 @@ enum Expect {
     HeadNotAllowed,
     /// 200 with this exact text body (a passthrough route).
     Text(&'static str),
+    /// An email link's page: HTML, 200 (a confirm page) or 4xx.
+    Page,
 }
 
 struct Item {
@@ -143,6 +145,83 @@ fn tamper(rng: &mut Rng, token: &str) -> String {
         }
     }
     chars.into_iter().collect()
+}
+
+/// Malformed email link requests (GET and POST of both link paths): forged,
+/// tampered, oversize and wrong-typed tokens. `link` is a real sign-in
+/// token (tampered copies must fail).
+fn link_corpus(seed: u64, count: usize, link: &str) -> Vec<Item> {
+    let mut rng = Rng::new(seed ^ 0x1111);
+    let mut items = Vec::with_capacity(count);
+    for n in 0..count {
+        let path = *rng.pick(&["/otp/link/", "/otp/cancel/"]);
+        let token = match rng.below(5) {
+            0 => tamper(&mut rng, link),
+            1 => "A".repeat(1 + rng.below(8000)),
+            2 => {
+                let n = rng.below(120);
+                rng.bytes(n)
+                    .iter()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect::<String>()
+            }
+            3 => String::new(),
+            _ => format!("{link}&t=x&{}", "t=".repeat(rng.below(50))),
+        };
+        let (name, bytes, expect) = match rng.below(4) {
+            0 => (
+                "link GET",
+                request("GET", &format!("{path}?t={token}"), &[], b""),
+                Expect::Page,
+            ),
+            1 => (
+                "link HEAD",
+                request("HEAD", &format!("{path}?t={token}"), &[], b""),
+                Expect::Page,
+            ),
+            2 => (
+                "link form POST",
+                request(
+                    "POST",
+                    path,
+                    &[
+                        ("Content-Type", b"application/x-www-form-urlencoded"),
+                        ("Accept", b"application/json"),
+                    ],
+                    format!("t={token}").as_bytes(),
+                ),
+                Expect::Error,
+            ),
+            _ => {
+                let value = match rng.below(3) {
+                    0 => json!(token),
+                    1 => json!([token]),
+                    _ => json!({ "t": 42 }),
+                };
+                let body = json!({ "t": value }).to_string();
+                (
+                    "link JSON POST",
+                    request(
+                        "POST",
+                        path,
+                        &[
+                            ("Content-Type", b"application/json"),
+                            ("Accept", b"application/json"),
+                        ],
+                        body.as_bytes(),
+                    ),
+                    Expect::Error,
+                )
+            }
+        };
+        items.push(Item {
+            name: format!("#L{n} {name} ({path}, seed {seed})"),
+            bytes,
+            expect,
+            trickle: None,
+        });
+    }
+    items
 }
 
 /// The seeded corpus. `token` is a real grant (tampered copies must fail).
@@ -682,6 +761,13 @@ fn check(item: &Item, raw: &Raw) -> Result<(), String> {
         (Expect::TooLarge, Some(s)) => s == 413 && contract_error(s),
         (Expect::HeadNotAllowed, Some(s)) => s == 405,
         (Expect::Text(text), Some(s)) => s == 200 && raw.body == text.as_bytes(),
+        (Expect::Page, Some(s)) => {
+            (s == 200 || (400..500).contains(&s))
+                && raw
+                    .head
+                    .to_ascii_lowercase()
+                    .contains("content-type: text/html")
+        }
         (_, None) => false,
     };
     if ok {
@@ -755,7 +841,8 @@ async fn a_generated_corpus_of_malformed_requests_gets_only_contract_answers() {
             .resend_cooldown(Duration::ZERO)
             .send_quota(1_000_000, Duration::from_secs(600))
             .body_limit(BODY_LIMIT)
-            .body_timeout(BODY_TIMEOUT),
+            .body_timeout(BODY_TIMEOUT)
+            .email_links(EmailLinks::new("https://app.example.com")),
     )
     .await;
     let addr: SocketAddr = base.trim_start_matches("http://").parse().unwrap();
@@ -780,6 +867,16 @@ async fn a_generated_corpus_of_malformed_requests_gets_only_contract_answers() {
         .await
         .unwrap();
     let token = answer["token"].as_str().expect("a grant").to_owned();
+    // A real sign-in link token, for tampered copies.
+    let mail = outbox.last_to(email).expect("the code email");
+    let link_token: String = mail
+        .text()
+        .split("/otp/link/?t=")
+        .nth(1)
+        .expect("a sign-in link in the email")
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
     let control = client
         .get(format!("{base}/email-only"))
         .header("x-verification-token", &token)
@@ -796,7 +893,9 @@ async fn a_generated_corpus_of_malformed_requests_gets_only_contract_answers() {
     }
     baseline.sort();
 
-    let items = Arc::new(corpus(seed, count, &token));
+    let mut items = corpus(seed, count, &token);
+    items.extend(link_corpus(seed, count / 10, &link_token));
+    let items = Arc::new(items);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let started = Instant::now();
