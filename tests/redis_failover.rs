@@ -535,6 +535,29 @@ async fn wait_for_more_replicas_than_exist_never_grants_an_attempt() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_cancel_is_acknowledged_or_refused() {
+    let Some((_master, _replica, app)) = replicated(2).await else {
+        return;
+    };
+    let email = common::redis_server::random_email();
+    app.send_email(&email).await.assert_success();
+    let contact = Contact::Email(Email::parse(&email).unwrap());
+    // One replica of the two asked for: the delete cannot be acknowledged,
+    // so the cancel is refused (the operator retries), never reported done.
+    let cancelled = app.otp.admin().cancel(&contact, None).await;
+    assert!(cancelled.is_err(), "{cancelled:?}");
+    let Some((_master, _replica, app)) = replicated(1).await else {
+        return;
+    };
+    app.send_email(&email).await.assert_success();
+    let code = app.code_for(&email);
+    assert_eq!(app.otp.admin().cancel(&contact, None).await.unwrap(), 1);
+    app.verify_email(&email, &code)
+        .await
+        .assert_error(400, "otp_expired");
+}
+
 /// WAIT's cost, same run: attempts taken per second on a master with one
 /// replica, without and with `wait_for_replicas(1, 50 ms)`, alternating, one
 /// caller at a time and 16 in flight. Figures for BENCHMARKS.md:

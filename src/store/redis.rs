@@ -1278,9 +1278,10 @@ impl OtpStore for RedisStore {
     }
 
     async fn delete_code(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.code_key(key));
-        let deleted: i64 = self.query(Request::Command(&cmd)).await?;
+        // A script, so that it can be acknowledged by replicas (a cancelled
+        // code must not come back after a failover).
+        let call = Call::new(&DELETE_CODE).key(self.code_key(key));
+        let deleted: i64 = self.eval_acked(&call).await?;
         Ok(deleted > 0)
     }
 
@@ -1351,9 +1352,12 @@ impl OtpStore for RedisStore {
     }
 
     async fn block_sends(&self, key: &StoreKey, block: Duration) -> Result<(), StoreError> {
-        let mut invocation = BLOCK_SENDS.prepare_invoke();
-        invocation.key(self.send_key(key)).arg(millis(block).max(1));
-        let _blocked: i64 = self.eval(&invocation).await?;
+        // Acknowledged like a single-use delete: a failover must not drop
+        // the block a "this wasn't me" asked for.
+        let call = Call::new(&BLOCK_SENDS)
+            .key(self.send_key(key))
+            .arg(millis(block).max(1));
+        let _blocked: i64 = self.eval_acked(&call).await?;
         Ok(())
     }
 }
@@ -1390,6 +1394,10 @@ impl super::rate::SharedRateLimiter for RedisStore {
 /// The script of [`OtpStore::block_sends`].
 static BLOCK_SENDS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/block_sends.lua")));
+
+/// Deletes a pending code (the admin API's cancel, the cancel link).
+static DELETE_CODE: LazyLock<Script> =
+    LazyLock::new(|| Script::new("return redis.call('DEL', KEYS[1])"));
 
 impl RedisStore {
     /// The key of the email link record next to `key`'s code:
