@@ -339,11 +339,12 @@ impl HashPermit<'_> {
         let queued = metrics::gauge!(crate::telemetry::HASH_POOL_QUEUED);
         #[cfg(feature = "metrics")]
         queued.increment(1.0);
-        if let Err(error) = self.pool.submit(job) {
-            #[cfg(feature = "metrics")]
+        let submitted = self.pool.submit(job);
+        #[cfg(feature = "metrics")]
+        if submitted.is_err() {
             queued.decrement(1.0);
-            return Err(error);
         }
+        submitted?;
         answer.await.map_err(|_| HashError::Unavailable)
     }
 }
