@@ -209,16 +209,15 @@ async fn offered_load(client: &reqwest::Client, base: &str, rate: f64, seconds: 
     let addresses: Vec<String> = if kind == "verify" {
         // Enough addresses for four wrong codes each.
         let sends: usize = env_or("SENDS", 200).max(total.div_ceil(4));
-        let jobs = (0..sends)
-            .map(|i| {
-                let email = format!("held-{run}-{i}@example.com");
-                ("/send-otp/", json!({ "email": email }), 200)
-            })
+        let addresses: Vec<String> = (0..sends)
+            .map(|i| format!("held-{run}-{i}@example.com"))
+            .collect();
+        let jobs = addresses
+            .iter()
+            .map(|email| ("/send-otp/", json!({ "email": email }), 200))
             .collect();
         run_posts(client, base, jobs, 8).await;
-        (0..sends)
-            .map(|i| format!("held-{run}-{i}@example.com"))
-            .collect()
+        addresses
     } else {
         Vec::new()
     };
