@@ -20,21 +20,84 @@ fn email_to(app: &TestApp, to: &str) -> tower_otp::delivery::EmailMessage {
     }
 }
 
+/// What each language's code messages must say: the expiry with the
+/// minutes as a word of their own (`13` is in no code, URL or name of the
+/// context) and the "never share it" line, in the email (HTML and text)
+/// and in the SMS.
+struct Expected {
+    lang: &'static str,
+    email_expiry: &'static str,
+    email_never_share: &'static str,
+    sms_expiry: &'static str,
+    sms_never_share: &'static str,
+}
+
+const EXPECTED: &[Expected] = &[
+    Expected {
+        lang: "en",
+        email_expiry: "expires in 13 minutes",
+        email_never_share: "Never share it with anyone",
+        sms_expiry: "expires in 13 min.",
+        sms_never_share: "Never share it.",
+    },
+    Expected {
+        lang: "hi",
+        email_expiry: "13 मिनट में समाप्त",
+        email_never_share: "किसी के साथ साझा न करें",
+        sms_expiry: "13 मिनट तक मान्य",
+        sms_never_share: "किसी को न दें",
+    },
+    Expected {
+        lang: "es",
+        email_expiry: "Caduca en 13 minutos",
+        email_never_share: "No lo compartas con nadie",
+        sms_expiry: "Caduca en 13 min.",
+        sms_never_share: "No la compartas con nadie",
+    },
+    Expected {
+        lang: "fr",
+        email_expiry: "expire dans 13 minutes",
+        email_never_share: "Ne le communiquez à personne",
+        sms_expiry: "expire dans 13 min.",
+        sms_never_share: "Ne le communiquez à personne",
+    },
+    Expected {
+        lang: "de",
+        email_expiry: "13 Minuten lang gültig",
+        email_never_share: "Geben Sie ihn niemals weiter",
+        sms_expiry: "Gültig für 13 Min.",
+        sms_never_share: "Geben Sie ihn niemals weiter",
+    },
+    Expected {
+        lang: "pt",
+        email_expiry: "expira em 13 minutos",
+        email_never_share: "Não o compartilhe com ninguém",
+        sms_expiry: "Expira em 13 min.",
+        sms_never_share: "Nao compartilhe com ninguem",
+    },
+];
+
 #[test]
 fn every_builtin_template_renders_in_every_language() {
     let templates = Templates::builtin();
     let evil = "<script>x</script>";
     let context = json!({
-        "code": "482916", "app_name": evil, "ttl_minutes": 7, "name": evil,
+        "code": "482916", "app_name": evil, "ttl_minutes": 13, "name": evil,
         "action_url": "https://shop.example/a?b=1&c=2", "reset_url": "https://shop.example/r?t=1&u=2",
         "document_name": evil, "message": evil, "subject": "S", "heading": "H", "action_label": "Go",
     });
+    assert_eq!(
+        EXPECTED.iter().map(|e| e.lang).collect::<Vec<_>>(),
+        BUILTIN_LANGUAGES,
+        "one row per built-in language"
+    );
     let english = templates.render_email("otp", &context).unwrap();
-    for lang in BUILTIN_LANGUAGES {
+    for expected in EXPECTED {
+        let lang = expected.lang;
         let prefs = Languages::from_tag(lang);
         for name in ["otp", "welcome", "reset", "document", "default"] {
             let email = templates.render_email_in(name, &prefs, &context).unwrap();
-            assert_eq!(&email.language, lang, "{lang}/{name}");
+            assert_eq!(email.language, lang, "{lang}/{name}");
             assert!(
                 email.html.contains(&format!("<html lang=\"{lang}\">")),
                 "{lang}/{name}"
@@ -45,9 +108,18 @@ fn every_builtin_template_renders_in_every_language() {
             assert!(!email.text.is_empty());
         }
         let otp = templates.render_email_in("otp", &prefs, &context).unwrap();
-        for part in [&otp.html, &otp.text] {
-            assert!(part.contains("482916"), "{lang}: the code");
-            assert!(part.contains('7'), "{lang}: the expiry");
+        for (part, text) in [("html", &otp.html), ("text", &otp.text)] {
+            assert!(text.contains("482916"), "{lang} {part}: the code");
+            assert!(
+                text.contains(expected.email_expiry),
+                "{lang} {part}: the expiry {:?}: {text}",
+                expected.email_expiry
+            );
+            assert!(
+                text.contains(expected.email_never_share),
+                "{lang} {part}: never share it {:?}: {text}",
+                expected.email_never_share
+            );
         }
         let reset = templates
             .render_email_in("reset", &prefs, &context)
@@ -57,12 +129,24 @@ fn every_builtin_template_renders_in_every_language() {
             "{lang}"
         );
         let sms = templates.render_sms_in("otp", &prefs, &context).unwrap();
+        // The code is in the first sentence, where a notification preview
+        // shows it.
+        let first_sentence = sms.split(['.', '।']).next().unwrap();
         assert!(
-            sms.starts_with("482916"),
+            first_sentence.contains("482916"),
             "{lang}: the code comes first: {sms}"
         );
-        assert!(sms.contains('7'), "{lang}: the expiry: {sms}");
-        if *lang != "en" {
+        assert!(
+            sms.contains(expected.sms_expiry),
+            "{lang}: the expiry {:?}: {sms}",
+            expected.sms_expiry
+        );
+        assert!(
+            sms.contains(expected.sms_never_share),
+            "{lang}: never share it {:?}: {sms}",
+            expected.sms_never_share
+        );
+        if lang != "en" {
             assert_ne!(otp.subject, english.subject, "{lang} is translated");
             assert_ne!(otp.text, english.text, "{lang} is translated");
         }
@@ -149,7 +233,11 @@ async fn sms_codes_follow_the_language_and_keep_the_webotp_line_last() {
         )
         .unwrap();
     assert!(!sms.body.starts_with(&english), "{}", sms.body);
-    assert!(sms.body.starts_with(&code));
+    assert!(
+        sms.body.starts_with(&format!("tower-otp कोड: {code}।")),
+        "{}",
+        sms.body
+    );
     assert_eq!(
         sms.body.lines().last().unwrap(),
         format!("@app.example.com #{code}")
@@ -257,22 +345,62 @@ async fn content_language_is_a_header_of_every_code_email_over_smtp() {
     assert!(second.contains("Content-Language: en\r\n"), "{second}");
 }
 
-/// The start-up size check: a host SMS template over 140 bytes with an app
-/// hash stops start-up; built-in translations that cannot fit (Hindi and
-/// Portuguese need UCS-2) only warn; over one segment warns.
-#[test]
-fn sms_templates_are_size_checked_at_start_up() {
+/// What the start-up check of the SMS templates logs when `builder` builds.
+fn start_up_logs(builder: tower_otp::OtpBuilder) -> String {
     let captured = common::logs::Captured::default();
     let subscriber = common::logs::subscriber(&captured, tracing::Level::WARN);
     tracing::subscriber::with_default(subscriber, || {
-        common::builder()
-            .android_app_hash("FA+9qCX9VSu")
-            .build()
-            .unwrap();
+        builder.build().unwrap();
     });
-    let logs = captured.text();
-    assert!(logs.contains("the hi SMS template"), "{logs}");
-    assert!(!logs.contains("the en SMS template"), "{logs}");
+    captured.text()
+}
+
+/// With an Android app hash and the app name `tower-otp`, every built-in
+/// SMS language fits SMS Retriever's 140 bytes (so one segment) with the
+/// longest code and expiry a host is likely to set: the start-up check
+/// warns about none of them, and none needs the built-in exception.
+#[test]
+fn every_builtin_sms_language_fits_140_bytes_with_an_app_hash() {
+    let languages = Templates::builtin().sms_languages("otp");
+    for lang in BUILTIN_LANGUAGES {
+        assert!(languages.iter().any(|l| l == lang), "{lang} is checked");
+    }
+    for (code_length, minutes) in [(6, 5), (8, 5), (8, 15)] {
+        let logs = start_up_logs(
+            common::builder()
+                .app_name("tower-otp")
+                .code_length(code_length)
+                .code_ttl(std::time::Duration::from_secs(minutes * 60))
+                .android_app_hash("FA+9qCX9VSu"),
+        );
+        assert!(
+            !logs.contains("SMS template"),
+            "{code_length} digits, {minutes} min: {logs}"
+        );
+    }
+}
+
+/// The start-up size check: a host SMS template over 140 bytes with an app
+/// hash stops start-up; a built-in translation that does not fit (Hindi,
+/// in UCS-2, with a 20-character app name) only warns; over one segment
+/// warns.
+#[test]
+fn sms_templates_are_size_checked_at_start_up() {
+    let logs = start_up_logs(
+        common::builder()
+            .app_name("Acme Payments Online")
+            .android_app_hash("FA+9qCX9VSu"),
+    );
+    assert!(
+        logs.contains("the hi SMS template") && logs.contains("Android will not read hi codes"),
+        "{logs}"
+    );
+    for lang in ["en", "es", "fr", "de", "pt"] {
+        assert!(
+            !logs.contains(&format!("the {lang} SMS template")),
+            "{lang}: {logs}"
+        );
+    }
 
     let dir = smtp_server::scratch("long-sms");
     std::fs::create_dir_all(dir.join("sms")).unwrap();

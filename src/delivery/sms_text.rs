@@ -2,9 +2,15 @@
 //! themselves, and the check that every SMS template fits one segment.
 //!
 //! - **WebOTP / Apple's domain-bound codes**: a last line `@<host> #<code>`
-//!   (with ` %<embedded-host>` when the page asking for the code is
-//!   embedded in another site's frame) lets the browser or iOS offer the
-//!   code to that site only.
+//!   lets the browser or iOS offer the code to that site only. When the
+//!   page asking for the code runs in a frame inside another site's page,
+//!   the embedded host follows the code as a second `@` field:
+//!   `@<top-level-host> #<code> @<embedded-host>` (`webotp_host` is then
+//!   the site in the address bar, `webotp_embedded_host` the framed page's
+//!   host), as the WICG "origin-bound one-time codes" format and Chrome
+//!   (since 91) read it. An early draft of that format used
+//!   `%<embedded-host>` (Apple's developer page still shows it); Chrome
+//!   does not read it.
 //! - **Android SMS Retriever**: an 11-character app hash in the message lets
 //!   the app read the code without the SMS permission. The message must
 //!   then be at most 140 bytes.
@@ -17,9 +23,14 @@
 //! segment (160 GSM-7 characters, or 70 UCS-2 characters when the text
 //! needs Unicode) is a warning, since each extra segment is billed; over
 //! 140 bytes with an app hash is an error, since Android would not read
-//! the code (a warning for a built-in translation that cannot fit, such as
-//! Hindi in UCS-2: override it in the templates folder if Android users
-//! read that language).
+//! the code. Every built-in translation fits 140 bytes with the hash for
+//! app names of up to 9 characters (`tower-otp`), 8-digit codes and
+//! expiries of up to 99 minutes (Portuguese is written without the accents
+//! GSM-7 lacks, as Brazilian banks do; Hindi needs UCS-2, 70 characters,
+//! and is the tightest: a WebOTP line as well, about 27 more characters,
+//! does not fit it). A built-in translation that does not fit only warns
+//! (the host may not serve that language): override it in the templates
+//! folder if Android users read it.
 
 use crate::error::ConfigError;
 
@@ -91,7 +102,7 @@ impl SmsText {
             text.push_str(" #");
             text.push_str(code);
             if let Some(embedded) = &self.embedded_host {
-                text.push_str(" %");
+                text.push_str(" @");
                 text.push_str(embedded);
             }
         }
@@ -223,7 +234,7 @@ mod tests {
         text.validate().unwrap();
         assert_eq!(
             text.finish("123456 is your code.".into(), "123456"),
-            "123456 is your code.\n\nFA+9qCX9VSu\n@app.example.com #123456 %shop.example"
+            "123456 is your code.\n\nFA+9qCX9VSu\n@app.example.com #123456 @shop.example"
         );
         let plain = SmsText {
             webotp_host: Some("app.example.com".into()),
