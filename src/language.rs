@@ -106,6 +106,22 @@ impl From<&str> for Languages {
     }
 }
 
+impl From<String> for Languages {
+    /// One language tag ([`Languages::from_tag`]), e.g. a user's stored
+    /// preference: `notifier.email("welcome").language(user.locale)`.
+    fn from(tag: String) -> Self {
+        Self::from_tag(&tag)
+    }
+}
+
+impl From<&String> for Languages {
+    /// One language tag ([`Languages::from_tag`]), borrowed:
+    /// `.language(&user.locale)`.
+    fn from(tag: &String) -> Self {
+        Self::from_tag(tag)
+    }
+}
+
 /// A well-formed tag, lower-cased with `-` (`pt_BR` → `pt-br`); `None` for
 /// `*` and anything that is not letters and digits in `-`-separated
 /// subtags of 1 to 8 characters starting with 2 or 3 letters.
@@ -143,6 +159,21 @@ mod tests {
         let prefs = Languages::from_accept_language("pt-BR, es-419;q=0.8");
         let chain: Vec<&str> = prefs.fallback_chain().collect();
         assert_eq!(chain, ["pt-br", "pt", "es-419", "es"]);
+    }
+
+    #[test]
+    fn a_string_converts_like_a_str() {
+        let owned = String::from("pt_BR");
+        assert_eq!(Languages::from(&owned).tags(), ["pt-br"]);
+        assert_eq!(Languages::from(owned), Languages::from("pt_BR"));
+        assert!(Languages::from(String::from("../x")).tags().is_empty());
+        // What `Notifier::language` takes.
+        fn takes(languages: impl Into<Languages>) -> Languages {
+            languages.into()
+        }
+        let locale = String::from("fr-CH");
+        assert_eq!(takes(&locale).tags(), ["fr-ch"]);
+        assert_eq!(takes(locale).tags(), ["fr-ch"]);
     }
 
     #[test]
