@@ -509,12 +509,13 @@ async fn verify_starts_whatsapp_with_channel_whatsapp_and_the_check_proves_the_n
 
 #[tokio::test]
 async fn verify_falls_back_to_channel_sms_after_a_permanent_whatsapp_refusal() {
-    for fallback in [true, false] {
+    // 68008: WhatsApp is not configured on the Verify Service; 60223: the
+    // WhatsApp channel is disabled on it.
+    for (code, fallback) in [(68008, true), (68008, false), (60223, true), (60223, false)] {
         let server = MockServer::start().await;
-        // 68008: WhatsApp is not configured on the Verify Service.
         verifications()
             .and(form(&[("To", common::MOBILE), ("Channel", "whatsapp")]))
-            .respond_with(twilio_error(400, 68008))
+            .respond_with(twilio_error(400, code))
             .expect(1)
             .mount(&server)
             .await;
@@ -536,16 +537,55 @@ async fn verify_falls_back_to_channel_sms_after_a_permanent_whatsapp_refusal() {
         )
         .await;
         if fallback {
-            assert_eq!((status, &body["channel"]), (200, &json!("sms")), "{body}");
+            assert_eq!(
+                (status, &body["channel"]),
+                (200, &json!("sms")),
+                "{code}: {body}"
+            );
         } else {
             assert_eq!(
                 (status, &body["code"]),
                 (502, &json!("delivery_failed")),
-                "{body}"
+                "{code}: {body}"
             );
         }
         server.verify().await;
     }
+}
+
+#[tokio::test]
+async fn verify_answers_a_landline_as_invalid_mobile_without_the_sms_fallback() {
+    let server = MockServer::start().await;
+    // 60205: SMS is not supported by landline phone number.
+    verifications()
+        .and(form(&[("To", common::MOBILE), ("Channel", "whatsapp")]))
+        .respond_with(twilio_error(400, 60205))
+        .expect(1)
+        .mount(&server)
+        .await;
+    verifications()
+        .and(form(&[("To", common::MOBILE), ("Channel", "sms")]))
+        .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending", "sms")))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let base = serve(
+        common::builder()
+            .sms_verifier(verify(&server))
+            .whatsapp_fallback_sms(true),
+    )
+    .await;
+    let (status, body) = send(
+        &base,
+        json!({"mobile": common::MOBILE, "channel": "whatsapp"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("invalid_mobile")),
+        "{body}"
+    );
+    server.verify().await;
 }
 
 // ---- environment and outbox --------------------------------------------

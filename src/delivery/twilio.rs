@@ -47,15 +47,30 @@
 //!
 //! | answer | meaning |
 //! |---|---|
-//! | 21211 (invalid `To`), 21614 (not a mobile number) | invalid recipient: the route answers `invalid_mobile` (no fallback: the number itself is wrong) |
-//! | WhatsApp: 63003 (the number is not a WhatsApp user / channel could not find the `To` address), 63016 (outside the 24-hour window: template required), 63024 (invalid message recipient), 63032 (WhatsApp will not deliver to this user), 21408 (no permission to send to that region), 21612 (`To` not reachable on that channel), 21610 (the user opted out), Verify 60205 / 68008 (WhatsApp not possible for this number / not configured on the Verify Service) | permanent WhatsApp failure: 502 `delivery_failed`, or with `OTP_WHATSAPP_FALLBACK_SMS` one retry by SMS |
+//! | 21211 "Invalid 'To' Phone Number", 21614 "'To' number is not a valid mobile number" | invalid recipient: the route answers `invalid_mobile` (no fallback: SMS would be refused too) |
+//! | Verify 60205 "SMS is not supported by landline phone number" | invalid recipient, `invalid_mobile` (a landline: falling back to SMS is pointless) |
+//! | WhatsApp: 63003 "Channel could not find To address" | the number is not a WhatsApp user: permanent WhatsApp failure¹ |
+//! | WhatsApp: 63016 "Failed to send freeform message because you are outside the allowed window" | a business-initiated message needs an approved template: permanent WhatsApp failure¹ |
+//! | WhatsApp: 63024 "Invalid message recipient" | permanent WhatsApp failure¹ |
+//! | WhatsApp: 63032 "We cannot send this message to this user because of a WhatsApp limitation" | WhatsApp will not deliver to this user: permanent WhatsApp failure¹ |
+//! | WhatsApp: 21408 "Permission to send an SMS has not been enabled for the region indicated by the 'To' number" | permanent WhatsApp failure¹ |
+//! | WhatsApp: 21612 "The 'To' phone number is not currently reachable via SMS" | not reachable on that channel: permanent WhatsApp failure¹ |
+//! | WhatsApp, Verify: 60223 "Delivery channel disabled" | WhatsApp is turned off on the Verify Service: permanent WhatsApp failure¹ |
+//! | WhatsApp, Verify: 68008 "Verify WhatsApp channel not configured" | Twilio itself suggests SMS as the fallback: permanent WhatsApp failure¹ |
+//! | 21610 "Attempt to send to unsubscribed recipient" | the user opted out: permanent, and not one of the WhatsApp codes above, since reaching them on another channel disregards the opt-out (but see "other 4xx") |
 //! | check: 404 / 20404 | [`ProviderCheck::Expired`] |
 //! | check: 429 / 60202 (max check attempts) | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `max_attempts_reached` | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `expired` / `canceled` | [`ProviderCheck::Expired`] |
 //! | connection refused, 429, 503 | transient, nothing sent: retried (after `Retry-After` if given) |
 //! | timeout, connection lost, 500, 502, 504 | transient, may have been sent: **not** retried (an SMS could go out twice) |
-//! | other 4xx | permanent (on WhatsApp: a permanent WhatsApp failure) |
+//! | other 4xx | permanent (on WhatsApp the dispatcher reads every permanent failure as a permanent WhatsApp failure¹, 21610 included) |
+//!
+//! ¹ A permanent WhatsApp failure answers 502 `delivery_failed`, or, with
+//! `OTP_WHATSAPP_FALLBACK_SMS`, is sent once by SMS. The WhatsApp codes
+//! above are read so whatever the HTTP status. Titles are Twilio's, from
+//! its error dictionary (`twilio.com/docs/api/errors/<code>`) and its
+//! "WhatsApp error code mapping" (WhatsApp's own codes to Twilio's).
 //!
 //! Only a failure that proves nothing was sent ever leads to the SMS
 //! fallback: a timeout or a 5xx may mean the WhatsApp message went out.
@@ -202,15 +217,14 @@ impl Account {
 
 /// Twilio error codes that say a WhatsApp message cannot reach this user
 /// (see the module table): permanent, whatever the HTTP status.
-const WHATSAPP_PERMANENT: &[u32] = &[
-    63003, 63016, 63024, 63032, 21408, 21610, 21612, 60205, 68008,
-];
+const WHATSAPP_PERMANENT: &[u32] = &[63003, 63016, 63024, 63032, 21408, 21612, 60223, 68008];
 
 /// The usual reading of a Twilio error (see the module table).
 fn failure(refusal: &Refusal) -> DeliveryError {
     let error = ProviderError::new("Twilio", refusal.status, &refusal.body);
     match refusal.code {
-        Some(21211 | 21614) => DeliveryError::invalid_recipient(error),
+        // A landline (Verify 60205) cannot receive SMS either.
+        Some(21211 | 21614 | 60205) => DeliveryError::invalid_recipient(error),
         _ => http::status_failure(error, refusal.retry_after),
     }
 }
