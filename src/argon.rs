@@ -210,3 +210,59 @@ pub mod backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(feature = "rustcrypto-argon2", not(feature = "simd-argon2")))]
+    #[test]
+    fn rustcrypto_blocks_are_all_zero_after_each_hash() {
+        use super::ThreadHasher;
+        use crate::hash::{HASH_LEN, HashParams};
+
+        // Two lanes of 8 blocks each: the smallest memory with p = 2.
+        let params = HashParams {
+            m_cost: 16,
+            t_cost: 1,
+            p_cost: 2,
+        };
+        let mut hasher = ThreadHasher::new(params).unwrap();
+        assert_eq!(hasher.memory.len(), 16);
+
+        // The control: the same hash into a buffer nobody wipes leaves the
+        // code's and the secret's traces in it, so an all-zero buffer below
+        // means it was wiped, not that the hash never wrote there.
+        let mut unwiped = vec![argon2::Block::default(); hasher.memory.len()];
+        let mut expected = [0u8; HASH_LEN];
+        argon2::Argon2::new_with_secret(
+            b"server secret",
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            hasher.params.clone(),
+        )
+        .unwrap()
+        .hash_password_into_with_memory(b"123456", b"salt of 16 bytes", &mut expected, &mut unwiped)
+        .unwrap();
+        let nonzero = |blocks: &[argon2::Block]| {
+            blocks
+                .iter()
+                .filter(|b| b.as_ref().iter().any(|&w| w != 0))
+                .count()
+        };
+        assert_eq!(nonzero(&unwiped), unwiped.len());
+
+        for code in [b"123456", b"654321"] {
+            let mut out = [0u8; HASH_LEN];
+            hasher
+                .hash_into(b"server secret", code, b"salt of 16 bytes", &mut out)
+                .unwrap();
+            if code == b"123456" {
+                assert_eq!(out, expected, "the hasher ran the same hash");
+            }
+            assert_eq!(
+                nonzero(&hasher.memory),
+                0,
+                "the thread's blocks keep material derived from the code after a hash"
+            );
+        }
+    }
+}
