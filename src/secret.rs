@@ -21,6 +21,15 @@ use zeroize::Zeroizing;
 /// variable-time comparison. Where two secrets must be compared, use
 /// [`Secret::ct_eq`], which takes the same time whatever the content (for
 /// equal lengths).
+///
+/// ```compile_fail,E0369
+/// use tower_otp::Secret;
+///
+/// let (a, b) = (Secret::new("a"), Secret::new("b"));
+/// // Does not compile: `==` would stop at the first differing byte and leak,
+/// // through its timing, how much of a secret was guessed. Use `a.ct_eq(&b)`.
+/// let _ = a == b;
+/// ```
 #[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
 
