@@ -1,5 +1,6 @@
-//! Log discipline: a full flow under a capturing subscriber never logs a
-//! code or an unmasked contact. (The audit events' target, level, channel and
+//! Log discipline: a full flow under a capturing subscriber (every target,
+//! and the `log` records of dependencies bridged in) never logs a code or an
+//! unmasked contact. (The audit events' target, level, channel and
 //! route: `audit_events.rs`.)
 
 mod common;
@@ -12,19 +13,19 @@ use http::StatusCode;
 use serde_json::json;
 use tower_otp::delivery::MemoryOutbox;
 
+/// The capture below sees `log` records too, from any thread: without that
+/// the check of dependencies' logs could pass by seeing nothing.
+#[test]
+fn log_records_of_dependencies_reach_the_capture() {
+    let captured = common::logs::global_with_log_records(tracing::Level::TRACE);
+    common::logs::assert_log_records_are_captured(captured);
+}
+
 #[tokio::test]
 async fn logs_of_a_full_flow_never_contain_the_code_or_the_raw_contact() {
-    let captured = common::logs::Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time() // timestamps are digit runs that could match a code by chance
-        .finish();
-    // A global subscriber in a binary of its own: a thread-local one can miss
-    // events whose callsites other tests registered first.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    // Global, in a binary of its own (every callsite, every thread), with
+    // the `log` records of dependencies bridged in at TRACE.
+    let captured = common::logs::global_with_log_records(tracing::Level::TRACE);
 
     let outbox = MemoryOutbox::new();
     let base = serve(builder_with(&outbox)).await;

@@ -1,5 +1,6 @@
 //! Log discipline over a real SMTP send with a login: under a capturing
-//! subscriber at TRACE (every target, lettre's included), a code sent by
+//! subscriber at TRACE (every target, lettre's included, and the `log`
+//! records of dependencies such as rustls bridged in), a code sent by
 //! STARTTLS with AUTH to the aiosmtpd server leaves no trace in any event
 //! of the code, the SMTP password, the base64 AUTH strings or the unmasked
 //! address. (lettre built with its `tracing` feature logs every SMTP line
@@ -17,18 +18,19 @@ const USER: &str = "mailer-login";
 const PASSWORD: &str = "smtp-Pa55word-never-logged";
 const RECIPIENT: &str = "hidden.recipient@example.com";
 
+/// The capture below sees `log` records too, from any thread: without that
+/// the check of dependencies' logs could pass by seeing nothing.
+#[test]
+fn log_records_of_dependencies_reach_the_capture() {
+    let captured = common::logs::global_with_log_records(tracing::Level::TRACE);
+    common::logs::assert_log_records_are_captured(captured);
+}
+
 #[tokio::test]
 async fn an_smtp_send_with_login_logs_no_code_password_auth_string_or_address() {
-    let captured = common::logs::Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .finish();
-    // Global, in a binary of its own: every callsite, every thread.
-    tracing::subscriber::set_global_default(subscriber).unwrap();
+    // Global, in a binary of its own (every callsite, every thread), with
+    // the `log` records of dependencies bridged in at TRACE.
+    let captured = common::logs::global_with_log_records(tracing::Level::TRACE);
 
     let Some(server) = SmtpServer::start(Mode::StartTls, &["--user", USER, "--password", PASSWORD])
     else {
@@ -61,15 +63,28 @@ async fn an_smtp_send_with_login_logs_no_code_password_auth_string_or_address() 
         logs.contains("h***@example.com"),
         "the send was logged (masked):\n{logs}"
     );
+    assert!(
+        logs.contains("rustls::"),
+        "rustls's `log` records (the STARTTLS handshake) reach the capture:\n{logs}"
+    );
+    // Those records hold hex dumps (randoms, session ids, the certificate)
+    // where any six digits may turn up by chance: the code counts outside
+    // them; inside, a leak of it would be hex-encoded, and that is checked.
+    assert!(
+        !in_logs_outside_hex_dumps(&logs, &code),
+        "the code {code:?} leaked into the logs:\n{logs}"
+    );
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     let plain = STANDARD.encode(format!("\0{USER}\0{PASSWORD}"));
     let login_user = STANDARD.encode(USER);
     let login_password = STANDARD.encode(PASSWORD);
     for secret in [
-        code.as_str(),
         PASSWORD,
         plain.as_str(),
         login_user.as_str(),
         login_password.as_str(),
+        &hex(&code),
+        &hex(PASSWORD),
         RECIPIENT,
         "hidden.recipient",
     ] {
@@ -78,4 +93,22 @@ async fn an_smtp_send_with_login_logs_no_code_password_auth_string_or_address() 
             "{secret:?} leaked into the logs:\n{logs}"
         );
     }
+}
+
+/// Whether `needle` is in `logs` other than inside a run of 32 or more hex
+/// digits (a dump of random bytes, which may hold any six digits by chance).
+fn in_logs_outside_hex_dumps(logs: &str, needle: &str) -> bool {
+    let bytes = logs.as_bytes();
+    logs.match_indices(needle).any(|(at, _)| {
+        let before = bytes[..at]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        let after = bytes[at + needle.len()..]
+            .iter()
+            .take_while(|b| b.is_ascii_hexdigit())
+            .count();
+        before + needle.len() + after < 32
+    })
 }
