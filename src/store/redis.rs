@@ -56,11 +56,16 @@
 //! [`RedisStore::from_pool`].) The most recently used connection is handed
 //! out first, so light traffic keeps one connection warm.
 //!
-//! On a cluster, a pooled connection is a handle shared by every request
-//! (it is multiplexed over one connection per node, and repairs itself):
-//! it is cloned out of the pool, which gets it back at once, so requests
-//! for keys on a dead master never hold a connection that requests for
-//! healthy masters need.
+//! A pooled connection is a handle shared by every request, not held for
+//! the length of one: it is cloned out of the pool, which gets it back at
+//! once. On a single node, redis-rs pipelines the operations of many
+//! callers on one multiplexed connection (one write and one read carry
+//! several of them), which costs less CPU per operation than one
+//! operation per connection at a time. On a cluster (multiplexed over one
+//! connection per node, repairing itself), requests for keys on a dead
+//! master never hold a connection that requests for healthy masters need.
+//! A single node's connection that is lost or stops answering is marked
+//! broken and never handed out again.
 //!
 //! # Failures and timeouts
 //!
@@ -155,7 +160,10 @@
 
 use std::{
     fmt,
-    sync::LazyLock,
+    sync::{
+        Arc, LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -287,6 +295,10 @@ impl ConnectionLike for Link {
 struct Pooled {
     link: Link,
     answered: Instant,
+    /// Set by a request that saw the connection fail (lost, or no answer
+    /// in time) on its clone of the handle: the pool then drops it at the
+    /// next checkout instead of handing it out again.
+    broken: Arc<AtomicBool>,
 }
 
 /// The store's deadpool manager. Unlike deadpool-redis's, which sends
@@ -314,10 +326,14 @@ impl managed::Manager for Manager {
         Ok(Pooled {
             link,
             answered: Instant::now(),
+            broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
     async fn recycle(&self, conn: &mut Pooled, _: &Metrics) -> RecycleResult<RedisError> {
+        if conn.broken.load(Ordering::Relaxed) {
+            return Err(managed::RecycleError::message("the connection failed"));
+        }
         if conn.answered.elapsed() < FRESH {
             return Ok(());
         }
@@ -484,8 +500,8 @@ impl RedisStoreBuilder {
     }
 
     /// Most pooled connections. Default: 2 per CPU. Each is multiplexed
-    /// (several operations can be in flight on one), so a few are enough;
-    /// on a cluster each is shared by every request (see the module docs).
+    /// and shared by every request (see the module docs), so under load
+    /// only a few are open; the rest are spares for reconnecting.
     /// Ignored when the pool is given by the host.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = Some(size);
@@ -960,31 +976,6 @@ impl RedisStore {
         let deadline = tokio::time::Instant::now() + budget;
         let timed_out = || StoreError::unavailable(TimedOut(budget));
         let pool = match &self.backend {
-            Backend::Own {
-                pool,
-                cluster: true,
-            } => {
-                // A cluster connection is shared, not held: it is
-                // multiplexed over one connection per node and repairs
-                // itself. Holding it for the length of a request (the pool's
-                // way) let the requests waiting on a dead master take every
-                // pooled connection, so requests for healthy masters queued
-                // behind them; and replacing it after a timeout rebuilt the
-                // whole topology, dead node included. Now the handle is
-                // cloned and the pooled object goes back at once.
-                let mut link = match tokio::time::timeout_at(deadline, pool.get()).await {
-                    Ok(Ok(mut conn)) => {
-                        conn.answered = Instant::now();
-                        conn.link.clone()
-                    }
-                    Ok(Err(e)) => return Err(pool_error(e)),
-                    Err(_) => return Err(timed_out()),
-                };
-                return match tokio::time::timeout_at(deadline, request.send(&mut link)).await {
-                    Ok(result) => result.map_err(redis_error),
-                    Err(_) => Err(timed_out()),
-                };
-            }
             Backend::Own { pool, .. } => pool,
             Backend::HostSingle(pool) => {
                 let operation = async {
@@ -1005,42 +996,56 @@ impl RedisStore {
                     .unwrap_or_else(|_| Err(timed_out()));
             }
         };
-        // A connection whose server went away (a restart, a failover behind
-        // the same address) fails at once; the request then goes to another
-        // (or a new) connection. At most once per pooled connection, and
-        // always within the deadline.
+        // A pooled connection is a handle shared by every request, not held
+        // for the length of one: redis-rs multiplexes it (a single node's
+        // connection pipelines the requests of many callers, so one write
+        // and one read carry several of them; a cluster's is multiplexed
+        // over one connection per node and repairs itself). The handle is
+        // cloned and the pooled object goes back at once. Holding it (the
+        // pool's way) put one request at a time on each connection, with
+        // the others queued on the pool; on a cluster it let the requests
+        // waiting on a dead master take every pooled connection, so
+        // requests for healthy masters queued behind them.
+        //
+        // A single node's connection whose server went away (a restart, a
+        // failover behind the same address) fails at once: it is marked
+        // broken, so the pool drops it, and the request goes to another (or
+        // a new) connection, at most once per pooled connection and always
+        // within the deadline. A cluster connection is never replaced for
+        // that: rebuilding it after a timeout rebuilt the whole topology,
+        // dead node included.
+        let cluster = matches!(self.backend, Backend::Own { cluster: true, .. });
         let mut retries = pool.status().max_size;
         loop {
-            let mut conn = match tokio::time::timeout_at(deadline, pool.get()).await {
-                Ok(Ok(conn)) => conn,
+            let (mut link, broken) = match tokio::time::timeout_at(deadline, pool.get()).await {
+                Ok(Ok(mut conn)) => {
+                    conn.answered = Instant::now();
+                    (conn.link.clone(), Arc::clone(&conn.broken))
+                }
                 Ok(Err(e)) => return Err(pool_error(e)),
                 Err(_) => return Err(timed_out()),
             };
-            match tokio::time::timeout_at(deadline, request.send(&mut conn.link)).await {
-                Ok(Ok(value)) => {
-                    conn.answered = Instant::now();
-                    return Ok(value);
-                }
-                Ok(Err(e)) if connection_lost(&e) => {
-                    // Never pooled again.
-                    drop(managed::Object::take(conn));
+            match tokio::time::timeout_at(deadline, request.send(&mut link)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) if !cluster && connection_lost(&e) => {
+                    // Never handed out again.
+                    broken.store(true, Ordering::Relaxed);
                     if retries == 0 {
                         return Err(redis_error(e));
                     }
                     retries -= 1;
                     tracing::debug!(error = %e, "Redis connection lost; retrying on another");
                 }
-                Ok(Err(e)) => {
-                    // The server answered (with an error): the connection
-                    // is fine.
-                    conn.answered = Instant::now();
-                    return Err(redis_error(e));
-                }
+                // The server answered (with an error): the connection is
+                // fine.
+                Ok(Err(e)) => return Err(redis_error(e)),
                 Err(_) => {
                     // No answer in time: the connection is suspect (a
                     // frozen or partitioned server); open a new one next
                     // time rather than queue behind it.
-                    drop(managed::Object::take(conn));
+                    if !cluster {
+                        broken.store(true, Ordering::Relaxed);
+                    }
                     return Err(timed_out());
                 }
             }
