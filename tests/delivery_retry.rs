@@ -384,3 +384,39 @@ async fn the_deadline_comes_from_the_environment() {
     assert_delivery_failed(&send_mobile(&otp, common::MOBILE).await);
     assert_eq!(recorder.count(), 1);
 }
+
+#[tokio::test]
+async fn a_whatsapp_fallback_to_sms_shares_the_one_delivery_deadline() {
+    let server = MockServer::start().await;
+    // WhatsApp refuses the number for good, but slowly; the SMS that
+    // follows would take longer than the time left.
+    let recorder = Recorder::new(vec![
+        twilio_error(400, 63003).set_delay(Duration::from_millis(1500)),
+        queued().set_delay(secs(3)),
+    ]);
+    mount_messages(&server, &recorder).await;
+    let otp = common::builder()
+        .sms_sender(messaging(&server, secs(5)).whatsapp_from("+14155550199"))
+        .whatsapp_fallback_sms(true)
+        .retry_policy(RetryPolicy::new(3, Duration::from_millis(10)).with_deadline(secs(2)))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let (status, body) = common::post(
+        &otp,
+        "/send-mobile-otp/",
+        json!({ "mobile": common::MOBILE, "channel": "whatsapp" }),
+    )
+    .await;
+    let took = started.elapsed();
+    assert_delivery_failed(&(status.as_u16(), body));
+    assert_eq!(
+        recorder.times(common::MOBILE).len(),
+        1,
+        "the fallback SMS was tried"
+    );
+    assert!(
+        took < Duration::from_millis(2400),
+        "WhatsApp and its SMS fallback together stay within the 2 s deadline: {took:?}"
+    );
+}

@@ -100,9 +100,16 @@ impl Dispatcher {
         mobile: &Mobile,
         channel: MobileChannel,
     ) -> Result<MobileChannel, DeliveryError> {
+        // The fallback shares the first send's deadline: one delivery.
+        let deadline = self.retry.deadline_from_now();
         let start = |channel: MobileChannel| async move {
             let clock = Stopwatch::start();
-            let result = self.retry.run(|| verifier.start_on(mobile, channel)).await;
+            let result = self
+                .retry
+                .run_until(deadline, Duplicates::Never, || {
+                    verifier.start_on(mobile, channel)
+                })
+                .await;
             telemetry::delivery(
                 || verifier.provider_name(),
                 channel.as_str(),
@@ -218,16 +225,23 @@ impl Dispatcher {
                         self.sms_text.finish(body.clone(), message.code),
                     )
                 };
+                // The fallback shares the first send's deadline: one delivery.
+                let deadline = self.retry.deadline_from_now();
                 match message.channel {
-                    MobileChannel::WhatsApp => match self.send_text(&whatsapp()).await {
+                    MobileChannel::WhatsApp => match self.send_text(&whatsapp(), deadline).await {
                         Ok(()) => Ok(MobileChannel::WhatsApp),
                         Err(err) if self.falls_back(MobileChannel::WhatsApp, &err) => {
                             log_fallback(mobile, &err);
-                            self.send_text(&sms()).await.map(|()| MobileChannel::Sms)
+                            self.send_text(&sms(), deadline)
+                                .await
+                                .map(|()| MobileChannel::Sms)
                         }
                         Err(err) => Err(err),
                     },
-                    MobileChannel::Sms => self.send_text(&sms()).await.map(|()| MobileChannel::Sms),
+                    MobileChannel::Sms => self
+                        .send_text(&sms(), deadline)
+                        .await
+                        .map(|()| MobileChannel::Sms),
                 }
             }
         }
@@ -273,19 +287,30 @@ impl Dispatcher {
     /// sent (never after a timeout: it may have been), within the policy's
     /// deadline.
     pub(crate) async fn send_sms(&self, to: &Mobile, body: String) -> Result<(), DeliveryError> {
-        self.send_text(&SmsMessage::new(to.as_str(), body)).await
+        self.send_text(
+            &SmsMessage::new(to.as_str(), body),
+            self.retry.deadline_from_now(),
+        )
+        .await
     }
 
     /// Sends a text message on its channel, retrying as
-    /// [`send_sms`](Self::send_sms) does.
-    async fn send_text(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
+    /// [`send_sms`](Self::send_sms) does, within `deadline`.
+    async fn send_text(
+        &self,
+        message: &SmsMessage,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), DeliveryError> {
         let Some(sender) = &self.sms else {
             return Err(DeliveryError::permanent(
                 "the SMS provider sends only its own codes",
             ));
         };
         let clock = Stopwatch::start();
-        let result = self.retry.run(|| sender.send_sms(message)).await;
+        let result = self
+            .retry
+            .run_until(deadline, Duplicates::Never, || sender.send_sms(message))
+            .await;
         telemetry::delivery(
             || sender.provider_name(),
             message.channel.as_str(),

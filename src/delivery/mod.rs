@@ -680,15 +680,41 @@ impl RetryPolicy {
     pub(crate) async fn run_with<T, F, Fut>(
         &self,
         duplicates: Duplicates,
+        attempt: F,
+    ) -> Result<T, DeliveryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, DeliveryError>>,
+    {
+        self.run_until(self.deadline_from_now(), duplicates, attempt)
+            .await
+    }
+
+    /// The instant this policy's deadline ends if a delivery starts now
+    /// (`None`: too far to represent, so no deadline).
+    pub(crate) fn deadline_from_now(&self) -> Option<tokio::time::Instant> {
+        tokio::time::Instant::now().checked_add(self.deadline)
+    }
+
+    /// [`run_with`](Self::run_with) within a deadline fixed by the caller:
+    /// one delivery made of several sends (a WhatsApp message, then its
+    /// SMS fallback) shares one deadline.
+    pub(crate) async fn run_until<T, F, Fut>(
+        &self,
+        deadline: Option<tokio::time::Instant>,
+        duplicates: Duplicates,
         mut attempt: F,
     ) -> Result<T, DeliveryError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, DeliveryError>>,
     {
-        let start = tokio::time::Instant::now();
-        // A deadline too far to represent is no deadline.
-        let deadline = start.checked_add(self.deadline);
+        if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            // Nothing tried, so nothing sent.
+            return Err(DeliveryError::transient(
+                "the delivery deadline passed before this send",
+            ));
+        }
         let mut backoff = Backoff::new(self.initial_backoff);
         let mut tries = 0;
         loop {
