@@ -103,8 +103,9 @@ pub struct OtpConfig {
     /// Host name for the WebOTP line (`@host #code`) at the end of SMS
     /// codes. Default none.
     pub webotp_host: Option<String>,
-    /// The embedding site's host for the WebOTP line (` %host`), when the
-    /// page asking for the code runs in another site's frame. Default none.
+    /// The host of the frame that asks for the code, when it runs inside
+    /// the site of `webotp_host`: a second `@host` after the code on the
+    /// WebOTP line. Default none.
     pub webotp_embedded_host: Option<String>,
     /// The Android SMS Retriever hash (11 characters) added to SMS codes.
     /// Default none.

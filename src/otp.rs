@@ -553,9 +553,11 @@ impl OtpBuilder {
         self
     }
 
-    /// The embedding site's host for the WebOTP line (`@host #code
-    /// %embedded`), when the page asking for the code runs in a frame of
-    /// another site. Needs [`webotp_host`](Self::webotp_host). Default none.
+    /// The host of the frame that asks for the code, when it runs inside
+    /// the site of [`webotp_host`](Self::webotp_host) (a payment page in a
+    /// shop's frame, say): the WebOTP line becomes `@host #code @frame-host`,
+    /// as the WICG origin-bound one-time codes format and Chrome read it.
+    /// Needs [`webotp_host`](Self::webotp_host). Default none.
     pub fn webotp_embedded_host(mut self, host: impl Into<String>) -> Self {
         self.config.webotp_embedded_host = Some(host.into());
         self

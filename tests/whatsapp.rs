@@ -378,6 +378,41 @@ async fn with_the_fallback_a_permanent_whatsapp_failure_is_sent_once_by_sms() {
 }
 
 #[tokio::test]
+async fn a_user_who_opted_out_of_whatsapp_is_not_sent_the_code_by_sms_instead() {
+    let server = MockServer::start().await;
+    // 21610: the recipient unsubscribed from this sender.
+    messages()
+        .and(FieldIs("To", whatsapp_to()))
+        .respond_with(twilio_error(400, 21610))
+        .expect(1)
+        .mount(&server)
+        .await;
+    messages()
+        .and(FieldIs("To", common::MOBILE.to_owned()))
+        .respond_with(queued())
+        .expect(0)
+        .mount(&server)
+        .await;
+    let base = serve(
+        common::builder()
+            .sms_sender(messaging(&server).whatsapp_from(WHATSAPP_FROM))
+            .whatsapp_fallback_sms(true),
+    )
+    .await;
+    let (status, body) = send(
+        &base,
+        json!({"mobile": common::MOBILE, "channel": "whatsapp"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["code"]),
+        (502, &json!("delivery_failed")),
+        "{body}"
+    );
+    assert_eq!(forms(&server).await.len(), 1, "no SMS after an opt-out");
+}
+
+#[tokio::test]
 async fn without_the_fallback_a_permanent_whatsapp_failure_is_502_and_the_user_may_retry() {
     let server = MockServer::start().await;
     // 63016: outside the 24-hour window, a template is required.

@@ -81,13 +81,15 @@ impl Dispatcher {
     /// Whether `error`, a failure on `channel`, is retried once by SMS: a
     /// permanent WhatsApp failure, with the fallback on. Never after a
     /// failure that may have been sent, nor when the provider refused the
-    /// number itself (SMS would be refused too).
+    /// number itself (SMS would be refused too), nor when the user opted
+    /// out of messages.
     fn falls_back(&self, channel: MobileChannel, error: &DeliveryError) -> bool {
         self.whatsapp_fallback
             && channel == MobileChannel::WhatsApp
             && !error.is_transient()
             && !error.may_have_been_sent()
             && !error.is_invalid_recipient()
+            && error.allows_other_channel()
     }
 
     /// Has `verifier` send its own code to `mobile` on `channel` (retrying

@@ -473,6 +473,9 @@ pub struct DeliveryError {
     kind: DeliveryErrorKind,
     maybe_sent: bool,
     retry_after: Option<Duration>,
+    /// The recipient must not be reached on another channel for this
+    /// message (they opted out).
+    no_other_channel: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
@@ -493,6 +496,7 @@ impl DeliveryError {
             kind,
             maybe_sent,
             retry_after: None,
+            no_other_channel: false,
             source: Some(source.into()),
         }
     }
@@ -531,6 +535,21 @@ impl DeliveryError {
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.retry_after = Some(wait);
         self
+    }
+
+    /// The recipient refused messages from this sender (they opted out, e.g.
+    /// Twilio 21610): the message is not sent on another channel instead
+    /// (no WhatsApp-to-SMS fallback), which would disregard that choice.
+    #[must_use]
+    pub fn without_other_channel(mut self) -> Self {
+        self.no_other_channel = true;
+        self
+    }
+
+    /// Whether the message may be sent on another channel instead (false
+    /// after [`without_other_channel`](Self::without_other_channel)).
+    pub fn allows_other_channel(&self) -> bool {
+        !self.no_other_channel
     }
 
     /// Whether retrying may help (for [`maybe_sent`](Self::maybe_sent)

@@ -57,14 +57,14 @@
 //! | WhatsApp: 21612 "The 'To' phone number is not currently reachable via SMS" | not reachable on that channel: permanent WhatsApp failure¹ |
 //! | WhatsApp, Verify: 60223 "Delivery channel disabled" | WhatsApp is turned off on the Verify Service: permanent WhatsApp failure¹ |
 //! | WhatsApp, Verify: 68008 "Verify WhatsApp channel not configured" | Twilio itself suggests SMS as the fallback: permanent WhatsApp failure¹ |
-//! | 21610 "Attempt to send to unsubscribed recipient" | the user opted out: permanent, and not one of the WhatsApp codes above, since reaching them on another channel disregards the opt-out (but see "other 4xx") |
+//! | 21610 "Attempt to send to unsubscribed recipient" | the user opted out: permanent, and never followed by the SMS fallback (reaching them on another channel would disregard the opt-out) |
 //! | check: 404 / 20404 | [`ProviderCheck::Expired`] |
 //! | check: 429 / 60202 (max check attempts) | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `max_attempts_reached` | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `expired` / `canceled` | [`ProviderCheck::Expired`] |
 //! | connection refused, 429, 503 | transient, nothing sent: retried (after `Retry-After` if given) |
 //! | timeout, connection lost, 500, 502, 504 | transient, may have been sent: **not** retried (an SMS could go out twice) |
-//! | other 4xx | permanent (on WhatsApp the dispatcher reads every permanent failure as a permanent WhatsApp failure¹, 21610 included) |
+//! | other 4xx | permanent (on WhatsApp the dispatcher reads every permanent failure but 21610 as a permanent WhatsApp failure¹) |
 //!
 //! ¹ A permanent WhatsApp failure answers 502 `delivery_failed`, or, with
 //! `OTP_WHATSAPP_FALLBACK_SMS`, is sent once by SMS. The WhatsApp codes
@@ -231,9 +231,11 @@ fn failure(refusal: &Refusal) -> DeliveryError {
 
 /// The reading of a Twilio error for a request on `channel`: on WhatsApp,
 /// the codes of [`WHATSAPP_PERMANENT`] are permanent failures (which the
-/// SMS fallback may follow).
+/// SMS fallback may follow); an opted-out user (21610) is not sent the
+/// message on another channel.
 fn failure_on(channel: MobileChannel, refusal: &Refusal) -> DeliveryError {
     match refusal.code {
+        Some(21610) => failure(refusal).without_other_channel(),
         Some(code) if channel == MobileChannel::WhatsApp && WHATSAPP_PERMANENT.contains(&code) => {
             DeliveryError::permanent(ProviderError::new("Twilio", refusal.status, &refusal.body))
         }

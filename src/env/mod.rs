@@ -43,7 +43,7 @@
 //! | `OTP_WEBHOOK_URL` | `webhook` | `http(s)://` URL that receives every event, signed (Standard Webhooks; feature `webhooks`) | none |
 //! | `OTP_WEBHOOK_SECRET` | `webhook` (key) | `whsec_` + base64 of 24 to 64 bytes; required with `OTP_WEBHOOK_URL`, and only with it | none |
 //! | `OTP_WEBOTP_HOST` | `webotp_host` | host name for the `@host #code` SMS line | none |
-//! | `OTP_WEBOTP_EMBEDDED_HOST` | `webotp_embedded_host` | the embedding site's host (` %host` on that line) | none |
+//! | `OTP_WEBOTP_EMBEDDED_HOST` | `webotp_embedded_host` | the host of the frame that asks for the code (a second `@host` after the code) | none |
 //! | `OTP_ANDROID_APP_HASH` | `android_app_hash` | 11-character SMS Retriever app hash added to SMS codes | none |
 //! | `OTP_WHATSAPP_FALLBACK_SMS` | `whatsapp_fallback_sms` | boolean: a permanent WhatsApp failure is retried once by SMS | false |
 //! | `OTP_LINK_BASE_URL` | `email_links` | `https://` origin (optional path) the email sign-in and cancel links point to | none: emails carry the code alone |
