@@ -96,14 +96,23 @@ pub(crate) fn status_failure(error: ProviderError, retry_after: Option<Duration>
 /// one Twilio and SendGrid send); an HTTP-date or a malformed value is
 /// ignored (the policy's own backoff applies).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     // Clamped: a wait beyond a day is past any delivery deadline anyway,
     // and an absurd value must not overflow an `Instant`.
-    value
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|secs| Duration::from_secs(secs.min(86_400)))
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        // The other form RFC 9110 allows: an HTTP date (a date already
+        // past asks for no wait).
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(Duration::from_secs(86_400)))
 }
 
 /// Sends a readiness check (a `GET` the provider answers cheaply, sending
@@ -157,10 +166,23 @@ mod tests {
         assert_eq!(retry_after(&headers), None);
         headers.insert("retry-after", " 7 ".parse().unwrap());
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        // An HTTP date: the wait until then (none for a date past).
         headers.insert(
             "retry-after",
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        headers.insert(
+            "retry-after",
+            httpdate::fmt_http_date(later).parse().unwrap(),
+        );
+        let wait = retry_after(&headers).unwrap();
+        assert!(
+            (Duration::from_secs(118)..=Duration::from_secs(120)).contains(&wait),
+            "{wait:?}"
+        );
+        headers.insert("retry-after", "next week".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
         headers.insert("retry-after", "-1".parse().unwrap());
         assert_eq!(retry_after(&headers), None);
