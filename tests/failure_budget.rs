@@ -296,3 +296,29 @@ async fn parallel_guesses_across_purposes_never_exceed_the_budget() {
             .all(|a| [400, 429].contains(&a.status.as_u16()))
     );
 }
+
+#[tokio::test]
+async fn spelling_variants_of_one_inbox_share_one_failure_budget() {
+    let store = Arc::new(MemoryStore::new());
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        unlimited(builder_with(&outbox)).shared_store(store.clone() as Arc<dyn OtpStore>),
+        outbox,
+    );
+    // 25 wrong codes spread over five spellings of one inbox: five each.
+    for variant in [
+        "Ada@example.io",
+        "ada@example.io",
+        "ada+1@example.io",
+        "ADA+news@Example.IO",
+        "ada+x@example.io",
+    ] {
+        wrong_codes(&[&app], variant, 5).await;
+    }
+    assert_eq!(store.failures(&key_of(&app, "ada@example.io")), 25);
+    // Every spelling, and the right code, is now locked.
+    let code = fresh_code(&app, "ada+fresh@example.io").await;
+    for variant in ["ada@example.io", "Ada+other@example.io"] {
+        assert_locked(&app.verify_email(variant, &code).await);
+    }
+}
