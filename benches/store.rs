@@ -21,7 +21,11 @@
 //! `cargo bench --all-features --bench store -- --warm-up-time 1 --measurement-time 3`
 //!
 //! `STORE_FOOTPRINT=100000 cargo bench --all-features --bench store` instead
-//! prints the `MemoryStore`'s resident memory per pending code.
+//! prints the `MemoryStore`'s resident memory per pending code and, with the
+//! `redis` feature, the Redis memory per pending code: a private
+//! `redis-server` (port `STORE_FOOTPRINT_REDIS_PORT`, default 6390, no
+//! persistence) started and killed by the bench, filled through
+//! `RedisStore`, `used_memory` (`INFO memory`) before and after.
 
 use std::{sync::Arc, time::Duration};
 
@@ -68,8 +72,15 @@ mod redis_part {
     use tower_otp::store::RedisStore;
 
     /// `put_code`'s and `begin_attempt`'s scripts, as the store sends them.
-    const PUT_CODE: &str = include_str!("../src/store/lua/put_code.lua");
-    const BEGIN_ATTEMPT: &str = include_str!("../src/store/lua/begin_attempt.lua");
+    /// (Each is the shared helpers of `contact.lua` and then its own file.)
+    const PUT_CODE: &str = concat!(
+        include_str!("../src/store/lua/contact.lua"),
+        include_str!("../src/store/lua/put_code.lua")
+    );
+    const BEGIN_ATTEMPT: &str = concat!(
+        include_str!("../src/store/lua/contact.lua"),
+        include_str!("../src/store/lua/begin_attempt.lua")
+    );
 
     fn prefix() -> String {
         format!("otp-bench:{:016x}:", rand::rng().random::<u64>())
@@ -96,6 +107,7 @@ mod redis_part {
                         .key(key)
                         .arg(&rec[..])
                         .arg(300_000)
+                        .arg("")
                         .invoke_async(&mut conn)
                         .await
                         .unwrap();
@@ -111,6 +123,7 @@ mod redis_part {
                     let _: (i64, Vec<u8>, u32) = begin
                         .key(key)
                         .arg(u32::MAX)
+                        .arg("")
                         .invoke_async(&mut conn)
                         .await
                         .unwrap();
@@ -150,7 +163,7 @@ mod redis_part {
                     .get_multiplexed_async_connection(),
             )
             .expect("raw connection");
-        bench_raw(c, rt, label, conn, format!("{}{{raw}}:code", prefix()));
+        bench_raw(c, rt, label, conn, format!("{}{{raw}}", prefix()));
         bench_store(c, rt, label, Arc::new(store));
         // The same store on a deadpool-redis pool (the `from_pool` escape
         // hatch, and what the store used before): `UNWATCH` + `PING` on
@@ -163,6 +176,130 @@ mod redis_part {
             .build()
             .expect("redis store on a deadpool-redis pool");
         bench_store(c, rt, &format!("{label}-deadpool-redis"), Arc::new(store));
+    }
+
+    /// `used_memory` of the Redis behind `conn`, in bytes.
+    async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(conn)
+            .await
+            .expect("INFO memory");
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory in INFO memory")
+    }
+
+    /// With `STORE_FOOTPRINT=<n>`: starts a private `redis-server` (port
+    /// `STORE_FOOTPRINT_REDIS_PORT`, default 6390; no RDB, no AOF), fills
+    /// it through `RedisStore` (default prefix `otp:`) with `n` pending
+    /// codes (32-hex-digit digests, 52-byte records, TTL 300 s) and then
+    /// their `n` send records (cooldown 30 s, quota 5 per 600 s), and
+    /// prints the `used_memory` delta per code, per send record and per
+    /// pending code with its send record. The server is killed afterwards.
+    pub(super) fn footprint(rt: &Runtime, n: usize) {
+        let port: u16 = std::env::var("STORE_FOOTPRINT_REDIS_PORT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(6390);
+        let dir = std::env::temp_dir().join(format!("tower-otp-footprint-{port}"));
+        let _ = std::fs::create_dir_all(&dir);
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else {
+            eprintln!("NOTE: skipping the Redis footprint: `redis-server` cannot be started");
+            return;
+        };
+        let url = format!("redis://127.0.0.1:{port}");
+        rt.block_on(redis_footprint(&url, n));
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    async fn redis_footprint(url: &str, n: usize) {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = None;
+        for _ in 0..250 {
+            if let Ok(c) = client.get_multiplexed_async_connection().await {
+                conn = Some(c);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let Some(mut conn) = conn else {
+            eprintln!(
+                "NOTE: skipping the Redis footprint: the private redis-server did not answer"
+            );
+            return;
+        };
+        let version: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let version = version
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .unwrap_or("?")
+            .trim()
+            .to_owned();
+        let store = RedisStore::builder(url)
+            .pool_size(8)
+            .build()
+            .expect("redis store");
+        let limits =
+            tower_otp::store::SendLimits::new(Duration::from_secs(30), 5, Duration::from_secs(600));
+        let ttl = Duration::from_secs(300);
+        // Load the scripts and open the pool's connections first.
+        let warm = key();
+        let warm_rec = record();
+        let warm_calls = (0..8).map(|_| async {
+            store.put_code(&warm, &warm_rec, ttl).await.unwrap();
+            store.reserve_send(&warm, &limits).await.unwrap();
+        });
+        futures_util::future::join_all(warm_calls).await;
+        let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+        let keys: Vec<StoreKey> = (0..n).map(|_| key()).collect();
+        let records: Vec<CodeRecord> = (0..n).map(|_| record()).collect();
+        let settle = || tokio::time::sleep(Duration::from_millis(300));
+        settle().await;
+        let before = used_memory(&mut conn).await;
+        for chunk in keys.chunks(64).zip(records.chunks(64)) {
+            let calls = chunk
+                .0
+                .iter()
+                .zip(chunk.1)
+                .map(|(k, r)| store.put_code(k, r, ttl));
+            for result in futures_util::future::join_all(calls).await {
+                result.unwrap();
+            }
+        }
+        settle().await;
+        let codes = used_memory(&mut conn).await;
+        for chunk in keys.chunks(64) {
+            let calls = chunk.iter().map(|k| store.reserve_send(k, &limits));
+            for result in futures_util::future::join_all(calls).await {
+                result.unwrap();
+            }
+        }
+        settle().await;
+        let sends = used_memory(&mut conn).await;
+        let keys_now: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+        let per = |a: u64, b: u64| b.saturating_sub(a) as f64 / n as f64;
+        eprintln!(
+            "Redis {version} footprint, {n} entries ({keys_now} keys): {:.0} B per code, {:.0} B per send record, {:.0} B per pending code with its send record (used_memory delta)",
+            per(before, codes),
+            per(codes, sends),
+            per(before, sends)
+        );
     }
 
     pub(super) fn cluster(c: &mut Criterion, rt: &Runtime, label: &str) {
@@ -189,7 +326,7 @@ mod redis_part {
                     .get_async_connection(),
             )
             .expect("raw cluster connection");
-        bench_raw(c, rt, label, conn, format!("{}{{raw}}:code", prefix()));
+        bench_raw(c, rt, label, conn, format!("{}{{raw}}", prefix()));
         bench_store(c, rt, label, Arc::new(store));
     }
 }
@@ -255,6 +392,8 @@ fn benches(c: &mut Criterion) {
         .and_then(|v| v.parse::<usize>().ok())
     {
         footprint(&rt, n);
+        #[cfg(feature = "redis")]
+        redis_part::footprint(&rt, n);
         return;
     }
     bench_store(c, &rt, "memory", Arc::new(MemoryStore::new()));

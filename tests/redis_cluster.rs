@@ -34,22 +34,25 @@ async fn a_contacts_keys_live_in_one_slot_and_contacts_spread_over_masters() {
         let user = email();
         assert_eq!(send(&otp, &user).await.0, StatusCode::OK);
         let key = otp.store_key(&Contact::Email(Email::parse(&user).unwrap()));
-        let (code_key, send_key) = (store.code_key(&key), store.send_key(&key));
-        let node = cluster.node_for_key(&code_key).await;
-        assert_eq!(node, cluster.node_for_key(&send_key).await);
+        // One key per contact (its code and send record), next to its
+        // failure record in the same slot.
+        let contact_key = store.code_key(&key);
+        assert_eq!(contact_key, store.send_key(&key));
+        let node = cluster.node_for_key(&contact_key).await;
+        assert_eq!(node, cluster.node_for_key(&store.failure_key(&key)).await);
         masters.insert(node);
 
-        // Both keys are on that master itself (no redirection), with TTLs.
+        // The key is on that master itself (no redirection), with a TTL.
         let mut conn = raw_connection(&format!("redis://127.0.0.1:{node}")).await;
-        for k in [&code_key, &send_key] {
-            let ttl: i64 = conn.pttl(k).await.unwrap();
-            assert!(ttl > 0, "{k} has PTTL {ttl}");
-        }
+        let ttl: i64 = conn.pttl(&contact_key).await.unwrap();
+        assert!(ttl > 0, "{contact_key} has PTTL {ttl}");
+        let held: bool = conn.hexists(&contact_key, "rec").await.unwrap();
+        assert!(held, "the code is in {contact_key}");
 
         let (status, _, body) = verify(&otp, &user, &code_for(&outbox, &user)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let exists: bool = conn.exists(&code_key).await.unwrap();
-        assert!(!exists, "the used code is gone");
+        let held: bool = conn.hexists(&contact_key, "rec").await.unwrap();
+        assert!(!held, "the used code is gone");
     }
     // 12 random digests over 3 masters: all on one master would mean the
     // hash tag is not the digest (odds (1/3)^11).
@@ -94,8 +97,8 @@ async fn several_urls_in_redis_otp_url_make_a_working_cluster_store() {
         let (status, _, body) = send(&otp, &user).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let key = otp.store_key(&Contact::Email(Email::parse(&user).unwrap()));
-        let code_key = format!("otp:{{{key}}}:code");
-        let exists: bool = conn.exists(&code_key).await.unwrap();
+        let code_key = format!("otp:{{{key}}}");
+        let exists: bool = conn.hexists(&code_key, "rec").await.unwrap();
         assert!(exists, "{code_key} is in the cluster");
         masters.insert(cluster.node_for_key(&code_key).await);
         let (status, _, body) = verify(&otp, &user, &code_for(&outbox, &user)).await;

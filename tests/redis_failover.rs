@@ -261,7 +261,7 @@ async fn killing_a_master_under_traffic_stalls_only_its_keys_and_recovers() {
         .replica_of(victim)
         .await
         .expect("the victim has a replica");
-    for key in ["foo", "otp:{ab12}:code", "{user1000}.following"] {
+    for key in ["foo", "otp:{ab12}", "{user1000}.following"] {
         assert_eq!(key_slot(key), cluster.key_slot(key).await, "{key}");
     }
 
@@ -457,18 +457,22 @@ async fn attempts_used(master: &RedisServer, app: &TestApp, email: &str) -> Opti
     let contact = Contact::Email(Email::parse(email).unwrap());
     let key = app.otp.store_key(&contact);
     let mut conn = common::redis_server::raw_connection(&master.url()).await;
+    // The contact's key (`<prefix>{<digest>}`), which holds the code's
+    // fields `rec` and `att` next to the send record's.
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("*{{{key}}}:code"))
+        .arg(format!("*{{{key}}}"))
         .query_async(&mut conn)
         .await
         .unwrap();
-    let code_key = keys.first()?;
-    let used: Option<u32> = redis::cmd("HGET")
-        .arg(code_key)
+    let contact_key = keys.first()?;
+    let (rec, used): (Option<Vec<u8>>, Option<u32>) = redis::cmd("HMGET")
+        .arg(contact_key)
+        .arg("rec")
         .arg("att")
         .query_async(&mut conn)
         .await
         .unwrap();
+    rec?;
     Some(used.unwrap_or(0))
 }
 

@@ -1,7 +1,8 @@
 //! `RedisStore` on a single Redis: what lands in Redis (no raw contact in
-//! keys, TTLs set, one hash tag per contact), scripts called by SHA, error
-//! classification, two app instances sharing one Redis, and `REDIS_OTP_URL`
-//! in `OtpBuilder::from_env_with`.
+//! keys, TTLs set, one key per contact for its codes and send record, and
+//! what a pending code costs), scripts called by SHA, error classification,
+//! two app instances sharing one Redis, and `REDIS_OTP_URL` in
+//! `OtpBuilder::from_env_with`.
 #![cfg(feature = "redis")]
 
 mod common;
@@ -20,7 +21,7 @@ use tower_otp::{
     Contact, Email, Otp, OtpBuilder,
     delivery::MemoryOutbox,
     hash::HashParams,
-    store::{OtpStore, RedisStore},
+    store::{Attempt, OtpStore, RedisStore, SendLimits, SendReservation},
 };
 
 fn contact(email: &str) -> Contact {
@@ -59,11 +60,22 @@ async fn keys_carry_no_contact_and_expire_on_their_own() {
     let key = otp.store_key(&contact(&email));
     let mut conn = raw_connection(&url).await;
     let keys = keys_with_prefix(&mut conn, &prefix).await;
-    let code_key = format!("{prefix}{{{key}}}:code");
-    let send_key = format!("{prefix}{{{key}}}:send");
-    assert_eq!(keys, vec![code_key.clone(), send_key.clone()]);
-    assert_eq!(store.code_key(&key), code_key);
-    assert_eq!(store.send_key(&key), send_key);
+    // One key per contact: its code and its send record.
+    let contact_key = format!("{prefix}{{{key}}}");
+    assert_eq!(keys, vec![contact_key.clone()]);
+    assert_eq!(store.code_key(&key), contact_key);
+    assert_eq!(store.send_key(&key), contact_key);
+    let mut fields: Vec<String> = conn.hkeys(&contact_key).await.unwrap();
+    fields.sort();
+    assert_eq!(fields, ["att", "cd", "exp", "n", "rec", "we"]);
+    // Still a listpack (compact) with the 52-byte record in it.
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(&contact_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(encoding, "listpack");
 
     // No part of the address appears in any key or value.
     let local = email.split('@').next().unwrap();
@@ -83,23 +95,259 @@ async fn keys_carry_no_contact_and_expire_on_their_own() {
     }
     // The code is not stored in clear either.
     let code = code_for(&outbox, &email);
-    let rec: Vec<u8> = conn.hget(&code_key, "rec").await.unwrap();
+    let rec: Vec<u8> = conn.hget(&contact_key, "rec").await.unwrap();
+    assert_eq!(rec.len(), 52, "salt, secret id, hash");
     assert!(!rec.windows(code.len()).any(|w| w == code.as_bytes()));
 
-    // Redis expires both keys itself: the code after its TTL, the send
-    // record at the end of the quota window.
-    let code_ttl: i64 = conn.pttl(&code_key).await.unwrap();
-    assert!((110_000..=120_000).contains(&code_ttl), "{code_ttl}");
-    let send_ttl: i64 = conn.pttl(&send_key).await.unwrap();
-    assert!((290_000..=300_000).contains(&send_ttl), "{send_ttl}");
+    // The code carries its own expiry (server clock, ms); Redis expires
+    // the key itself at the latest end: here the quota window's.
+    let now = server_ms(&mut conn).await;
+    let exp: i64 = conn.hget(&contact_key, "exp").await.unwrap();
+    assert!((110_000..=120_000).contains(&(exp - now)), "{}", exp - now);
+    let ttl: i64 = conn.pttl(&contact_key).await.unwrap();
+    assert!((290_000..=300_000).contains(&ttl), "{ttl}");
 
-    // Verifying consumes the code key; the send record stays for the limits.
+    // Verifying consumes the code's fields; the send record stays for the
+    // limits, and so does the key, until the end of the window.
     assert_eq!(verify(&otp, &email, &code).await.0, StatusCode::OK);
     assert_eq!(
         keys_with_prefix(&mut conn, &prefix).await,
-        vec![send_key.clone()]
+        vec![contact_key.clone()]
     );
-    let _: () = conn.del(&send_key).await.unwrap();
+    let mut fields: Vec<String> = conn.hkeys(&contact_key).await.unwrap();
+    fields.sort();
+    assert_eq!(fields, ["cd", "n", "we"]);
+    let ttl: i64 = conn.pttl(&contact_key).await.unwrap();
+    assert!((290_000..=300_000).contains(&ttl), "{ttl}");
+    let _: () = conn.del(&contact_key).await.unwrap();
+}
+
+/// The Redis server's clock, in ms (the one the scripts use).
+async fn server_ms(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await.unwrap();
+    secs * 1000 + micros / 1000
+}
+
+/// What is left of the key's life, in ms (-2: no key).
+async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    conn.pttl(key).await.unwrap()
+}
+
+/// A code past its expiry still sits in the contact's key while the send
+/// record keeps the key alive, and every operation answers as if it were
+/// missing, the same answers as a code Redis expired.
+#[tokio::test]
+async fn an_expired_code_in_the_contact_key_answers_like_a_missing_one() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let store = RedisStore::builder(&url)
+        .prefix(random_prefix())
+        .build()
+        .unwrap();
+    let mut conn = raw_connection(&url).await;
+    let key = random_key();
+    let login = key.with_purpose("login");
+    let contact_key = store.code_key(&key);
+    let limits = SendLimits::new(Duration::from_secs(30), 5, Duration::from_secs(600));
+    store.reserve_send(&key, &limits).await.unwrap();
+    let (rec, other) = (record(), record());
+    store
+        .put_code(&key, &rec, Duration::from_millis(300))
+        .await
+        .unwrap();
+    store
+        .put_code(&login, &other, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The fields are still there (the window holds the key) ...
+    let held: bool = conn.hexists(&contact_key, "rec").await.unwrap();
+    assert!(held, "the expired code's fields are still in the key");
+    // ... and answer like a missing code, for every operation.
+    assert_eq!(store.begin_attempt(&key, 5).await.unwrap(), Attempt::NoCode);
+    assert_eq!(store.inspect_code(&key).await.unwrap(), None);
+    assert!(!store.remove_code(&key, &rec.salt).await.unwrap());
+    assert!(!store.consume_code(&key, &rec.salt).await.unwrap());
+    assert!(!store.delete_code(&key).await.unwrap());
+    assert_eq!(store.inspect_code(&login).await.unwrap(), None);
+    assert!(!store.consume_code(&login, &other.salt).await.unwrap());
+    // The send record is untouched.
+    let sends = store.inspect_sends(&key).await.unwrap().expect("a record");
+    assert_eq!(sends.sends, 1);
+    assert!(matches!(
+        store.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Cooldown { .. }
+    ));
+    // The next write drops the ended parts: only the send record is left.
+    store.clear_sends(&key).await.unwrap();
+    store.reserve_send(&key, &limits).await.unwrap();
+    let mut fields: Vec<String> = conn.hkeys(&contact_key).await.unwrap();
+    fields.sort();
+    assert_eq!(fields, ["cd", "n", "we"]);
+    // A new code in its place works as usual.
+    store
+        .put_code(&key, &rec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin_attempt(&key, 5).await.unwrap(),
+        Attempt::Granted {
+            record: rec.clone(),
+            attempts_used: 1
+        }
+    );
+    assert!(store.consume_code(&key, &rec.salt).await.unwrap());
+    let _: () = conn.del(&contact_key).await.unwrap();
+}
+
+/// The contact's key lives until the latest end of what it holds (code
+/// expiries, cooldown end, window end): a write that adds a later part
+/// lengthens it, one that removes the latest part shortens it, and the key
+/// goes when nothing is left.
+#[tokio::test]
+async fn the_contact_key_expires_with_its_latest_part() {
+    let Some(url) = shared_redis().await else {
+        return;
+    };
+    let store = RedisStore::builder(&url)
+        .prefix(random_prefix())
+        .build()
+        .unwrap();
+    let mut conn = raw_connection(&url).await;
+    let key = random_key();
+    let reset = key.with_purpose("reset");
+    let k = store.code_key(&key);
+    let near = |ttl: i64, secs: i64| (secs * 1000 - 2_000..=secs * 1000).contains(&ttl);
+
+    let rec = record();
+    store
+        .put_code(&key, &rec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 60), "the code alone: {ttl}");
+
+    // A send record with a longer window: the window's end.
+    let limits = SendLimits::new(Duration::from_secs(30), 5, Duration::from_secs(600));
+    store.reserve_send(&key, &limits).await.unwrap();
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 600), "window: {ttl}");
+
+    // A code of another purpose that outlives the window: its expiry.
+    let long = record();
+    store
+        .put_code(&reset, &long, Duration::from_secs(900))
+        .await
+        .unwrap();
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 900), "longer code: {ttl}");
+
+    // Used: back to the window.
+    assert!(store.consume_code(&reset, &long.salt).await.unwrap());
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 600), "after the longer code went: {ttl}");
+
+    // Unlock (send record cleared): back to the default code's expiry.
+    assert!(store.clear_sends(&key).await.unwrap());
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 60), "after the unlock: {ttl}");
+    assert_eq!(store.inspect_sends(&key).await.unwrap(), None);
+
+    // A cancel of the last code: nothing left, no key.
+    assert!(store.delete_code(&key).await.unwrap());
+    assert_eq!(pttl(&mut conn, &k).await, -2, "nothing left");
+
+    // A send block longer than the window: the block's end; releasing a
+    // cooldown shortens it to the window's.
+    let short = SendLimits::new(Duration::from_secs(20), 5, Duration::from_secs(40));
+    store.reserve_send(&key, &short).await.unwrap();
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 40), "short window: {ttl}");
+    store.release_cooldown(&key).await.unwrap();
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 40), "released cooldown, window left: {ttl}");
+    store
+        .block_sends(&key, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 3600), "blocked: {ttl}");
+    store
+        .put_code(&key, &rec, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let ttl = pttl(&mut conn, &k).await;
+    assert!(near(ttl, 3600), "a shorter code never shortens it: {ttl}");
+    assert!(store.remove_code(&key, &rec.salt).await.unwrap());
+    assert!(store.clear_sends(&key).await.unwrap());
+    assert_eq!(pttl(&mut conn, &k).await, -2, "nothing left");
+
+    // Once its cooldown and window have ended, a send record is gone: the
+    // key ends with it (Redis expires it).
+    let brief = SendLimits::new(Duration::from_millis(100), 5, Duration::from_millis(300));
+    store.reserve_send(&key, &brief).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(store.inspect_sends(&key).await.unwrap(), None);
+    assert_eq!(pttl(&mut conn, &k).await, -2);
+}
+
+/// Issue 21.3: a pending code, counted with the send record its send
+/// created, costs at most 300 bytes of Redis memory (`used_memory` delta,
+/// less client buffers, over 2 000 of them in a private `redis-server`;
+/// `BENCHMARKS.md` has the figure for 10 000 and 100 000).
+#[tokio::test]
+async fn a_pending_code_costs_at_most_300_bytes() {
+    if binaries_available().is_none() {
+        return;
+    }
+    let server = RedisServer::start().await;
+    let store = RedisStore::builder(server.url())
+        .pool_size(4)
+        .build()
+        .unwrap();
+    let limits = SendLimits::new(Duration::from_secs(30), 5, Duration::from_secs(600));
+    let ttl = Duration::from_secs(300);
+    // Scripts loaded and connections open before the first reading.
+    let warm = random_key();
+    store.put_code(&warm, &record(), ttl).await.unwrap();
+    store.reserve_send(&warm, &limits).await.unwrap();
+    let mut conn = raw_connection(&server.url()).await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // The data's memory: `used_memory` less the clients' buffers
+    // (`mem_clients_normal`: the pool's query buffers, which vary with how
+    // many requests were in flight, not with what is stored).
+    let used = |info: String| -> u64 {
+        let field = |name: &str| -> Option<u64> {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+        };
+        let clients = field("mem_clients_normal:").unwrap_or(0);
+        field("used_memory:").expect("used_memory") - clients
+    };
+    let before = used(server.info("memory").await);
+    let n = 2_000;
+    for _ in 0..n / 50 {
+        let batch = (0..50).map(|_| async {
+            let key = random_key();
+            store.put_code(&key, &record(), ttl).await.unwrap();
+            store.reserve_send(&key, &limits).await.unwrap();
+        });
+        futures_util::future::join_all(batch).await;
+    }
+    let after = used(server.info("memory").await);
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys, n, "one key per contact");
+    let per_code = after.saturating_sub(before) / n;
+    eprintln!(
+        "{per_code} B of used_memory (less client buffers) per pending code with its send record"
+    );
+    assert!(per_code <= 300, "{per_code} B per pending code");
 }
 
 #[tokio::test]
@@ -334,11 +582,10 @@ async fn redis_otp_url_selects_the_redis_store() {
     assert_eq!(send(&otp, &email).await.0, StatusCode::OK);
     // The code is in Redis under the default prefix.
     let key = otp.store_key(&contact(&email));
-    let code_key = format!("otp:{{{key}}}:code");
-    let send_key = format!("otp:{{{key}}}:send");
+    let contact_key = format!("otp:{{{key}}}");
     let mut conn = raw_connection(&url).await;
-    let exists: bool = conn.exists(&code_key).await.unwrap();
-    let _: () = conn.del(&[&code_key, &send_key]).await.unwrap();
+    let exists: bool = conn.hexists(&contact_key, "rec").await.unwrap();
+    let _: () = conn.del(&contact_key).await.unwrap();
     assert!(exists);
 
     // Without it: the memory store, nothing in Redis.
@@ -353,7 +600,7 @@ async fn redis_otp_url_selects_the_redis_store() {
     let email2 = tower_otp::test_util::email();
     assert_eq!(send(&otp, &email2).await.0, StatusCode::OK);
     let key = otp.store_key(&contact(&email2));
-    let exists: bool = conn.exists(format!("otp:{{{key}}}:code")).await.unwrap();
+    let exists: bool = conn.exists(format!("otp:{{{key}}}")).await.unwrap();
     assert!(!exists);
 }
 

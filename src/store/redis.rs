@@ -14,14 +14,24 @@
 //! # Keys
 //!
 //! Keys never contain a raw email address or phone number: the engine passes
-//! a [`StoreKey`], a keyed digest of the normalized contact. A contact's two
+//! a [`StoreKey`], a keyed digest of the normalized contact. A contact's
 //! keys share a hash tag, so they live in one cluster slot:
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
-//! | `<prefix>{<digest>}:code` (default purpose), `<prefix>{<digest>}:code:<purpose>` | hash | `rec` (salt, secret id, Argon2 hash), `att` (attempts used) | after the code TTL |
-//! | `<prefix>{<digest>}:send` | hash | `cd` (cooldown end), `n` (sends), `we` (window end), in ms | at the later of cooldown end and window end |
+//! | `<prefix>{<digest>}` (the contact's key) | hash | per pending code: `rec` (salt, secret id, Argon2 hash: 52 bytes), `att` (attempts used), `exp` (the code's expiry, ms), named `rec:<purpose>`, `att:<purpose>`, `exp:<purpose>` for a purpose other than the default; the send record: `cd` (cooldown end), `n` (sends in the window), `we` (window end), in ms | at the latest end of what it holds (code expiries, cooldown end, window end); deleted when nothing is left |
 //! | `<prefix>{<digest>}:fail` | hash | `n` (consecutive wrong codes), `lu` (locked until, ms) | [`FailureBudget::keep`] (24 h) after the last failure, or when the lock ends if later; deleted by a success or an unlock |
+//!
+//! A contact's codes and its send record share **one key** because Redis
+//! spends about 100 bytes on each key of its own (the key, its expiry
+//! entry, its slots in the key space), so a pending code with the send
+//! record its send created costs under 300 bytes (`BENCHMARKS.md`, "Bytes
+//! per pending code"). The hash stays a listpack (compact, one allocation).
+//! Redis before 7.4 cannot expire a hash's fields, so each code carries its
+//! own expiry (`exp`) and every script treats a code past it as missing,
+//! and a send record whose cooldown and window have both ended likewise;
+//! each script that writes the key drops the parts that have ended and
+//! sets the key's expiry to the latest end of the rest (or deletes it).
 //!
 //! The failure budget costs no extra round trip on the way to a verify:
 //! `begin_attempt` reads the lock in the same script that takes the
@@ -34,7 +44,9 @@
 //! [`inspect_failures`](OtpStore::inspect_failures)) are one script each
 //! (values and server time in one round trip); cancel
 //! ([`delete_code`](OtpStore::delete_code)) and unlock
-//! ([`clear_sends`](OtpStore::clear_sends)) are one `DEL` each.
+//! ([`clear_sends`](OtpStore::clear_sends)) are one script each (the
+//! code's or the send record's fields go, the rest of the contact's key
+//! stays).
 //!
 //! The SMS fraud breaker's number ranges
 //! ([`record_range_send`](OtpStore::record_range_send) and its siblings)
@@ -212,6 +224,17 @@ const CLUSTER_RETRIES: u32 = 4;
 /// without a `PING` first; an idler one is checked with one `PING`.
 const FRESH: Duration = Duration::from_secs(5);
 
+/// A script on a contact's key: the shared helpers of
+/// `lua/contact.lua` (the layout, the clock, `settle`), then `lua/<name>`.
+macro_rules! contact_script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("lua/contact.lua"),
+            include_str!(concat!("lua/", $name))
+        ))
+    };
+}
+
 /// The Lua scripts, hashed once per process.
 struct Scripts {
     reserve_send: Script,
@@ -229,17 +252,17 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    reserve_send: Script::new(include_str!("lua/reserve_send.lua")),
-    release_cooldown: Script::new(include_str!("lua/release_cooldown.lua")),
-    put_code: Script::new(include_str!("lua/put_code.lua")),
-    begin_attempt: Script::new(include_str!("lua/begin_attempt.lua")),
-    remove_code: Script::new(include_str!("lua/remove_code.lua")),
-    consume_code: Script::new(include_str!("lua/consume_code.lua")),
+    reserve_send: contact_script!("reserve_send.lua"),
+    release_cooldown: contact_script!("release_cooldown.lua"),
+    put_code: contact_script!("put_code.lua"),
+    begin_attempt: contact_script!("begin_attempt.lua"),
+    remove_code: contact_script!("remove_code.lua"),
+    consume_code: contact_script!("consume_code.lua"),
     record_failure: Script::new(include_str!("lua/record_failure.lua")),
     spend_grant: Script::new(include_str!("lua/spend_grant.lua")),
     gcra: Script::new(include_str!("lua/gcra.lua")),
-    inspect_code: Script::new(include_str!("lua/inspect_code.lua")),
-    inspect_sends: Script::new(include_str!("lua/inspect_sends.lua")),
+    inspect_code: contact_script!("inspect_code.lua"),
+    inspect_sends: contact_script!("inspect_sends.lua"),
     inspect_failures: Script::new(include_str!("lua/inspect_failures.lua")),
 });
 
@@ -908,19 +931,34 @@ impl RedisStore {
         self.backend.mode() == "cluster"
     }
 
-    /// The Redis key holding `key`'s code (`<prefix>{<digest>}:code`). For
+    /// The Redis key holding `key`'s code: the contact's key,
+    /// `<prefix>{<digest>}`, whatever the purpose (a hash that also holds
+    /// the contact's send record, so the same key as
+    /// [`send_key`](Self::send_key)). The code's fields are `rec`, `att` and
+    /// `exp` for the default purpose, `rec:<purpose>`, `att:<purpose>` and
+    /// `exp:<purpose>` for another ([`code_field`](Self::code_field)). For
     /// diagnostics and tests.
     pub fn code_key(&self, key: &StoreKey) -> String {
-        match key.purpose() {
-            None => format!("{}{{{}}}:code", self.prefix, key.as_str()),
-            Some(purpose) => format!("{}{{{}}}:code:{purpose}", self.prefix, key.as_str()),
-        }
+        self.contact_key(key)
     }
 
-    /// The Redis key holding `key`'s cooldown and quota
-    /// (`<prefix>{<digest>}:send`). For diagnostics and tests.
+    /// The name of one of `key`'s code fields (`rec`, `att` or `exp`) in
+    /// [`code_key`](Self::code_key): the name itself for the default
+    /// purpose, `<name>:<purpose>` for another. For diagnostics and tests.
+    pub fn code_field(&self, key: &StoreKey, name: &str) -> String {
+        format!("{name}{}", purpose_suffix(key))
+    }
+
+    /// The Redis key holding `key`'s cooldown and quota (fields `cd`, `n`,
+    /// `we`): the contact's key, `<prefix>{<digest>}`, the same as
+    /// [`code_key`](Self::code_key). For diagnostics and tests.
     pub fn send_key(&self, key: &StoreKey) -> String {
-        format!("{}{{{}}}:send", self.prefix, key.as_str())
+        self.contact_key(key)
+    }
+
+    /// The contact's key, `<prefix>{<digest>}`: its codes and send record.
+    fn contact_key(&self, key: &StoreKey) -> String {
+        format!("{}{{{}}}", self.prefix, key.as_str())
     }
 
     /// The Redis key holding `key`'s failure budget
@@ -1162,7 +1200,8 @@ impl OtpStore for RedisStore {
         invocation
             .key(self.code_key(key))
             .arg(record.to_bytes())
-            .arg(millis(ttl).max(1));
+            .arg(millis(ttl).max(1))
+            .arg(purpose_suffix(key));
         let _stored: i64 = self.eval(&invocation).await?;
         Ok(())
     }
@@ -1175,7 +1214,8 @@ impl OtpStore for RedisStore {
         let call = Call::new(&SCRIPTS.begin_attempt)
             .key(self.code_key(key))
             .key(self.failure_key(key))
-            .arg(max_attempts);
+            .arg(max_attempts)
+            .arg(purpose_suffix(key));
         let (status, record, value): (i64, Vec<u8>, u64) = self.eval_acked(&call).await?;
         let used = u32::try_from(value).unwrap_or(u32::MAX);
         match status {
@@ -1198,7 +1238,10 @@ impl OtpStore for RedisStore {
 
     async fn remove_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
         let mut invocation = SCRIPTS.remove_code.prepare_invoke();
-        invocation.key(self.code_key(key)).arg(&salt[..]);
+        invocation
+            .key(self.code_key(key))
+            .arg(&salt[..])
+            .arg(purpose_suffix(key));
         let removed: i64 = self.eval(&invocation).await?;
         Ok(removed == 1)
     }
@@ -1207,7 +1250,8 @@ impl OtpStore for RedisStore {
         let call = Call::new(&SCRIPTS.consume_code)
             .key(self.code_key(key))
             .key(self.failure_key(key))
-            .arg(&salt[..]);
+            .arg(&salt[..])
+            .arg(purpose_suffix(key));
         let removed: i64 = self.eval_acked(&call).await?;
         Ok(removed == 1)
     }
@@ -1246,7 +1290,7 @@ impl OtpStore for RedisStore {
 
     async fn inspect_code(&self, key: &StoreKey) -> Result<Option<CodeStatus>, StoreError> {
         let mut invocation = SCRIPTS.inspect_code.prepare_invoke();
-        invocation.key(self.code_key(key));
+        invocation.key(self.code_key(key)).arg(purpose_suffix(key));
         let (live, ttl_ms, used): (i64, u64, u64) = self.eval(&invocation).await?;
         Ok((live == 1).then(|| {
             CodeStatus::new(
@@ -1285,15 +1329,19 @@ impl OtpStore for RedisStore {
     async fn delete_code(&self, key: &StoreKey) -> Result<bool, StoreError> {
         // A script, so that it can be acknowledged by replicas (a cancelled
         // code must not come back after a failover).
-        let call = Call::new(&DELETE_CODE).key(self.code_key(key));
+        let call = Call::new(&DELETE_CODE)
+            .key(self.code_key(key))
+            .arg(purpose_suffix(key));
         let deleted: i64 = self.eval_acked(&call).await?;
         Ok(deleted > 0)
     }
 
     async fn clear_sends(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("DEL");
-        cmd.arg(self.send_key(key));
-        let deleted: i64 = self.query(Request::Command(&cmd)).await?;
+        // One script: the send fields go, the contact's codes stay, and
+        // the key's expiry follows what is left.
+        let mut invocation = CLEAR_SENDS.prepare_invoke();
+        invocation.key(self.send_key(key));
+        let deleted: i64 = self.eval(&invocation).await?;
         Ok(deleted > 0)
     }
 
@@ -1397,12 +1445,20 @@ impl super::rate::SharedRateLimiter for RedisStore {
 }
 
 /// The script of [`OtpStore::block_sends`].
-static BLOCK_SENDS: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/block_sends.lua")));
+static BLOCK_SENDS: LazyLock<Script> = LazyLock::new(|| contact_script!("block_sends.lua"));
 
 /// Deletes a pending code (the admin API's cancel, the cancel link).
-static DELETE_CODE: LazyLock<Script> =
-    LazyLock::new(|| Script::new("return redis.call('DEL', KEYS[1])"));
+static DELETE_CODE: LazyLock<Script> = LazyLock::new(|| contact_script!("delete_code.lua"));
+
+/// Deletes a send record (the admin API's unlock).
+static CLEAR_SENDS: LazyLock<Script> = LazyLock::new(|| contact_script!("clear_sends.lua"));
+
+/// The suffix of a code's field names in the contact's key: none for the
+/// default purpose, `:<purpose>` for another.
+fn purpose_suffix(key: &StoreKey) -> String {
+    key.purpose()
+        .map_or_else(String::new, |purpose| format!(":{purpose}"))
+}
 
 impl RedisStore {
     /// The key of the email link record next to `key`'s code:
@@ -1427,9 +1483,14 @@ mod tests {
             .build()
             .unwrap();
         let key = StoreKey::new("ab12");
-        assert_eq!(store.code_key(&key), "app:{ab12}:code");
-        assert_eq!(store.send_key(&key), "app:{ab12}:send");
+        assert_eq!(store.code_key(&key), "app:{ab12}");
+        assert_eq!(store.send_key(&key), "app:{ab12}");
         assert_eq!(store.failure_key(&key), "app:{ab12}:fail");
+        // Codes of other purposes: fields of the same key.
+        let login = key.with_purpose("login");
+        assert_eq!(store.code_key(&login), "app:{ab12}");
+        assert_eq!(store.code_field(&key, "rec"), "rec");
+        assert_eq!(store.code_field(&login, "exp"), "exp:login");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 -- release_cooldown: end the cooldown now but keep the send count and the
--- key's expiry (the window still runs).
--- KEYS[1] = <prefix>{<digest>}:send
-if redis.call('EXISTS', KEYS[1]) == 1 then
+-- window (the key then expires at the latest end of what remains).
+-- KEYS[1] = <prefix>{<digest>} (see contact.lua)
+local now = now_ms()
+if redis.call('HEXISTS', KEYS[1], 'we') == 1 then
   redis.call('HSET', KEYS[1], 'cd', 0)
+  settle(KEYS[1], now)
   return 1
 end
 return 0

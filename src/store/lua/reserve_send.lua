@@ -1,12 +1,11 @@
 -- reserve_send: check the cooldown and the quota, count this send, start
 -- the cooldown. Times come from the Redis server clock, so every app
 -- instance sharing this Redis agrees on them.
--- KEYS[1] = <prefix>{<digest>}:send, a hash:
---   cd = cooldown end, n = sends in the window, we = window end (ms)
+-- KEYS[1] = <prefix>{<digest>} (see contact.lua: cd = cooldown end,
+--   n = sends in the window, we = window end, ms)
 -- ARGV[1] = cooldown (ms), ARGV[2] = quota, ARGV[3] = window (ms)
 -- Returns {0, 0} granted, {1, ms} cooldown, {2, ms} quota exceeded.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local cooldown = tonumber(ARGV[1])
 local quota = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
@@ -34,5 +33,5 @@ end
 n = n + 1
 cd = now + cooldown
 redis.call('HSET', KEYS[1], 'cd', string.format('%d', cd), 'n', n, 'we', string.format('%d', we))
-redis.call('PEXPIRE', KEYS[1], math.max(math.max(cd, we) - now, 1))
+settle(KEYS[1], now)
 return {0, 0}
