@@ -540,6 +540,60 @@ async fn wait_for_more_replicas_than_exist_never_grants_an_attempt() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_replicas_never_holds_up_the_others() {
+    if binaries_available().is_none() {
+        return;
+    }
+    // A master with no replica: every acknowledged call waits the whole
+    // 500 ms for a replica that never answers.
+    let master = RedisServer::start().await;
+    let store = RedisStore::builder(master.url())
+        .prefix(random_prefix())
+        .timeout(STORE_TIMEOUT)
+        .pool_size(8)
+        .wait_for_replicas(1, Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        builder_with(&outbox)
+            .store(store)
+            .max_attempts(MAX_ATTEMPTS),
+        outbox,
+    );
+    let email = common::redis_server::random_email();
+    app.send_email(&email).await.assert_success();
+    let code = app.code_for(&email);
+
+    let wrong = wrong_code(&code);
+    let waiting = async {
+        let (a, b, c) = tokio::join!(
+            app.verify_email(&email, &wrong),
+            app.verify_email(&email, &wrong),
+            app.verify_email(&email, &wrong),
+        );
+        [a, b, c]
+    };
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let answer = app.send_email(&common::redis_server::random_email()).await;
+        (answer, started.elapsed())
+    };
+    let (verifies, (send, took)) = tokio::join!(waiting, other);
+    for answer in &verifies {
+        answer.assert_error(503, "store_unavailable");
+    }
+    send.assert_success();
+    // A send does not wait for replicas; on a connection of its own it does
+    // not queue behind the verifies' WAITs either.
+    assert!(
+        took < Duration::from_millis(300),
+        "a send behind three waiting verifies took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_cancel_is_acknowledged_or_refused() {
     let Some((_master, _replica, app)) = replicated(2).await else {
         return;

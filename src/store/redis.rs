@@ -1052,17 +1052,27 @@ impl RedisStore {
         // within the deadline. A cluster connection is never replaced for
         // that: rebuilding it after a timeout rebuilt the whole topology,
         // dead node included.
+        //
+        // Except a script followed by `WAIT` on a single node: `WAIT` blocks
+        // its connection on the server, so everything pipelined behind it
+        // would wait too (a lagging replica would stall every request).
+        // Such a request holds its pooled connection to itself, and the
+        // others take other connections.
         let cluster = matches!(self.backend, Backend::Own { cluster: true, .. });
+        let hold = !cluster && matches!(request, Request::Acked(..));
         let mut retries = pool.status().max_size;
         loop {
-            let (mut link, broken) = match tokio::time::timeout_at(deadline, pool.get()).await {
-                Ok(Ok(mut conn)) => {
-                    conn.answered = Instant::now();
-                    (conn.link.clone(), Arc::clone(&conn.broken))
-                }
-                Ok(Err(e)) => return Err(pool_error(e)),
-                Err(_) => return Err(timed_out()),
-            };
+            let (mut link, broken, _held) =
+                match tokio::time::timeout_at(deadline, pool.get()).await {
+                    Ok(Ok(mut conn)) => {
+                        conn.answered = Instant::now();
+                        let link = conn.link.clone();
+                        let broken = Arc::clone(&conn.broken);
+                        (link, broken, hold.then_some(conn))
+                    }
+                    Ok(Err(e)) => return Err(pool_error(e)),
+                    Err(_) => return Err(timed_out()),
+                };
             match tokio::time::timeout_at(deadline, request.send(&mut link)).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) if !cluster && connection_lost(&e) => {
