@@ -284,3 +284,39 @@ async fn events_carry_the_purpose() {
         assert_eq!(event.purpose(), "login", "{:?}", event.kind());
     }
 }
+
+#[tokio::test]
+async fn an_undelivered_code_of_a_purpose_is_deleted_like_a_default_one() {
+    use std::sync::Arc;
+    use tower_otp::{
+        Contact, Email,
+        delivery::memory::Failure,
+        store::{MemoryStore, OtpStore},
+    };
+    let store = Arc::new(MemoryStore::new());
+    let outbox = MemoryOutbox::new();
+    let app = TestApp::with(
+        common::builder_with(&outbox)
+            .resend_cooldown(Duration::ZERO)
+            .shared_store(store.clone() as Arc<dyn OtpStore>),
+        outbox.clone(),
+    );
+    let key = app
+        .otp
+        .store_key(&Contact::Email(Email::parse(EMAIL).unwrap()));
+    for purpose in [Value::Null, json!("login")] {
+        outbox.fail_always(Failure::Permanent);
+        send(&app, purpose.clone())
+            .await
+            .assert_error(502, "delivery_failed");
+        let slot = match purpose.as_str() {
+            Some(p) => key.with_purpose(p),
+            None => key.clone(),
+        };
+        assert_eq!(
+            store.attempts_used(&slot),
+            None,
+            "the undelivered {purpose} code is gone, not left to be guessed"
+        );
+    }
+}

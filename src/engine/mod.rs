@@ -290,7 +290,7 @@ impl Engine {
                         // The user never got a code: delete it and let them
                         // ask again at once. The failed send still counts
                         // toward the quota.
-                        engine.forget(&key, &salt).await;
+                        engine.forget(&code_key, &salt).await;
                         engine.release_cooldown(&key).await;
                         if !err.may_have_been_sent() {
                             // Nothing reached the range: a provider outage
