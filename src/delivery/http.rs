@@ -92,8 +92,8 @@ pub(crate) fn status_failure(error: ProviderError, retry_after: Option<Duration>
     }
 }
 
-/// The wait a `Retry-After` header asks for, in its delay-seconds form (the
-/// one Twilio and SendGrid send); an HTTP-date or a malformed value is
+/// The wait a `Retry-After` header asks for: delay-seconds (what Twilio and
+/// SendGrid send) or an HTTP date, capped at a day; a malformed value is
 /// ignored (the policy's own backoff applies).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers
