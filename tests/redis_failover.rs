@@ -430,6 +430,17 @@ async fn killing_a_master_under_traffic_stalls_only_its_keys_and_recovers() {
     assert_eq!(after_unavailable, 0, "503s after recovery");
 }
 
+/// An app on `store` with the tests' attempt limit, delivering to an outbox.
+fn app_on(store: RedisStore) -> TestApp {
+    let outbox = MemoryOutbox::new();
+    TestApp::with(
+        builder_with(&outbox)
+            .store(store)
+            .max_attempts(MAX_ATTEMPTS),
+        outbox,
+    )
+}
+
 /// A master with one replica (not a cluster), and a store that waits for
 /// `replicas` acknowledgements.
 async fn replicated(replicas: u32) -> Option<(RedisServer, RedisServer, TestApp)> {
@@ -442,13 +453,7 @@ async fn replicated(replicas: u32) -> Option<(RedisServer, RedisServer, TestApp)
         .wait_for_replicas(replicas, Duration::from_millis(50))
         .build()
         .unwrap();
-    let outbox = MemoryOutbox::new();
-    let app = TestApp::with(
-        builder_with(&outbox)
-            .store(store)
-            .max_attempts(MAX_ATTEMPTS),
-        outbox,
-    );
+    let app = app_on(store);
     Some((master, replica, app))
 }
 
@@ -554,13 +559,7 @@ async fn a_request_waiting_for_replicas_never_holds_up_the_others() {
         .wait_for_replicas(1, Duration::from_millis(500))
         .build()
         .unwrap();
-    let outbox = MemoryOutbox::new();
-    let app = TestApp::with(
-        builder_with(&outbox)
-            .store(store)
-            .max_attempts(MAX_ATTEMPTS),
-        outbox,
-    );
+    let app = app_on(store);
     let email = common::redis_server::random_email();
     app.send_email(&email).await.assert_success();
     let code = app.code_for(&email);
@@ -692,13 +691,7 @@ async fn wait_on_a_cluster_waits_on_the_node_that_ran_the_script() {
         .wait_for_replicas(1, Duration::from_millis(50))
         .build()
         .unwrap();
-    let outbox = MemoryOutbox::new();
-    let app = TestApp::with(
-        builder_with(&outbox)
-            .store(store.clone())
-            .max_attempts(MAX_ATTEMPTS),
-        outbox,
-    );
+    let app = app_on(store.clone());
     // Contacts on the master whose replica freezes, and on the others.
     let (mut frozen, mut healthy) = (Vec::new(), Vec::new());
     while frozen.len() < 3 || healthy.len() < 3 {

@@ -1045,6 +1045,12 @@ impl RedisStore {
         // waiting on a dead master take every pooled connection, so
         // requests for healthy masters queued behind them.
         //
+        // The exception is a script followed by `WAIT` on a single node:
+        // `WAIT` blocks its connection on the server, so everything
+        // pipelined behind it would wait too (a lagging replica would stall
+        // every request). Such a request holds its pooled connection to
+        // itself, and the others take other connections.
+        //
         // A single node's connection whose server went away (a restart, a
         // failover behind the same address) fails at once: it is marked
         // broken, so the pool drops it, and the request goes to another (or
@@ -1052,12 +1058,6 @@ impl RedisStore {
         // within the deadline. A cluster connection is never replaced for
         // that: rebuilding it after a timeout rebuilt the whole topology,
         // dead node included.
-        //
-        // Except a script followed by `WAIT` on a single node: `WAIT` blocks
-        // its connection on the server, so everything pipelined behind it
-        // would wait too (a lagging replica would stall every request).
-        // Such a request holds its pooled connection to itself, and the
-        // others take other connections.
         let cluster = matches!(self.backend, Backend::Own { cluster: true, .. });
         let hold = !cluster && matches!(request, Request::Acked(..));
         let mut retries = pool.status().max_size;
