@@ -183,7 +183,7 @@ use async_trait::async_trait;
 use deadpool::managed::{self, Metrics, PoolConfig, QueueMode, RecycleResult, Timeouts};
 use redis::{
     AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, RedisError, RedisFuture,
-    RedisResult, Script, ScriptInvocation, ServerErrorKind, Value,
+    RedisResult, Script, ServerErrorKind, Value,
     aio::{ConnectionLike, MultiplexedConnection},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
@@ -714,21 +714,31 @@ fn backend_error(source: Box<dyn std::error::Error + Send + Sync>) -> ConfigErro
     }
 }
 
-/// One request to Redis: a script invocation, a plain command, or a
-/// script followed by `WAIT` on the same node.
+/// One request to Redis: a script, a plain command, or a script followed
+/// by `WAIT` on the same node.
 #[derive(Clone, Copy)]
 enum Request<'a> {
-    Script(&'a ScriptInvocation<'a>),
+    Script(&'a Call),
     Command(&'a Cmd),
     /// `EVALSHA` + `WAIT` in one pipeline (routed by the script's keys);
     /// the answer is `[script's answer, acknowledgements]`.
-    Acked(&'a Call<'a>, Wait),
+    Acked(&'a Call, Wait),
 }
 
 impl Request<'_> {
     async fn send(self, conn: &mut (impl ConnectionLike + Send)) -> RedisResult<Value> {
         match self {
-            Self::Script(invocation) => invocation.invoke_async(conn).await,
+            Self::Script(call) => {
+                let evalsha = call.evalsha();
+                match evalsha.query_async(conn).await {
+                    Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                        // Nothing ran: load the script and send it again.
+                        call.script.prepare_invoke().load_async(conn).await?;
+                        evalsha.query_async(conn).await
+                    }
+                    answer => answer,
+                }
+            }
             Self::Command(cmd) => cmd.query_async(conn).await,
             Self::Acked(call, wait) => {
                 let mut pipe = redis::pipe();
@@ -760,17 +770,16 @@ impl Request<'_> {
     }
 }
 
-/// A script call whose keys and arguments the store keeps, so that it can
-/// be sent as a plain `EVALSHA` in a pipeline (with `WAIT`) or as a
-/// [`ScriptInvocation`].
-struct Call<'a> {
-    script: &'a Script,
+/// A script call, sent as `EVALSHA` (alone, or in a pipeline with `WAIT`),
+/// with the script at hand to load it where the server lacks it.
+struct Call {
+    script: &'static Script,
     keys: Vec<String>,
     args: Vec<Vec<u8>>,
 }
 
-impl<'a> Call<'a> {
-    fn new(script: &'a Script) -> Self {
+impl Call {
+    fn new(script: &'static Script) -> Self {
         Self {
             script,
             keys: Vec::new(),
@@ -789,23 +798,16 @@ impl<'a> Call<'a> {
     }
 
     fn evalsha(&self) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.get_hash())
+        let bytes = self.keys.iter().map(String::len).sum::<usize>()
+            + self.args.iter().map(Vec::len).sum::<usize>()
+            + 56; // EVALSHA, the hash, the key count
+        let mut cmd = Cmd::with_capacity(3 + self.keys.len() + self.args.len(), bytes);
+        cmd.arg("EVALSHA")
+            .arg(self.script.get_hash())
             .arg(self.keys.len())
             .arg(&self.keys)
             .arg(&self.args);
         cmd
-    }
-
-    fn invocation(&self) -> ScriptInvocation<'a> {
-        let mut invocation = self.script.prepare_invoke();
-        for key in &self.keys {
-            invocation.key(key);
-        }
-        for arg in &self.args {
-            invocation.arg(arg);
-        }
-        invocation
     }
 }
 
@@ -973,21 +975,18 @@ impl RedisStore {
         self.query::<()>(Request::Command(&cmd)).await
     }
 
-    /// Runs one script invocation, within the timeout.
-    async fn eval<T: FromRedisValue>(
-        &self,
-        invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, StoreError> {
-        self.query(Request::Script(invocation)).await
+    /// Runs one script, within the timeout.
+    async fn eval<T: FromRedisValue>(&self, call: &Call) -> Result<T, StoreError> {
+        self.query(Request::Script(call)).await
     }
 
     /// Runs one script that counts an attempt or deletes something
     /// single-use; with [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas)
     /// set, followed by `WAIT` on the same node, and refused (unavailable)
     /// when too few replicas acknowledge.
-    async fn eval_acked<T: FromRedisValue>(&self, call: &Call<'_>) -> Result<T, StoreError> {
+    async fn eval_acked<T: FromRedisValue>(&self, call: &Call) -> Result<T, StoreError> {
         let Some(wait) = self.wait else {
-            return self.eval(&call.invocation()).await;
+            return self.eval(call).await;
         };
         let (answer, acks): (Value, i64) = self.query(Request::Acked(call, wait)).await?;
         if acks < i64::from(wait.replicas) {
@@ -1177,13 +1176,12 @@ impl OtpStore for RedisStore {
         key: &StoreKey,
         limits: &SendLimits,
     ) -> Result<SendReservation, StoreError> {
-        let mut invocation = SCRIPTS.reserve_send.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.reserve_send)
             .key(self.send_key(key))
             .arg(millis(limits.cooldown))
             .arg(limits.quota)
             .arg(millis(limits.window).max(1));
-        let (status, retry_ms): (i64, u64) = self.eval(&invocation).await?;
+        let (status, retry_ms): (i64, u64) = self.eval(&call).await?;
         let retry_after = Duration::from_millis(retry_ms);
         match status {
             0 => Ok(SendReservation::Granted),
@@ -1194,9 +1192,8 @@ impl OtpStore for RedisStore {
     }
 
     async fn release_cooldown(&self, key: &StoreKey) -> Result<(), StoreError> {
-        let mut invocation = SCRIPTS.release_cooldown.prepare_invoke();
-        invocation.key(self.send_key(key));
-        let _released: i64 = self.eval(&invocation).await?;
+        let call = Call::new(&SCRIPTS.release_cooldown).key(self.send_key(key));
+        let _released: i64 = self.eval(&call).await?;
         Ok(())
     }
 
@@ -1206,13 +1203,12 @@ impl OtpStore for RedisStore {
         record: &CodeRecord,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut invocation = SCRIPTS.put_code.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.put_code)
             .key(self.code_key(key))
             .arg(record.to_bytes())
             .arg(millis(ttl).max(1))
             .arg(purpose_suffix(key));
-        let _stored: i64 = self.eval(&invocation).await?;
+        let _stored: i64 = self.eval(&call).await?;
         Ok(())
     }
 
@@ -1247,12 +1243,11 @@ impl OtpStore for RedisStore {
     }
 
     async fn remove_code(&self, key: &StoreKey, salt: &[u8; 16]) -> Result<bool, StoreError> {
-        let mut invocation = SCRIPTS.remove_code.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.remove_code)
             .key(self.code_key(key))
             .arg(&salt[..])
             .arg(purpose_suffix(key));
-        let removed: i64 = self.eval(&invocation).await?;
+        let removed: i64 = self.eval(&call).await?;
         Ok(removed == 1)
     }
 
@@ -1299,9 +1294,10 @@ impl OtpStore for RedisStore {
     }
 
     async fn inspect_code(&self, key: &StoreKey) -> Result<Option<CodeStatus>, StoreError> {
-        let mut invocation = SCRIPTS.inspect_code.prepare_invoke();
-        invocation.key(self.code_key(key)).arg(purpose_suffix(key));
-        let (live, ttl_ms, used): (i64, u64, u64) = self.eval(&invocation).await?;
+        let call = Call::new(&SCRIPTS.inspect_code)
+            .key(self.code_key(key))
+            .arg(purpose_suffix(key));
+        let (live, ttl_ms, used): (i64, u64, u64) = self.eval(&call).await?;
         Ok((live == 1).then(|| {
             CodeStatus::new(
                 Duration::from_millis(ttl_ms),
@@ -1311,10 +1307,8 @@ impl OtpStore for RedisStore {
     }
 
     async fn inspect_sends(&self, key: &StoreKey) -> Result<Option<SendStatus>, StoreError> {
-        let mut invocation = SCRIPTS.inspect_sends.prepare_invoke();
-        invocation.key(self.send_key(key));
-        let (found, sends, window_ms, cooldown_ms): (i64, u64, u64, u64) =
-            self.eval(&invocation).await?;
+        let call = Call::new(&SCRIPTS.inspect_sends).key(self.send_key(key));
+        let (found, sends, window_ms, cooldown_ms): (i64, u64, u64, u64) = self.eval(&call).await?;
         Ok((found == 1).then(|| {
             SendStatus::new(
                 u32::try_from(sends).unwrap_or(u32::MAX),
@@ -1325,9 +1319,8 @@ impl OtpStore for RedisStore {
     }
 
     async fn inspect_failures(&self, key: &StoreKey) -> Result<Option<FailureStatus>, StoreError> {
-        let mut invocation = SCRIPTS.inspect_failures.prepare_invoke();
-        invocation.key(self.failure_key(key));
-        let (found, failures, lock_ms): (i64, u64, u64) = self.eval(&invocation).await?;
+        let call = Call::new(&SCRIPTS.inspect_failures).key(self.failure_key(key));
+        let (found, failures, lock_ms): (i64, u64, u64) = self.eval(&call).await?;
         Ok((found == 1).then(|| {
             FailureStatus::new(
                 u32::try_from(failures).unwrap_or(u32::MAX),
@@ -1349,9 +1342,8 @@ impl OtpStore for RedisStore {
     async fn clear_sends(&self, key: &StoreKey) -> Result<bool, StoreError> {
         // One script: the send fields go, the contact's codes stay, and
         // the key's expiry follows what is left.
-        let mut invocation = CLEAR_SENDS.prepare_invoke();
-        invocation.key(self.send_key(key));
-        let deleted: i64 = self.eval(&invocation).await?;
+        let call = Call::new(&CLEAR_SENDS).key(self.send_key(key));
+        let deleted: i64 = self.eval(&call).await?;
         Ok(deleted > 0)
     }
 
@@ -1439,12 +1431,11 @@ impl super::rate::SharedRateLimiter for RedisStore {
         // switch, not a rate.
         let quota = quota.max(1);
         let interval = (millis(period) / u64::from(quota)).max(1);
-        let mut invocation = SCRIPTS.gcra.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.gcra)
             .key(format!("{}{{rl:{key}}}", self.prefix))
             .arg(interval)
             .arg(quota);
-        let (allowed, value, reset_ms): (i64, u64, u64) = self.eval(&invocation).await?;
+        let (allowed, value, reset_ms): (i64, u64, u64) = self.eval(&call).await?;
         let reset = Duration::from_millis(reset_ms);
         Ok(if allowed == 1 {
             super::rate::GcraDecision::allowed(u32::try_from(value).unwrap_or(u32::MAX), reset)
@@ -1616,5 +1607,47 @@ mod tests {
         let start = Instant::now();
         assert!(store.ping().await.unwrap_err().is_unavailable());
         assert!(start.elapsed() < Duration::from_secs(3));
+    }
+    /// After `SCRIPT FLUSH` (or a restart that lost the scripts), a script
+    /// the server no longer knows is loaded and sent again, and none runs
+    /// twice: eight concurrent attempts on one code are counted 1 to 8,
+    /// once each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_script_flush_scripts_are_loaded_and_each_runs_once() {
+        let Some(server) = Server::start() else {
+            eprintln!("SKIPPED: `redis-server` cannot be started here");
+            return;
+        };
+        let store = RedisStore::builder(server.url()).build().unwrap();
+        let key = StoreKey::new("flushed");
+        let record = CodeRecord::new([9; 16], vec![1; 32], 1);
+        store
+            .put_code(&key, &record, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let mut conn = Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(
+                    async move { store.begin_attempt(&StoreKey::new("flushed"), 100).await },
+                )
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for task in tasks {
+            match task.await.unwrap().unwrap() {
+                Attempt::Granted { attempts_used, .. } => counts.push(attempts_used),
+                other => panic!("expected an attempt, got {other:?}"),
+            }
+        }
+        counts.sort_unstable();
+        assert_eq!(counts, (1..=8).collect::<Vec<u32>>());
+        let status = store.inspect_code(&key).await.unwrap().unwrap();
+        assert_eq!(status.attempts_used, 8);
     }
 }

@@ -14,7 +14,7 @@ use std::{sync::LazyLock, time::Duration};
 
 use redis::Script;
 
-use super::{RedisStore, Unexpected, millis};
+use super::{Call, RedisStore, Unexpected, millis};
 use crate::store::{
     StoreError,
     ranges::{RangeBlock, RangeLimits, RangeVerdict},
@@ -154,8 +154,7 @@ impl RedisStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<RangeVerdict, StoreError> {
-        let mut invocation = SCRIPTS.send.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.send)
             .key(self.range_key(range))
             .key(self.blocked_ranges_key())
             .arg(millis(limits.window).max(1))
@@ -163,7 +162,7 @@ impl RedisStore {
             .arg(limits.min_verified_per_mille)
             .arg(millis(limits.block))
             .arg(range);
-        let (blocked, retry_ms, tripped): (i64, u64, i64) = self.eval(&invocation).await?;
+        let (blocked, retry_ms, tripped): (i64, u64, i64) = self.eval(&call).await?;
         match blocked {
             0 => Ok(RangeVerdict::Allowed),
             1 => Ok(RangeVerdict::Blocked {
@@ -179,11 +178,10 @@ impl RedisStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<(), StoreError> {
-        let mut invocation = SCRIPTS.verify.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.verify)
             .key(self.range_key(range))
             .arg(millis(limits.window).max(1));
-        let _counted: i64 = self.eval(&invocation).await?;
+        let _counted: i64 = self.eval(&call).await?;
         Ok(())
     }
 
@@ -192,23 +190,21 @@ impl RedisStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<(), StoreError> {
-        let mut invocation = SCRIPTS.release.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.release)
             .key(self.range_key(range))
             .arg(millis(limits.window).max(1));
-        let _released: i64 = self.eval(&invocation).await?;
+        let _released: i64 = self.eval(&call).await?;
         Ok(())
     }
 
     pub(super) async fn range_blocks(&self) -> Result<Vec<RangeBlock>, StoreError> {
-        let mut invocation = SCRIPTS.list.prepare_invoke();
         // The second key is a prefix the script appends ranges to: declared
         // so that the cluster routes the script to the tag's slot.
-        invocation
+        let call = Call::new(&SCRIPTS.list)
             .key(self.blocked_ranges_key())
             .key(format!("{}:r:", self.ranges_tag()))
             .arg(MAX_LISTED);
-        let flat: Vec<(String, u64, u64, u64)> = self.eval(&invocation).await?;
+        let flat: Vec<(String, u64, u64, u64)> = self.eval(&call).await?;
         let mut blocks: Vec<_> = flat
             .into_iter()
             .map(|(range, left, sent, verified)| {
@@ -226,12 +222,11 @@ impl RedisStore {
     }
 
     pub(super) async fn range_lift(&self, range: &str) -> Result<bool, StoreError> {
-        let mut invocation = SCRIPTS.lift.prepare_invoke();
-        invocation
+        let call = Call::new(&SCRIPTS.lift)
             .key(self.range_key(range))
             .key(self.blocked_ranges_key())
             .arg(range);
-        let lifted: i64 = self.eval(&invocation).await?;
+        let lifted: i64 = self.eval(&call).await?;
         Ok(lifted == 1)
     }
 }
