@@ -389,6 +389,17 @@ impl HashPool {
     }
 }
 
+/// The next queued job, or `None` after putting worker `index` on the idle
+/// stack (it then waits on its inbox).
+fn claim_next(index: usize, dispatch: &Mutex<Dispatch>) -> Option<Job> {
+    let mut dispatch = lock_dispatch(dispatch);
+    let queued = dispatch.queue.pop_front();
+    if queued.is_none() {
+        dispatch.idle.push(index);
+    }
+    queued
+}
+
 fn worker(
     index: usize,
     dispatch: &Mutex<Dispatch>,
@@ -396,16 +407,9 @@ fn worker(
     keys: &KeyRing,
     mut hasher: ThreadHasher,
 ) {
+    let mut next = claim_next(index, dispatch);
     loop {
-        let queued = {
-            let mut dispatch = lock_dispatch(dispatch);
-            let queued = dispatch.queue.pop_front();
-            if queued.is_none() {
-                dispatch.idle.push(index);
-            }
-            queued
-        };
-        let job = match queued {
+        let job = match next.take() {
             Some(job) => job,
             None => match inbox.recv() {
                 Ok(job) => job,
@@ -418,34 +422,51 @@ fn worker(
             metrics::gauge!(HASH_POOL_QUEUED).decrement(1.0);
             metrics::histogram!(HASH_QUEUE_WAIT_SECONDS).record(job.queued_at.elapsed());
         }
-        if job.reply.is_closed() {
-            continue; // the request went away while queued: skip the work
-        }
-        let Some(entry) = keys.all().get(job.secret_index) else {
-            continue;
-        };
-        let mut out = Zeroizing::new([0u8; HASH_LEN]);
-        #[cfg(feature = "metrics")]
-        let started = {
-            metrics::gauge!(crate::telemetry::HASH_POOL_BUSY).increment(1.0);
-            std::time::Instant::now()
-        };
-        let hashed = hasher.hash_into(&entry.secret, &job.code, &job.salt, &mut out);
-        #[cfg(feature = "metrics")]
-        {
-            use crate::telemetry::{HASH_POOL_BUSY, HASH_SECONDS};
-            metrics::histogram!(HASH_SECONDS).record(started.elapsed());
-            metrics::gauge!(HASH_POOL_BUSY).decrement(1.0);
-        }
+        let answer = hash_job(&job, keys, &mut hasher);
         // Free the place before answering: the caller may reserve the next
         // hash as soon as it has the answer, and this (low-priority) thread
         // may not run again before it does.
         drop(job.slot);
-        match hashed {
-            Ok(()) => {
-                let _ = job.reply.send(out);
-            }
-            Err(e) => tracing::error!(error = %e, "argon2 hashing failed"),
+        // For the same reason, back on the idle stack (or onto the next
+        // queued job) before answering: a caller's next hash then comes to
+        // this worker, whose arena is warm, even when the scheduler
+        // preempts this thread right after the answer (the other worker
+        // took turns otherwise; BENCHMARKS.md, "Hashing pool").
+        next = claim_next(index, dispatch);
+        if let Some(out) = answer {
+            let _ = job.reply.send(out);
+        }
+    }
+}
+
+/// Runs one job's hash, unless its request went away while it was queued.
+fn hash_job(
+    job: &Job,
+    keys: &KeyRing,
+    hasher: &mut ThreadHasher,
+) -> Option<Zeroizing<[u8; HASH_LEN]>> {
+    if job.reply.is_closed() {
+        return None; // the request went away while queued: skip the work
+    }
+    let entry = keys.all().get(job.secret_index)?;
+    let mut out = Zeroizing::new([0u8; HASH_LEN]);
+    #[cfg(feature = "metrics")]
+    let started = {
+        metrics::gauge!(crate::telemetry::HASH_POOL_BUSY).increment(1.0);
+        std::time::Instant::now()
+    };
+    let hashed = hasher.hash_into(&entry.secret, &job.code, &job.salt, &mut out);
+    #[cfg(feature = "metrics")]
+    {
+        use crate::telemetry::{HASH_POOL_BUSY, HASH_SECONDS};
+        metrics::histogram!(HASH_SECONDS).record(started.elapsed());
+        metrics::gauge!(HASH_POOL_BUSY).decrement(1.0);
+    }
+    match hashed {
+        Ok(()) => Some(out),
+        Err(e) => {
+            tracing::error!(error = %e, "argon2 hashing failed");
+            None
         }
     }
 }
