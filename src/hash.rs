@@ -194,7 +194,13 @@ impl HashPool {
         priority: HashThreadPriority,
     ) -> Result<Self, ConfigError> {
         let workers = workers.max(1);
-        let dispatch = Arc::new(Mutex::new(Dispatch::default()));
+        // Every worker is idle from the start (each first waits on its
+        // inbox), so no worker joins the stack late, on top of the one a
+        // caller has kept warm.
+        let dispatch = Arc::new(Mutex::new(Dispatch {
+            idle: (0..workers).collect(),
+            queue: VecDeque::new(),
+        }));
         let mut inboxes = Vec::with_capacity(workers);
         let (started, all_started) = channel::<()>();
         for index in 0..workers {
@@ -407,7 +413,8 @@ fn worker(
     keys: &KeyRing,
     mut hasher: ThreadHasher,
 ) {
-    let mut next = claim_next(index, dispatch);
+    // On the idle stack already (see `HashPool::with_keys`).
+    let mut next = None;
     loop {
         let job = match next.take() {
             Some(job) => job,

@@ -1610,8 +1610,8 @@ mod tests {
     }
     /// After `SCRIPT FLUSH` (or a restart that lost the scripts), a script
     /// the server no longer knows is loaded and sent again, and none runs
-    /// twice: eight concurrent attempts on one code are counted 1 to 8,
-    /// once each.
+    /// twice: after one attempt, eight concurrent ones on the same code are
+    /// counted 2 to 9, once each.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn after_script_flush_scripts_are_loaded_and_each_runs_once() {
         let Some(server) = Server::start() else {
@@ -1625,6 +1625,24 @@ mod tests {
             .put_code(&key, &record, Duration::from_secs(60))
             .await
             .unwrap();
+        // The scripts are loaded (each ran once), then the server loses them.
+        let first = store.begin_attempt(&key, 100).await.unwrap();
+        assert!(matches!(
+            first,
+            Attempt::Granted {
+                attempts_used: 1,
+                ..
+            }
+        ));
+        assert_eq!(
+            store
+                .inspect_code(&key)
+                .await
+                .unwrap()
+                .unwrap()
+                .attempts_used,
+            1
+        );
         let mut conn = Client::open(server.url())
             .unwrap()
             .get_connection()
@@ -1646,8 +1664,8 @@ mod tests {
             }
         }
         counts.sort_unstable();
-        assert_eq!(counts, (1..=8).collect::<Vec<u32>>());
+        assert_eq!(counts, (2..=9).collect::<Vec<u32>>());
         let status = store.inspect_code(&key).await.unwrap().unwrap();
-        assert_eq!(status.attempts_used, 8);
+        assert_eq!(status.attempts_used, 9);
     }
 }
