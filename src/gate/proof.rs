@@ -76,6 +76,7 @@ impl<P: Purpose> VerifiedContact<P> {
     }
 
     /// The same grant seen for purpose `Q`.
+    #[cfg(feature = "axum")] // the extractors' only
     pub(crate) fn view<Q: Purpose>(&self) -> VerifiedContact<Q> {
         VerifiedContact::from_proofs(self.proofs.clone(), self.id.clone(), self.current_key)
     }
@@ -138,6 +139,7 @@ impl<P: Purpose> VerifiedContact<P> {
         self.expires_at
     }
 
+    #[cfg(feature = "axum")] // the extractors' only
     pub(crate) fn into_email(mut self) -> Option<Email> {
         match self.proofs.swap_remove(self.email_at?).contact {
             Contact::Email(email) => Some(email),
@@ -145,6 +147,7 @@ impl<P: Purpose> VerifiedContact<P> {
         }
     }
 
+    #[cfg(feature = "axum")] // the extractors' only
     pub(crate) fn into_mobile(mut self) -> Option<Mobile> {
         match self.proofs.swap_remove(self.mobile_at?).contact {
             Contact::Mobile(mobile) => Some(mobile),
