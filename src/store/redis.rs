@@ -798,12 +798,8 @@ impl Call {
     }
 
     fn evalsha(&self) -> Cmd {
-        let bytes = self.keys.iter().map(String::len).sum::<usize>()
-            + self.args.iter().map(Vec::len).sum::<usize>()
-            + 56; // EVALSHA, the hash, the key count
-        let mut cmd = Cmd::with_capacity(3 + self.keys.len() + self.args.len(), bytes);
-        cmd.arg("EVALSHA")
-            .arg(self.script.get_hash())
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
             .arg(self.keys.len())
             .arg(&self.keys)
             .arg(&self.args);
