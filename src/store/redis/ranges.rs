@@ -154,14 +154,15 @@ impl RedisStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<RangeVerdict, StoreError> {
-        let call = Call::new(&SCRIPTS.send)
-            .key(self.range_key(range))
-            .key(self.blocked_ranges_key())
-            .arg(millis(limits.window).max(1))
-            .arg(limits.min_sends)
-            .arg(limits.min_verified_per_mille)
-            .arg(millis(limits.block))
-            .arg(range);
+        let call = Call::new(
+            &SCRIPTS.send,
+            [&self.range_key(range), &self.blocked_ranges_key()],
+        )
+        .arg(millis(limits.window).max(1))
+        .arg(limits.min_sends)
+        .arg(limits.min_verified_per_mille)
+        .arg(millis(limits.block))
+        .arg(range);
         let (blocked, retry_ms, tripped): (i64, u64, i64) = self.eval(&call).await?;
         match blocked {
             0 => Ok(RangeVerdict::Allowed),
@@ -178,9 +179,8 @@ impl RedisStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<(), StoreError> {
-        let call = Call::new(&SCRIPTS.verify)
-            .key(self.range_key(range))
-            .arg(millis(limits.window).max(1));
+        let call =
+            Call::new(&SCRIPTS.verify, [&self.range_key(range)]).arg(millis(limits.window).max(1));
         let _counted: i64 = self.eval(&call).await?;
         Ok(())
     }
@@ -190,9 +190,8 @@ impl RedisStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<(), StoreError> {
-        let call = Call::new(&SCRIPTS.release)
-            .key(self.range_key(range))
-            .arg(millis(limits.window).max(1));
+        let call =
+            Call::new(&SCRIPTS.release, [&self.range_key(range)]).arg(millis(limits.window).max(1));
         let _released: i64 = self.eval(&call).await?;
         Ok(())
     }
@@ -200,10 +199,14 @@ impl RedisStore {
     pub(super) async fn range_blocks(&self) -> Result<Vec<RangeBlock>, StoreError> {
         // The second key is a prefix the script appends ranges to: declared
         // so that the cluster routes the script to the tag's slot.
-        let call = Call::new(&SCRIPTS.list)
-            .key(self.blocked_ranges_key())
-            .key(format!("{}:r:", self.ranges_tag()))
-            .arg(MAX_LISTED);
+        let call = Call::new(
+            &SCRIPTS.list,
+            [
+                &self.blocked_ranges_key(),
+                &format_args!("{}:r:", self.ranges_tag()),
+            ],
+        )
+        .arg(MAX_LISTED);
         let flat: Vec<(String, u64, u64, u64)> = self.eval(&call).await?;
         let mut blocks: Vec<_> = flat
             .into_iter()
@@ -222,10 +225,11 @@ impl RedisStore {
     }
 
     pub(super) async fn range_lift(&self, range: &str) -> Result<bool, StoreError> {
-        let call = Call::new(&SCRIPTS.lift)
-            .key(self.range_key(range))
-            .key(self.blocked_ranges_key())
-            .arg(range);
+        let call = Call::new(
+            &SCRIPTS.lift,
+            [&self.range_key(range), &self.blocked_ranges_key()],
+        )
+        .arg(range);
         let lifted: i64 = self.eval(&call).await?;
         Ok(lifted == 1)
     }
