@@ -261,8 +261,12 @@ struct SendEntry {
     window_ends: Stamp,
     last_send: Stamp,
     count: u32,
-    /// Sends in the window that happened (were not released).
-    held: u32,
+    /// Sends in the window that happened (were not released), for the
+    /// eviction order only (so saturating).
+    held: u16,
+    /// The cooldown is a send block ([`OtpStore::block_sends`]): a failed
+    /// delivery's [`OtpStore::release_cooldown`] does not end it.
+    blocked: bool,
 }
 
 #[derive(Debug)]
@@ -525,7 +529,8 @@ impl OtpStore for MemoryStore {
                 });
             }
             entry.count += 1;
-            entry.held += 1;
+            entry.held = entry.held.saturating_add(1);
+            entry.blocked = false;
             entry.cooldown_until = now.after(limits.cooldown);
             entry.last_send = now;
             return Ok(SendReservation::Granted);
@@ -544,6 +549,7 @@ impl OtpStore for MemoryStore {
                 last_send: now,
                 count: 1,
                 held: 1,
+                blocked: false,
             },
         );
         Ok(SendReservation::Granted)
@@ -552,7 +558,11 @@ impl OtpStore for MemoryStore {
     async fn release_cooldown(&self, key: &StoreKey) -> Result<(), StoreError> {
         let now = self.now();
         if let Some(entry) = lock(&self.sends).live(&ContactId::of(key), now) {
-            entry.cooldown_until = now;
+            // A block ("this wasn't me") that began while this send was
+            // in flight stays.
+            if !entry.blocked {
+                entry.cooldown_until = now;
+            }
             // This send never happened: it still counts toward the quota,
             // but the record is among the first evicted.
             entry.held = entry.held.saturating_sub(1);
@@ -817,6 +827,7 @@ impl OtpStore for MemoryStore {
         let mut sends = lock(&self.sends);
         if let Some(entry) = sends.live(&id, now) {
             entry.cooldown_until = entry.cooldown_until.max(until);
+            entry.blocked = true;
             return Ok(());
         }
         sends.reserve_slot(&id, "sends", now)?;
@@ -829,6 +840,7 @@ impl OtpStore for MemoryStore {
                 count: 0,
                 // Ranked like a contact that was sent a code.
                 held: 1,
+                blocked: true,
             },
         );
         Ok(())

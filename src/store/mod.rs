@@ -542,7 +542,9 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<SendReservation, StoreError>;
 
     /// Ends the cooldown now but keeps the send count (used when delivery
-    /// failed, so the user can retry at once).
+    /// failed, so the user can retry at once). A send block
+    /// ([`block_sends`](Self::block_sends)) in force stays: it may have
+    /// begun while the failed send was in flight.
     async fn release_cooldown(&self, key: &StoreKey) -> Result<(), StoreError>;
 
     /// Stores a new code for the contact with a fresh attempt count,
@@ -727,8 +729,9 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
     /// cancel): [`reserve_send`](Self::reserve_send) answers
     /// [`SendReservation::Cooldown`] until then. Kept in the send record,
     /// so that [`clear_sends`](Self::clear_sends) (the operator's unlock)
-    /// lifts it; never shortens a running cooldown. The default answers
-    /// [`StoreError::unsupported`].
+    /// lifts it; never shortens a running cooldown, and
+    /// [`release_cooldown`](Self::release_cooldown) does not end it. The
+    /// default answers [`StoreError::unsupported`].
     async fn block_sends(&self, key: &StoreKey, block: Duration) -> Result<(), StoreError> {
         let _ = (key, block);
         Err(StoreError::unsupported("block_sends"))

@@ -295,6 +295,60 @@ pub async fn delete_code_and_clear_sends(h: Harness) {
     );
 }
 
+/// A send block ("this wasn't me") holds when a send that was in flight as
+/// it began fails and releases its cooldown; the operator's unlock lifts
+/// it; once a block has ended, a later send's release works as before.
+/// Skipped for a store without `block_sends`.
+pub async fn block_survives_a_released_send(h: Harness) {
+    let s = &h.store;
+    let key = random_key();
+    let limits = SendLimits::new(Duration::from_secs(30), 5, Duration::from_secs(600));
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted,
+        "the send in flight"
+    );
+    match s.block_sends(&key, Duration::from_secs(3600)).await {
+        Err(e) if e.is_unsupported() => return,
+        other => other.unwrap(),
+    }
+    // The send in flight fails: its cooldown is released, not the block.
+    s.release_cooldown(&key).await.unwrap();
+    match s.reserve_send(&key, &limits).await.unwrap() {
+        SendReservation::Cooldown { retry_after } => {
+            assert!(retry_after > Duration::from_secs(3590), "{retry_after:?}")
+        }
+        other => panic!("the block was lifted: {other:?}"),
+    }
+    let sends = s.inspect_sends(&key).await.unwrap().expect("a send record");
+    assert!(sends.cooldown_left > Duration::from_secs(3590), "{sends:?}");
+    assert!(s.clear_sends(&key).await.unwrap());
+    assert_eq!(
+        s.reserve_send(&key, &limits).await.unwrap(),
+        SendReservation::Granted,
+        "the operator's unlock lifts it"
+    );
+
+    // A block that ends: the next send's cooldown is its own again.
+    let other = random_key();
+    let brief = SendLimits::new(Duration::from_millis(100), 5, Duration::from_secs(600));
+    s.block_sends(&other, Duration::from_millis(300))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        s.reserve_send(&other, &limits).await.unwrap(),
+        SendReservation::Granted,
+        "the block is over"
+    );
+    s.release_cooldown(&other).await.unwrap();
+    assert_eq!(
+        s.reserve_send(&other, &brief).await.unwrap(),
+        SendReservation::Granted,
+        "a failed delivery after the block releases its cooldown"
+    );
+}
+
 /// A random number range (`+999…`, a calling code no country has), so
 /// that tests sharing a store never see each other's ranges.
 fn random_range() -> String {
@@ -1233,6 +1287,7 @@ macro_rules! store_conformance {
                 failure_record_expires,
                 inspect_without_secrets,
                 delete_code_and_clear_sends,
+                block_survives_a_released_send,
                 layer_admin_cancel_and_unlock,
                 layer_expiry,
                 layer_replace_on_resend,

@@ -5,7 +5,7 @@
 local now = now_ms()
 local h = redis.call('HMGET', KEYS[1], 'cd', 'we')
 local live = h[2] and math.max(tonumber(h[1]) or 0, tonumber(h[2]) or 0) > now
-if redis.call('HDEL', KEYS[1], 'cd', 'n', 'we') > 0 then
+if redis.call('HDEL', KEYS[1], 'cd', 'n', 'we', 'bk') > 0 then
   settle(KEYS[1], now)
 end
 if live then

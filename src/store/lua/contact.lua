@@ -5,7 +5,8 @@
 --   rec<p> = code record (salt | secret id | hash), att<p> = attempts used,
 --   exp<p> = the code's expiry; <p> is '' for the default purpose and
 --   ':<purpose>' for the others (the scripts get it as an argument);
---   cd = cooldown end, n = sends in the window, we = window end.
+--   cd = cooldown end, n = sends in the window, we = window end, bk = 1
+--   while the cooldown is a send block (block_sends).
 -- A code whose exp has passed is treated as missing, and a send record
 -- whose cooldown and window have both ended as missing, by every script
 -- (no HEXPIRE before Redis 7.4: the key's own expiry is the latest end).
@@ -49,6 +50,7 @@ local function settle(key, now)
       drop[#drop + 1] = 'cd'
       drop[#drop + 1] = 'n'
       drop[#drop + 1] = 'we'
+      drop[#drop + 1] = 'bk'
     end
   end
   if last <= now then

@@ -10,7 +10,7 @@ local cooldown = tonumber(ARGV[1])
 local quota = tonumber(ARGV[2])
 local window = tonumber(ARGV[3])
 
-local h = redis.call('HMGET', KEYS[1], 'cd', 'n', 'we')
+local h = redis.call('HMGET', KEYS[1], 'cd', 'n', 'we', 'bk')
 local cd = tonumber(h[1]) or 0
 local n = tonumber(h[2]) or 0
 local we = tonumber(h[3])
@@ -33,5 +33,9 @@ end
 n = n + 1
 cd = now + cooldown
 redis.call('HSET', KEYS[1], 'cd', string.format('%d', cd), 'n', n, 'we', string.format('%d', we))
+if h[4] then
+  -- A block that has ended: this cooldown is a send's own.
+  redis.call('HDEL', KEYS[1], 'bk')
+end
 settle(KEYS[1], now)
 return {0, 0}
