@@ -269,6 +269,10 @@ struct SendEntry {
     blocked: bool,
 }
 
+// A send record stays at 32 bytes (issue 21.3: a pending code's whole
+// cost, its send record included, is at most 256 bytes).
+const _: () = assert!(std::mem::size_of::<SendEntry>() == 32);
+
 #[derive(Debug)]
 struct FailureEntry {
     failures: u32,
