@@ -60,8 +60,8 @@
 //!
 //! The store keeps its own pool (deadpool) of redis-rs **multiplexed**
 //! connections (on a cluster: cluster connections, which follow
-//! redirections and slot moves themselves). A connection that answered in
-//! the last 5 s is handed out as is, so a store operation is one `EVALSHA`
+//! redirections and slot moves themselves). A connection used in the last
+//! 5 s is handed out as is, so a store operation is one `EVALSHA`
 //! round trip; an idler one is checked with one `PING` first.
 //! (deadpool-redis's own pool sends `UNWATCH` + `PING` before every use,
 //! which doubles the cost; it is still accepted through
@@ -71,10 +71,10 @@
 //! A pooled connection is a handle shared by every request, not held for
 //! the length of one: it is cloned out of the pool, which gets it back at
 //! once, and the store keeps the handle it cloned last. While that
-//! connection is sound and answered in the last 5 s, requests clone the
-//! kept handle without a pool checkout (no semaphore, lock, recycle check
-//! or timer of the pool's: about 1.5 µs of CPU less per operation, see
-//! BENCHMARKS.md). On a single node, redis-rs pipelines the operations of many
+//! connection is sound (a failed one is never reused) and was used in the
+//! last 5 s, requests clone the kept handle without a pool checkout (no
+//! semaphore, lock, recycle check or timer of the pool's: about 1.5 µs of
+//! CPU less per operation, BENCHMARKS.md, issue 21.1). On a single node, redis-rs pipelines the operations of many
 //! callers on one multiplexed connection (one write and one read carry
 //! several of them), which costs less CPU per operation than one
 //! operation per connection at a time. On a cluster (multiplexed over one
@@ -224,14 +224,16 @@ const CLUSTER_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// a node lost, `TRYAGAIN`, `CLUSTERDOWN`), 10 to 100 ms apart.
 const CLUSTER_RETRIES: u32 = 4;
 
-/// A pooled connection that answered this recently is handed out again
-/// without a `PING` first; an idler one is checked with one `PING`.
-const FRESH: Duration = if cfg!(test) {
-    // The unit tests watch a connection go stale.
-    Duration::from_millis(300)
-} else {
-    Duration::from_secs(5)
-};
+/// A pooled connection used this recently is handed out again without a
+/// `PING` first; an idler one is checked with one `PING`.
+const FRESH: Duration = Duration::from_secs(5);
+
+/// Milliseconds on one clock for the whole process: when a connection was
+/// last used, shared by the pool and the kept handle (see [`LastLink`]).
+fn clock_ms() -> u64 {
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 /// A script on a contact's key: the shared helpers of
 /// `lua/contact.lua` (the layout, the clock, `settle`), then `lua/<name>`.
@@ -323,10 +325,12 @@ impl ConnectionLike for Link {
     }
 }
 
-/// A connection in the store's pool, with when it last answered.
+/// A connection in the store's pool, with when it was last used.
 struct Pooled {
     link: Link,
-    answered: Instant,
+    /// When it was last handed out or used through the kept handle
+    /// ([`clock_ms`]).
+    used: Arc<AtomicU64>,
     /// Set by a request that saw the connection fail (lost, or no answer
     /// in time) on its clone of the handle: the pool then drops it at the
     /// next checkout instead of handing it out again.
@@ -335,11 +339,12 @@ struct Pooled {
 
 /// The store's deadpool manager. Unlike deadpool-redis's, which sends
 /// `UNWATCH` + `PING` on every checkout (a second round trip per
-/// operation), it hands out a connection that answered within [`FRESH`]
+/// operation), it hands out a connection used within `fresh` ([`FRESH`])
 /// as is, checks an idler one with one `PING`, and never gets back a
 /// connection the store saw fail: the store takes those out of the pool.
 struct Manager {
     connector: Connector,
+    fresh: Duration,
 }
 
 impl managed::Manager for Manager {
@@ -357,7 +362,7 @@ impl managed::Manager for Manager {
         };
         Ok(Pooled {
             link,
-            answered: Instant::now(),
+            used: Arc::new(AtomicU64::new(clock_ms())),
             broken: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -366,11 +371,19 @@ impl managed::Manager for Manager {
         if conn.broken.load(Ordering::Relaxed) {
             return Err(managed::RecycleError::message("the connection failed"));
         }
-        if conn.answered.elapsed() < FRESH {
+        let now = clock_ms();
+        if u128::from(now.saturating_sub(conn.used.load(Ordering::Relaxed)))
+            < self.fresh.as_millis()
+        {
             return Ok(());
         }
-        redis::cmd("PING").query_async::<()>(&mut conn.link).await?;
-        conn.answered = Instant::now();
+        if let Err(e) = redis::cmd("PING").query_async::<()>(&mut conn.link).await {
+            // Dropped by the pool; a kept clone of the handle is not used
+            // either.
+            conn.broken.store(true, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        conn.used.store(clock_ms(), Ordering::Relaxed);
         Ok(())
     }
 }
@@ -380,51 +393,53 @@ type OwnPool = managed::Pool<Manager>;
 /// The connection the store's own pool handed out last, kept so that a
 /// request clones its handle without a pool checkout (its semaphore, its
 /// lock, its recycle check, its timer) while the connection is sound (not
-/// marked broken) and fresh (it answered within [`FRESH`]). Otherwise the
-/// request checks one out of the pool, which pings an idle one, and keeps
-/// that one here instead.
+/// marked broken) and fresh (used within `fresh`, as the pool would hand it
+/// out without a `PING`). Otherwise the request checks one out of the
+/// pool, which pings an idle one, and keeps that one here instead.
 struct LastLink {
-    epoch: Instant,
-    /// When the kept connection last answered, in milliseconds since
-    /// `epoch`.
-    answered_ms: AtomicU64,
-    kept: Mutex<Option<(Link, Arc<AtomicBool>)>>,
+    fresh: Duration,
+    kept: Mutex<Option<Kept>>,
+}
+
+/// A pooled connection's handle and shared state, kept by [`LastLink`].
+struct Kept {
+    link: Link,
+    broken: Arc<AtomicBool>,
+    used: Arc<AtomicU64>,
 }
 
 impl LastLink {
-    fn new() -> Self {
+    fn new(fresh: Duration) -> Self {
         Self {
-            epoch: Instant::now(),
-            answered_ms: AtomicU64::new(0),
+            fresh,
             kept: Mutex::new(None),
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// A clone of the kept handle, if it is sound and fresh.
+    /// A clone of the kept handle, if it is sound and fresh (and then used
+    /// now).
     fn get(&self) -> Option<(Link, Arc<AtomicBool>)> {
-        let age = self
-            .now_ms()
-            .saturating_sub(self.answered_ms.load(Ordering::Relaxed));
-        if u128::from(age) >= FRESH.as_millis() {
-            return None;
-        }
         let kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        let (link, broken) = kept.as_ref()?;
-        if broken.load(Ordering::Relaxed) {
+        let kept = kept.as_ref()?;
+        if kept.broken.load(Ordering::Relaxed) {
             return None;
         }
-        Some((link.clone(), Arc::clone(broken)))
+        let now = clock_ms();
+        let idle = now.saturating_sub(kept.used.load(Ordering::Relaxed));
+        if u128::from(idle) >= self.fresh.as_millis() {
+            return None;
+        }
+        kept.used.store(now, Ordering::Relaxed);
+        Some((kept.link.clone(), Arc::clone(&kept.broken)))
     }
 
-    /// Keeps `conn`'s handle (just checked out: it answered or was pinged).
+    /// Keeps `conn`'s handle (just checked out, so fresh).
     fn keep(&self, conn: &Pooled) {
-        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((conn.link.clone(), Arc::clone(&conn.broken)));
-        self.answered();
+        *self.kept.lock().unwrap_or_else(PoisonError::into_inner) = Some(Kept {
+            link: conn.link.clone(),
+            broken: Arc::clone(&conn.broken),
+            used: Arc::clone(&conn.used),
+        });
     }
 
     /// Stops handing out `conn` (a request holds it to itself).
@@ -432,15 +447,10 @@ impl LastLink {
         let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
         if kept
             .as_ref()
-            .is_some_and(|(_, broken)| Arc::ptr_eq(broken, &conn.broken))
+            .is_some_and(|kept| Arc::ptr_eq(&kept.broken, &conn.broken))
         {
             *kept = None;
         }
-    }
-
-    /// The kept connection answered.
-    fn answered(&self) {
-        self.answered_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 }
 
@@ -553,6 +563,9 @@ pub struct RedisStoreBuilder {
     source: Source,
     prefix: String,
     pool_size: Option<usize>,
+    /// How recently a connection must have been used to be handed out
+    /// without a `PING` ([`FRESH`]; shorter in a unit test).
+    fresh: Duration,
     timeout: Duration,
     wait: Option<Wait>,
     #[cfg(feature = "redis-tls")]
@@ -588,6 +601,7 @@ impl RedisStoreBuilder {
             source,
             prefix: DEFAULT_PREFIX.to_owned(),
             pool_size: None,
+            fresh: FRESH,
             timeout: DEFAULT_TIMEOUT,
             wait: None,
             #[cfg(feature = "redis-tls")]
@@ -608,6 +622,15 @@ impl RedisStoreBuilder {
     /// Ignored when the pool is given by the host.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = Some(size);
+        self
+    }
+
+    /// How recently a connection must have been used to be handed out
+    /// without a `PING`: [`FRESH`] outside the unit tests that watch a
+    /// connection go stale.
+    #[cfg(test)]
+    fn fresh(mut self, fresh: Duration) -> Self {
+        self.fresh = fresh;
         self
     }
 
@@ -775,16 +798,19 @@ impl RedisStoreBuilder {
         // The most recently used connection first: under light traffic one
         // connection stays warm (no `PING` needed) and the rest idle.
         config.queue_mode = QueueMode::Lifo;
-        let pool = managed::Pool::builder(Manager { connector })
-            .config(config)
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|e| backend_error(e.into()))?;
+        let pool = managed::Pool::builder(Manager {
+            connector,
+            fresh: self.fresh,
+        })
+        .config(config)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| backend_error(e.into()))?;
         Ok(RedisStore::with_backend(
             Backend::Own {
                 pool,
                 cluster,
-                last: Arc::new(LastLink::new()),
+                last: Arc::new(LastLink::new(self.fresh)),
             },
             self.prefix,
             self.timeout,
@@ -883,8 +909,11 @@ impl Call {
     /// `EVALSHA <sha> <number of keys> <keys>`; the arguments follow with
     /// [`arg`](Self::arg).
     fn new<const N: usize>(script: &'static Script, keys: [&dyn fmt::Display; N]) -> Self {
-        // Room for the keys and the script's usual arguments (a few numbers,
-        // a suffix), so building the command rarely grows it.
+        // Room for every script's arguments with a short prefix (the
+        // longest, `begin_attempt` with two keys and `put_code` with a
+        // record, write about 200 bytes), so the command is not regrown on
+        // the way (measured: BENCHMARKS.md, issue 21.1, reallocations per
+        // request); a long prefix costs one regrowth.
         let mut evalsha = Cmd::with_capacity(N + 8, 256);
         evalsha.arg("EVALSHA").arg(script.get_hash()).arg(N);
         for key in keys {
@@ -1150,7 +1179,9 @@ impl RedisStore {
         // `WAIT` blocks its connection on the server, so everything
         // pipelined behind it would wait too (a lagging replica would stall
         // every request). Such a request holds its pooled connection to
-        // itself, and the others take other connections.
+        // itself and takes it out of the kept slot, and the others take
+        // other connections (a request that cloned it a moment before may
+        // still queue behind its `WAIT`, as with the pool alone).
         //
         // A single node's connection whose server went away (a restart, a
         // failover behind the same address) fails at once: it is marked
@@ -1167,8 +1198,8 @@ impl RedisStore {
             let (mut link, broken, _held) = match kept {
                 Some((link, broken)) => (link, broken, None),
                 None => match tokio::time::timeout_at(deadline, pool.get()).await {
-                    Ok(Ok(mut conn)) => {
-                        conn.answered = Instant::now();
+                    Ok(Ok(conn)) => {
+                        conn.used.store(clock_ms(), Ordering::Relaxed);
                         if hold {
                             last.forget(&conn);
                         } else {
@@ -1183,12 +1214,7 @@ impl RedisStore {
                 },
             };
             match tokio::time::timeout_at(deadline, request.send(&mut link)).await {
-                Ok(Ok(value)) => {
-                    if !hold {
-                        last.answered();
-                    }
-                    return Ok(value);
-                }
+                Ok(Ok(value)) => return Ok(value),
                 Ok(Err(e)) if !cluster && connection_lost(&e) => {
                     // Never handed out again.
                     broken.store(true, Ordering::Relaxed);
@@ -1727,7 +1753,7 @@ mod tests {
 
     /// Requests share the connection that answered last, without a pool
     /// checkout: many at once open no second connection and send no
-    /// `PING`; once that connection has been idle past [`FRESH`], the next
+    /// `PING`; once that connection has been idle past its freshness, the next
     /// request goes through the pool, which checks it with one `PING`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requests_share_the_fresh_connection_and_a_stale_one_is_pinged() {
@@ -1735,8 +1761,10 @@ mod tests {
             eprintln!("SKIPPED: `redis-server` cannot be started here");
             return;
         };
+        let fresh = Duration::from_secs(1);
         let store = RedisStore::builder(server.url())
             .pool_size(8)
+            .fresh(fresh)
             .build()
             .unwrap();
         let mut admin = Client::open(server.url())
@@ -1771,7 +1799,7 @@ mod tests {
             "the store's one connection and this one: {clients}"
         );
 
-        tokio::time::sleep(FRESH + Duration::from_millis(100)).await;
+        tokio::time::sleep(fresh + Duration::from_millis(100)).await;
         store.begin_attempt(&key, 5).await.unwrap();
         assert_eq!(pings(&mut admin), pings_before + 1, "a stale one is");
         store.begin_attempt(&key, 5).await.unwrap();
