@@ -74,9 +74,10 @@
 //! connection is sound (a failed one is never reused) and was used in the
 //! last 5 s, requests clone the kept handle without a pool checkout (no
 //! semaphore, lock, recycle check or timer of the pool's: about 1.5 µs of
-//! CPU less per operation, BENCHMARKS.md, issue 21.1). On a single node, redis-rs pipelines the operations of many
-//! callers on one multiplexed connection (one write and one read carry
-//! several of them), which costs less CPU per operation than one
+//! CPU less per operation, BENCHMARKS.md, issue 21.1). On a single node,
+//! redis-rs pipelines the operations of many callers on one multiplexed
+//! connection (one write and one read carry several of them), which costs
+//! less CPU per operation than one
 //! operation per connection at a time. On a cluster (multiplexed over one
 //! connection per node, repairing itself), requests for keys on a dead
 //! master never hold a connection that requests for healthy masters need.
