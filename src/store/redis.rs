@@ -1743,6 +1743,22 @@ mod tests {
         assert!(store.ping().await.unwrap_err().is_unavailable());
         assert!(start.elapsed() < Duration::from_secs(3));
     }
+    /// `n` attempts on `key`'s code at once, each from a task of its own.
+    async fn attempts_at_once(store: &RedisStore, key: &str, max: u32, n: usize) -> Vec<Attempt> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let store = store.clone();
+                let key = StoreKey::new(key);
+                tokio::spawn(async move { store.begin_attempt(&key, max).await })
+            })
+            .collect();
+        let mut attempts = Vec::with_capacity(n);
+        for task in tasks {
+            attempts.push(task.await.unwrap().unwrap());
+        }
+        attempts
+    }
+
     /// `PING`s the server has answered so far.
     fn pings(conn: &mut redis::Connection) -> u64 {
         let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
@@ -1776,16 +1792,8 @@ mod tests {
         store.begin_attempt(&key, 5).await.unwrap();
         let pings_before = pings(&mut admin);
         for _ in 0..5 {
-            let tasks: Vec<_> = (0..32)
-                .map(|_| {
-                    let store = store.clone();
-                    tokio::spawn(
-                        async move { store.begin_attempt(&StoreKey::new("shared"), 5).await },
-                    )
-                })
-                .collect();
-            for task in tasks {
-                assert_eq!(task.await.unwrap().unwrap(), Attempt::NoCode);
+            for attempt in attempts_at_once(&store, "shared", 5, 32).await {
+                assert_eq!(attempt, Attempt::NoCode);
             }
         }
         assert_eq!(
@@ -1847,17 +1855,9 @@ mod tests {
             .get_connection()
             .unwrap();
         let () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let store = store.clone();
-                tokio::spawn(
-                    async move { store.begin_attempt(&StoreKey::new("flushed"), 100).await },
-                )
-            })
-            .collect();
         let mut counts = Vec::new();
-        for task in tasks {
-            match task.await.unwrap().unwrap() {
+        for attempt in attempts_at_once(&store, "flushed", 100, 8).await {
+            match attempt {
                 Attempt::Granted { attempts_used, .. } => counts.push(attempts_used),
                 other => panic!("expected an attempt, got {other:?}"),
             }
