@@ -513,9 +513,12 @@ impl OtpStore for MemoryStore {
         key: &StoreKey,
         limits: &SendLimits,
     ) -> Result<SendReservation, StoreError> {
-        let now = self.now();
         let id = ContactId::of(key);
         let mut sends = lock(&self.sends);
+        // The clock is read under the lock: read before it, a request that
+        // got the lock second could hold the earlier time and find the
+        // first one's cooldown (even a zero one) still running.
+        let now = self.now();
         if let Some(entry) = sends.live(&id, now) {
             if entry.cooldown_until > now {
                 return Ok(SendReservation::Cooldown {

@@ -730,6 +730,36 @@ pub async fn cooldown(h: Harness) {
     );
 }
 
+/// With no cooldown, sends to one contact at once are all granted (up to
+/// the quota): none finds another's zero-length cooldown still running.
+pub async fn zero_cooldown_grants_concurrent_sends(h: Harness) {
+    let key = random_key();
+    let limits = SendLimits::new(Duration::ZERO, 10_000, Duration::from_secs(600));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, key) = (Arc::clone(&h.store), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut refused = Vec::new();
+            for _ in 0..200 {
+                let answer = store.reserve_send(&key, &limits).await.unwrap();
+                if answer != SendReservation::Granted {
+                    refused.push(answer);
+                }
+            }
+            refused
+        }));
+    }
+    for t in tasks {
+        let refused = t.await.unwrap();
+        assert!(
+            refused.is_empty(),
+            "{} refused: {:?}",
+            refused.len(),
+            refused.first()
+        );
+    }
+}
+
 /// The quota allows `quota` sends per window, then refuses with the time
 /// left in the window.
 pub async fn quota(h: Harness) {
@@ -1280,6 +1310,7 @@ macro_rules! store_conformance {
                 single_use,
                 grant_spent_once,
                 cooldown,
+                zero_cooldown_grants_concurrent_sends,
                 quota,
                 concurrent_correct_verifies_succeed_once,
                 concurrent_wrong_guesses_bounded,
