@@ -39,17 +39,21 @@ fn payload(token: &str) -> Value {
 async fn verifying_a_second_contact_never_extends_the_first() {
     let outbox = MemoryOutbox::new();
     let app = TestApp::with(
-        common::builder_with(&outbox).grant_ttl(Duration::from_secs(3)),
+        common::builder_with(&outbox).grant_ttl(Duration::from_secs(4)),
         outbox,
     );
+    // Expiries are whole Unix seconds, so a 4 s grant lives 3 to 4 s: the
+    // email's ends by `proven + 4 s`, the mobile's (issued 2 s or more
+    // later) not before `proven + 5 s`.
     let first = app.prove_email(EMAIL).await;
+    let proven = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let merged = prove_mobile_holding(&app, &first).await;
     assert_eq!(app.get_with_token("/email-only", &merged).await.status, 200);
 
-    // The email was proven 3 s ago: its proof has ended, even though it
-    // was carried into a grant issued a second ago.
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // The email's proof has ended, even though it was carried into a grant
+    // issued about 2 s after it.
+    tokio::time::sleep_until(proven + Duration::from_millis(4300)).await;
     assert_eq!(app.get_with_token("/email-only", &merged).await.status, 401);
     assert_eq!(
         app.get_with_token("/mobile-only", &merged).await.status,
