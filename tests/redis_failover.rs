@@ -522,6 +522,69 @@ async fn wait_for_a_replica_fails_closed_when_it_cannot_acknowledge() {
         .assert_error(400, "otp_expired");
 }
 
+/// `command`'s calls and failed calls on `server` (`INFO commandstats`).
+async fn command_calls(server: &RedisServer, command: &str) -> (u64, u64) {
+    let mut conn = common::redis_server::raw_connection(&server.url()).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let field = |line: &str, name: &str| -> u64 {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .and_then(|v| v.split(',').next())
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    stats
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{command}:")))
+        .map_or((0, 0), |l| (field(l, "calls"), field(l, "failed_calls")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_waiting_for_replicas_is_reloaded_after_a_script_flush() {
+    let Some((master, _replica, app)) = replicated(1).await else {
+        return;
+    };
+    let email = common::redis_server::random_email();
+    app.send_email(&email).await.assert_success();
+    let code = app.code_for(&email);
+    app.verify_email(&email, &wrong_code(&code))
+        .await
+        .assert_error(400, "otp_invalid");
+    assert_eq!(attempts_used(&master, &app, &email).await, Some(1));
+
+    // The master loses its scripts (a restart, a failover to a fresh
+    // node): the attempt's `EVALSHA` + `WAIT` pipeline answers `NOSCRIPT`
+    // for the script. The store loads it and sends both again, and the
+    // attempt is counted once: the refused `EVALSHA` ran nothing.
+    let mut conn = common::redis_server::raw_connection(&master.url()).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_, failed_before) = command_calls(&master, "evalsha").await;
+    let (loads_before, _) = command_calls(&master, "script|load").await;
+    app.verify_email(&email, &wrong_code(&code))
+        .await
+        .assert_error(400, "otp_invalid");
+    assert_eq!(attempts_used(&master, &app, &email).await, Some(2));
+    let (_, failed_after) = command_calls(&master, "evalsha").await;
+    let (loads_after, _) = command_calls(&master, "script|load").await;
+    // The attempt's script, and the failure record's after the wrong
+    // code: each refused once and loaded once.
+    assert_eq!(failed_after - failed_before, 2, "NOSCRIPT answers");
+    assert_eq!(loads_after - loads_before, 2, "scripts loaded");
+
+    // The right code, on the last attempt, still works, once.
+    app.verify_email(&email, &code).await.assert_success();
+    app.verify_email(&email, &code)
+        .await
+        .assert_error(400, "otp_expired");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_for_more_replicas_than_exist_never_grants_an_attempt() {
     let Some((master, _replica, app)) = replicated(2).await else {
