@@ -7,26 +7,19 @@
 //! built), and no other test's hashing shares the machine.
 #![cfg(target_os = "linux")]
 
-use std::{
-    collections::BTreeSet,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+#[path = "common/threads.rs"]
+mod threads;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
+use threads::threads;
 use tower_otp::{
     Secret,
     hash::{HashParams, HashPool},
 };
-
-/// The process's thread ids.
-fn threads() -> BTreeSet<u32> {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
 
 /// Nanoseconds thread `tid` has spent on a CPU (`schedstat`'s first field).
 fn cpu_ns(tid: u32) -> u64 {

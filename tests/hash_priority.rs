@@ -6,22 +6,16 @@
 //! built), never another test's pool.
 #![cfg(target_os = "linux")]
 
-use std::collections::BTreeSet;
+#[path = "common/threads.rs"]
+mod threads;
 
+use threads::threads;
 use tower_otp::{
     Otp, Secret,
     hash::{HashParams, HashPool, HashThreadPriority},
 };
 
 const SECRET: &str = "benchmark secret, 32 bytes long!";
-
-/// The process's thread ids.
-fn threads() -> BTreeSet<u32> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
-}
 
 /// Field 19 (nice) of a `stat` line.
 fn nice_in(stat: &str) -> i32 {
