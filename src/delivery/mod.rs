@@ -814,23 +814,19 @@ fn unit_random() -> f64 {
     }
 }
 
-/// Masks words that look like contacts in a provider's error text (which
-/// goes to the log): any word containing `@`, and phone-number-like words
-/// (only digits and `+-().`, at least seven digits).
+/// Masks what looks like a contact in a provider's error text (which goes
+/// to the log): any word containing `@`, and any run of phone-number
+/// characters (digits and `+-().`) holding at least seven digits, wherever
+/// it stands in a word (`whatsapp:+14155550100`, `To=%2B14155550100`).
 #[cfg(any(feature = "smtp", feature = "sendgrid", feature = "twilio"))]
 pub(crate) fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        let digits = word.chars().filter(char::is_ascii_digit).count();
-        let phone_like = digits >= 7
-            && word
-                .chars()
-                .all(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.'));
-        if word.contains('@') || phone_like {
+        if word.contains('@') {
             out.push_str("***");
         } else {
-            out.push_str(word);
+            mask_digit_runs(word, out);
         }
         word.clear();
     };
@@ -844,4 +840,51 @@ pub(crate) fn scrub(text: &str) -> String {
     }
     flush(&mut word, &mut out);
     out
+}
+
+/// Copies `word` to `out`, each run of phone-number characters with at
+/// least seven digits replaced by `***`.
+#[cfg(any(feature = "smtp", feature = "sendgrid", feature = "twilio"))]
+fn mask_digit_runs(word: &str, out: &mut String) {
+    let phone_char = |c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '(' | ')' | '.');
+    let mut rest = word;
+    while let Some(start) = rest.find(phone_char) {
+        out.push_str(&rest[..start]);
+        let run = &rest[start..];
+        let len = run.find(|c: char| !phone_char(c)).unwrap_or(run.len());
+        let (run, after) = run.split_at(len);
+        if run.chars().filter(char::is_ascii_digit).count() >= 7 {
+            out.push_str("***");
+        } else {
+            out.push_str(run);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+}
+
+#[cfg(all(test, any(feature = "smtp", feature = "sendgrid", feature = "twilio")))]
+mod scrub_tests {
+    use super::scrub;
+
+    #[test]
+    fn contacts_are_masked_wherever_they_stand_in_a_word() {
+        for (text, scrubbed) in [
+            (
+                "The 'To' number whatsapp:+14155550100 is not a valid phone number.",
+                "The 'To' number whatsapp:*** is not a valid phone number.",
+            ),
+            ("To=%2B14155550100&Body=x", "To=%2B***&Body=x"),
+            ("tel:+44 20 7946 0958", "tel:+44 20 7946 0958"),
+            ("call (415) 555-0100 now", "call (415) *** now"),
+            (
+                "5.1.1 <ada@example.com>: Recipient address rejected",
+                "5.1.1 <***>: Recipient address rejected",
+            ),
+            ("mailto:ada@example.com", "***"),
+            ("error 21211, status 400", "error 21211, status 400"),
+        ] {
+            assert_eq!(scrub(text), scrubbed, "{text}");
+        }
+    }
 }
