@@ -253,6 +253,23 @@ async fn refused(reply: &str, expected_tries: usize) {
     let logged = err.to_string();
     assert!(logged.contains(&reply[..3]), "{logged}");
     assert!(!logged.contains("ada@example.com"), "{logged}");
+    // So does everything a host could print of the error: its `Debug`
+    // and each cause of its chain (lettre keeps the reply as a source).
+    let debug = format!("{err:?}");
+    assert!(debug.contains(&reply[..3]), "{debug}");
+    assert!(!debug.contains("ada@example.com"), "{debug}");
+    let mut chain = Vec::new();
+    let mut cause: Option<&dyn std::error::Error> = Some(&err);
+    while let Some(error) = cause {
+        chain.push(error.to_string());
+        cause = error.source();
+    }
+    assert!(chain.len() >= 2, "{chain:?}");
+    assert!(chain.iter().any(|text| text.contains("***")), "{chain:?}");
+    assert!(
+        chain.iter().all(|text| !text.contains("ada@example.com")),
+        "{chain:?}"
+    );
 }
 
 #[tokio::test]

@@ -374,7 +374,7 @@ fn pool_failure(
 fn classify(error: lettre::transport::smtp::Error) -> DeliveryError {
     let permanent =
         error.is_permanent() || error.is_tls() || error.is_client() || is_bad_tls_peer(&error);
-    let error = SmtpError(error);
+    let error = SmtpError::new(&error);
     if permanent {
         DeliveryError::permanent(error)
     } else {
@@ -383,21 +383,71 @@ fn classify(error: lettre::transport::smtp::Error) -> DeliveryError {
     }
 }
 
-/// A lettre error whose text has contacts masked: SMTP replies often quote
-/// the recipient (`550 5.1.1 <ada@example.com>: unknown`). Its source is
-/// lettre's own source, so the cause chain is kept.
-#[derive(Debug)]
-struct SmtpError(lettre::transport::smtp::Error);
+/// A lettre error with contacts masked, in its text and in every cause of
+/// its chain: SMTP replies often quote the recipient
+/// (`550 5.1.1 <ada@example.com>: unknown`), and lettre keeps the reply
+/// itself as the error's source, which a host printing the chain (`{:#}`,
+/// `?err`) would show. The chain's length and texts are kept, masked.
+struct SmtpError(Scrubbed);
+
+impl SmtpError {
+    fn new(error: &lettre::transport::smtp::Error) -> Self {
+        Self(Scrubbed::of(error))
+    }
+}
+
+/// One error of a chain, its text masked, its cause likewise.
+struct Scrubbed {
+    text: String,
+    source: Option<Box<Scrubbed>>,
+}
+
+impl Scrubbed {
+    fn of(error: &dyn std::error::Error) -> Self {
+        Self {
+            text: super::scrub(&error.to_string()),
+            source: error.source().map(|cause| Box::new(Self::of(cause))),
+        }
+    }
+}
+
+impl std::fmt::Display for Scrubbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::fmt::Debug for Scrubbed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.text)?;
+        if let Some(cause) = &self.source {
+            write!(f, " <- {cause:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Scrubbed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|cause| cause as _)
+    }
+}
 
 impl std::fmt::Display for SmtpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&super::scrub(&self.0.to_string()))
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Debug for SmtpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SmtpError").field(&self.0).finish()
     }
 }
 
 impl std::error::Error for SmtpError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.0)
+        self.0.source()
     }
 }
 
