@@ -174,6 +174,21 @@ async fn verify_errors_are_read_as_twilio_means_them() {
             .await;
         assert_eq!(v.check(&mobile(), "123456").await.unwrap(), expected);
     }
+    // Twilio's own rate limit (429 with 20429, or with no code) says
+    // nothing about this code's attempts: a transient failure, not
+    // `TooManyAttempts` (which destroys the user's code).
+    for answer in [
+        twilio_error(429, 20429, "Too Many Requests"),
+        ResponseTemplate::new(429),
+    ] {
+        server.reset().await;
+        verification_check()
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let err = v.check(&mobile(), "123456").await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+    }
 
     server.reset().await;
     verifications()
@@ -351,7 +366,7 @@ async fn verify_mode_end_to_end_and_twilio_answers_become_contract_errors() {
 }
 
 #[tokio::test]
-async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
+async fn verify_mode_404_is_otp_expired_60202_is_attempts_exceeded_and_20429_keeps_the_code() {
     let server = MockServer::start().await;
     verifications()
         .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending")))
@@ -384,6 +399,45 @@ async fn verify_mode_404_is_otp_expired_and_60202_is_attempts_exceeded() {
         (400, Some("otp_expired")),
         "{body}"
     );
+
+    server.reset().await;
+    verifications()
+        .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending")))
+        .mount(&server)
+        .await;
+    verification_check()
+        .respond_with(twilio_error(429, 20429, "Too Many Requests"))
+        .mount(&server)
+        .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the cooldown
+    let (status, body) =
+        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
+    assert_eq!(status, 200, "{body}");
+    // Twilio's own rate limit is not this code's attempts: the code stays,
+    // and the next check, approved, succeeds.
+    let (status, body) = common::post(
+        &otp,
+        "/verify-mobile-otp/",
+        json!({"mobile": common::MOBILE, "otp": "123456"}),
+    )
+    .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (502, Some("delivery_failed")),
+        "{body}"
+    );
+    server.reset().await;
+    verification_check()
+        .respond_with(ResponseTemplate::new(200).set_body_json(verification("approved")))
+        .mount(&server)
+        .await;
+    let (status, body) = common::post(
+        &otp,
+        "/verify-mobile-otp/",
+        json!({"mobile": common::MOBILE, "otp": "123456"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 
     server.reset().await;
     verifications()
@@ -525,4 +579,30 @@ async fn messaging_503_is_tried_three_times_then_502_and_retry_is_not_rate_limit
     let (status, body) =
         common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_redirect_is_a_failure_and_the_form_goes_nowhere_else() {
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"status": "queued"})))
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    for status in [301, 302, 307, 308] {
+        server.reset().await;
+        messages()
+            .respond_with(
+                ResponseTemplate::new(status)
+                    .insert_header("location", format!("{}/steal", elsewhere.uri())),
+            )
+            .mount(&server)
+            .await;
+        let message = SmsMessage::new(common::MOBILE, "Your code is 123456");
+        let err = messaging(&server).send_sms(&message).await.unwrap_err();
+        assert!(!err.is_transient(), "{status}: {err}");
+    }
+    // `expect(0)` on `elsewhere`, checked as it drops: nothing followed.
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
 }

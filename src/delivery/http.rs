@@ -13,10 +13,17 @@ const MAX_LOGGED_BODY: usize = 512;
 
 /// A client for one provider. Timeouts are set per request, so that
 /// `timeout()` setters take effect without rebuilding the client.
+/// Redirects are not followed: a provider's API never redirects, and a 307
+/// or 308 (from anything between us and it) would send the form, with its
+/// code and number, to another host. A redirect is answered as a failure.
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(concat!("tower-otp/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
+        // This configuration cannot be refused; a build fails only where
+        // the TLS backend cannot start, and `Client::default` then panics
+        // the same way (it is `Client::new`).
         .unwrap_or_default()
 }
 

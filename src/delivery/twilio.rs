@@ -59,7 +59,7 @@
 //! | WhatsApp, Verify: 68008 "Verify WhatsApp channel not configured" | Twilio itself suggests SMS as the fallback: permanent WhatsApp failure¹ |
 //! | 21610 "Attempt to send to unsubscribed recipient" | the user opted out: permanent, and never followed by the SMS fallback (reaching them on another channel would disregard the opt-out) |
 //! | check: 404 / 20404 | [`ProviderCheck::Expired`] |
-//! | check: 429 / 60202 (max check attempts) | [`ProviderCheck::TooManyAttempts`] |
+//! | check: 60202 (max check attempts; any other 429 is transient) | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `max_attempts_reached` | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `expired` / `canceled` | [`ProviderCheck::Expired`] |
 //! | connection refused, 429, 503 | transient, nothing sent: retried (after `Retry-After` if given) |
@@ -336,9 +336,10 @@ impl SmsVerifier for TwilioVerify {
             Err(refusal) if refusal.status == 404 || refusal.code == Some(20404) => {
                 Ok(ProviderCheck::Expired)
             }
-            Err(refusal) if refusal.status == 429 || refusal.code == Some(60202) => {
-                Ok(ProviderCheck::TooManyAttempts)
-            }
+            // By its code only: Twilio answers 429 for its own rate limits
+            // too (20429), and reading those as this code's attempts being
+            // used up would destroy a user's code for traffic elsewhere.
+            Err(refusal) if refusal.code == Some(60202) => Ok(ProviderCheck::TooManyAttempts),
             Err(refusal) => Err(failure(&refusal)),
         }
     }

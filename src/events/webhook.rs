@@ -221,6 +221,8 @@ async fn deliver(webhook: &Webhook, client: &reqwest::Client, event: &Event) {
             .map_or(0, |d| d.as_secs());
         let sent = client
             .post(webhook.url.clone())
+            // Also set on the client; here too, so that no client can lose it.
+            .timeout(webhook.timeout)
             .header(http::header::CONTENT_TYPE, "application/json")
             .header("webhook-id", &id)
             .header("webhook-timestamp", timestamp.to_string())
