@@ -848,6 +848,10 @@ impl OtpBuilder {
                 SmsChoice::Messages(sender) => Some(sender.as_ref()),
                 SmsChoice::Verifier(_) => None,
             },
+            sms_verifier: match &sms_choice {
+                SmsChoice::Verifier(verifier) => Some(verifier.as_ref()),
+                SmsChoice::Messages(_) => None,
+            },
             test_mode: self.test_contacts.is_some(),
         }
         .check(self.production)?;

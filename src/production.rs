@@ -9,13 +9,14 @@
 //! | what | named setting |
 //! |---|---|
 //! | a console or memory sender on an enabled channel (the default senders) | `email_sender` / `sms_sender` (`EMAIL_SERVER` / `SMS_SERVER`) |
+//! | a sender or verifier on an enabled channel that sends codes without TLS to a host that is not this machine: plain SMTP (`EMAIL_USE_TLS=false`), a provider base URL over `http://` | `email_sender` / `sms_sender` / `sms_verifier` |
 //! | a grant cookie without `Secure` | `insecure_cookie` (`OTP_COOKIE_SECURE`) |
 //! | no secret (a random one), a secret (current or old) shorter than 32 bytes, or a secret printed in this crate's docs | `secret` (`OTP_SECRET`) |
 //! | Argon2id parameters below m=19456 KiB, t=2 | `hash_params` |
 //! | test mode | `production` (`OTP_PRODUCTION`) |
 //!
-//! Plain SMTP to a loopback host and provider base URLs over `http://` are
-//! allowed (a local relay, a local proxy). Channels that are not served
+//! Plain SMTP to a loopback host and provider base URLs over `http://` to
+//! a loopback host are allowed (a local relay, a local proxy). Channels that are not served
 //! ([`Channels`](crate::Channels), `OTP_CHANNELS`) are not checked.
 //!
 //! Without the flag, a development sender in effect logs a warning at
@@ -24,7 +25,7 @@
 use crate::{
     config::OtpConfig,
     contact::Channel,
-    delivery::{EmailSender, SmsSender},
+    delivery::{EmailSender, SmsSender, SmsVerifier},
     error::ConfigError,
     hash::HashParams,
     secret::Secret,
@@ -54,6 +55,8 @@ pub(crate) struct Deployment<'a> {
     pub(crate) email: &'a dyn EmailSender,
     /// `None` when a provider checks SMS codes (Twilio Verify).
     pub(crate) sms: Option<&'a dyn SmsSender>,
+    /// The provider that checks SMS codes, if one does.
+    pub(crate) sms_verifier: Option<&'a dyn SmsVerifier>,
     pub(crate) test_mode: bool,
 }
 
@@ -95,6 +98,38 @@ impl Deployment<'_> {
                 "sms_sender",
                 "a console or memory SMS sender is refused in production: configure a \
                  real one, or turn mobile off (`channels`)",
+            ));
+        }
+        let mobile = channels.contains(Channel::Mobile);
+        let cleartext = [
+            (
+                "email_sender",
+                channels
+                    .contains(Channel::Email)
+                    .then(|| self.email.cleartext_host())
+                    .flatten(),
+            ),
+            (
+                "sms_sender",
+                self.sms.filter(|_| mobile).and_then(|s| s.cleartext_host()),
+            ),
+            (
+                "sms_verifier",
+                self.sms_verifier
+                    .filter(|_| mobile)
+                    .and_then(|v| v.cleartext_host()),
+            ),
+        ];
+        if let Some((setting, host)) = cleartext
+            .into_iter()
+            .find_map(|(setting, host)| Some((setting, host?)))
+        {
+            return Err(ConfigError::invalid(
+                setting,
+                format!(
+                    "sends codes (and credentials) without TLS to {host}, which is not this \
+                     machine: refused in production (use TLS, or a relay on localhost)"
+                ),
             ));
         }
         if !self.config.cookie_secure {

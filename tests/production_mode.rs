@@ -226,6 +226,110 @@ fn from_the_environment_the_refusal_names_the_variable() {
     );
     assert!(with(("OTP_SECRET", "sixteen bytes!!!")).contains("OTP_SECRET"));
     assert!(with(("SMS_SERVER", "CONSOLE")).contains("SMS_SERVER"));
+    // Codes (and credentials) without TLS to another machine: plain SMTP
+    // to a remote host, a provider base URL over http:// to one.
+    for (extra, named) in [
+        (("EMAIL_HOST", "smtp.example.com"), "EMAIL_SERVER"),
+        (
+            ("TWILIO_API_BASE_URL", "http://api.example.net"),
+            "SMS_SERVER",
+        ),
+        (
+            ("TWILIO_API_BASE_URL", "http://10.0.0.7:8080"),
+            "SMS_SERVER",
+        ),
+    ] {
+        let err = with(extra);
+        let host = extra.1.trim_start_matches("http://");
+        let host = host.split(':').next().unwrap();
+        assert!(
+            err.contains(named) && err.contains(host) && err.contains("without TLS"),
+            "{extra:?}: {err}"
+        );
+    }
+    // Over TLS to the same hosts: accepted.
+    from_env(
+        &[
+            &real[..],
+            &[
+                ("EMAIL_HOST", "smtp.example.com"),
+                ("EMAIL_USE_TLS", "true"),
+                ("TWILIO_API_BASE_URL", "https://api.example.net"),
+            ],
+        ]
+        .concat()
+        .into_iter()
+        .filter(|&(n, v)| {
+            !matches!(
+                (n, v),
+                ("EMAIL_HOST", "127.0.0.1")
+                    | ("EMAIL_USE_TLS", "false")
+                    | ("TWILIO_API_BASE_URL", "http://127.0.0.1:9")
+            )
+        })
+        .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let sendgrid = [
+        ("OTP_PRODUCTION", "true"),
+        ("OTP_SECRET", STRONG),
+        ("OTP_CHANNELS", "email"),
+        ("EMAIL_SERVER", "SENDGRID"),
+        ("SENDGRID_API_KEY", "SG.key"),
+        ("DEFAULT_FROM_EMAIL", "no-reply@shop.example"),
+    ];
+    from_env(
+        &[
+            &sendgrid[..],
+            &[("SENDGRID_BASE_URL", "http://localhost:9")],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let err = from_env(
+        &[
+            &sendgrid[..],
+            &[("SENDGRID_BASE_URL", "http://sg.example.net")],
+        ]
+        .concat(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("sg.example.net") && err.contains("without TLS"),
+        "{err}"
+    );
+    let verify = [
+        ("OTP_PRODUCTION", "true"),
+        ("OTP_SECRET", STRONG),
+        ("OTP_CHANNELS", "mobile"),
+        ("SMS_SERVER", "TWILIO_VERIFY"),
+        ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+        ("TWILIO_AUTH_TOKEN", "token"),
+        (
+            "TWILIO_VERIFY_SERVICE_SID",
+            "VA00000000000000000000000000000000",
+        ),
+    ];
+    from_env(&[&verify[..], &[("TWILIO_VERIFY_BASE_URL", "http://[::1]:9")]].concat()).unwrap();
+    let err = from_env(
+        &[
+            &verify[..],
+            &[("TWILIO_VERIFY_BASE_URL", "http://verify.example.net")],
+        ]
+        .concat(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("verify.example.net") && err.contains("without TLS"),
+        "{err}"
+    );
+    // The same senders with mobile turned off are not checked.
+    let mut email_only_remote: Vec<(&str, &str)> = real[..6].to_vec();
+    email_only_remote.push(("OTP_CHANNELS", "email"));
+    email_only_remote.push(("TWILIO_API_BASE_URL", "http://api.example.net"));
+    from_env(&email_only_remote).unwrap();
     // Mobile turned off: its console sender is not checked.
     let mut email_only: Vec<(&str, &str)> = real[..6].to_vec();
     email_only.push(("OTP_CHANNELS", "email"));

@@ -27,6 +27,14 @@ pub(crate) fn client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
+/// The host of `origin` if it is reached without TLS (`http://`) and is
+/// not this machine.
+pub(crate) fn cleartext_host(origin: &str) -> Option<String> {
+    let url = reqwest::Url::parse(origin).ok()?;
+    let host = url.host_str()?;
+    (url.scheme() == "http" && !super::is_loopback(host)).then(|| host.to_owned())
+}
+
 /// A bare origin without its trailing slashes, so the API paths can be
 /// appended.
 pub(crate) fn origin(base: impl Into<String>) -> String {

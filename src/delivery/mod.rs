@@ -347,6 +347,14 @@ pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
         false
     }
 
+    /// The host this sender sends codes to over the network without TLS,
+    /// if it does and the host is not this machine (plain SMTP to a remote
+    /// server, a provider base URL over `http://`): the production flag
+    /// refuses such a sender on an enabled channel. Default `None`.
+    fn cleartext_host(&self) -> Option<String> {
+        None
+    }
+
     /// A cheap check that the sender can reach its server, for readiness
     /// probes ([`Otp::readiness`](crate::Otp::readiness)); sends nothing.
     /// The default answers ready: right for senders with no server (the
@@ -377,6 +385,14 @@ pub trait SmsSender: Send + Sync + fmt::Debug + 'static {
     /// start-up. Default `false`.
     fn for_development(&self) -> bool {
         false
+    }
+
+    /// The host this sender sends codes to over the network without TLS,
+    /// if it does and the host is not this machine (plain SMTP to a remote
+    /// server, a provider base URL over `http://`): the production flag
+    /// refuses such a sender on an enabled channel. Default `None`.
+    fn cleartext_host(&self) -> Option<String> {
+        None
     }
 
     /// A cheap check that the sender can reach its provider, for readiness
@@ -442,6 +458,14 @@ pub trait SmsVerifier: Send + Sync + fmt::Debug + 'static {
 
     /// Asks the provider whether `code` is right for `to`.
     async fn check(&self, to: &Mobile, code: &str) -> Result<ProviderCheck, DeliveryError>;
+
+    /// The host this provider is reached at over the network without TLS,
+    /// if it is and the host is not this machine (a base URL over
+    /// `http://`): the production flag refuses such a verifier when mobile
+    /// is enabled. Default `None`.
+    fn cleartext_host(&self) -> Option<String> {
+        None
+    }
 
     /// A cheap check that the provider is reachable and the credentials
     /// work, for readiness probes; sends nothing. The default answers
@@ -812,6 +836,17 @@ fn unit_random() -> f64 {
         Ok(bits) => (bits >> 11) as f64 / (1u64 << 53) as f64,
         Err(_) => 0.5,
     }
+}
+
+/// Whether `host` names this machine (`localhost`, a loopback address,
+/// bracketed or not).
+#[cfg(any(feature = "smtp", feature = "sendgrid", feature = "twilio"))]
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Masks what looks like a contact in a provider's error text (which goes

@@ -174,6 +174,11 @@ impl EmailSender for SendGridSender {
         "sendgrid"
     }
 
+    /// A base URL over `http://` to a host that is not this machine.
+    fn cleartext_host(&self) -> Option<String> {
+        http::cleartext_host(&self.base_url)
+    }
+
     async fn send_email(&self, message: &EmailMessage) -> Result<(), DeliveryError> {
         if message.to.is_empty() {
             return Err(DeliveryError::permanent(

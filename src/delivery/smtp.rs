@@ -46,7 +46,7 @@
 //! let otp = Otp::builder().email_sender(sender);
 //! ```
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::{
@@ -64,7 +64,7 @@ use lettre::{
 };
 
 use super::{
-    DeliveryError, EmailMessage, EmailSender,
+    DeliveryError, EmailMessage, EmailSender, is_loopback,
     smtp_pool::{self, Checkout, Connector, Security, SmtpPool},
 };
 use crate::{ConfigError, Secret};
@@ -353,13 +353,6 @@ impl SmtpSenderBuilder {
     }
 }
 
-/// Whether `host` names this machine.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 /// A connection could not be had from the pool: the server's refusal (or
 /// our TLS check's) is classified like any SMTP error; nothing was sent.
 fn pool_failure(
@@ -469,6 +462,12 @@ fn is_bad_tls_peer(error: &lettre::transport::smtp::Error) -> bool {
 impl EmailSender for SmtpSender {
     fn provider_name(&self) -> &'static str {
         "smtp"
+    }
+
+    /// Plain SMTP to a host that is not this machine.
+    fn cleartext_host(&self) -> Option<String> {
+        (self.settings.security == SmtpSecurity::Plain && !is_loopback(&self.settings.host))
+            .then(|| self.settings.host.clone())
     }
 
     /// A connection from the pool: a parked one that answers `NOOP`, or a

@@ -296,6 +296,11 @@ impl SmsVerifier for TwilioVerify {
         "twilio_verify"
     }
 
+    /// A base URL over `http://` to a host that is not this machine.
+    fn cleartext_host(&self) -> Option<String> {
+        http::cleartext_host(&self.base_url)
+    }
+
     async fn start(&self, to: &Mobile) -> Result<(), DeliveryError> {
         self.start_on(to, MobileChannel::Sms).await
     }
@@ -471,6 +476,11 @@ impl TwilioMessaging {
 impl SmsSender for TwilioMessaging {
     fn provider_name(&self) -> &'static str {
         "twilio_messaging"
+    }
+
+    /// A base URL over `http://` to a host that is not this machine.
+    fn cleartext_host(&self) -> Option<String> {
+        http::cleartext_host(&self.base_url)
     }
 
     async fn send_sms(&self, message: &SmsMessage) -> Result<(), DeliveryError> {
