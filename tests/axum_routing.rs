@@ -98,3 +98,67 @@ async fn the_layer_with_a_prefix_on_the_outermost_router() {
     let token = prove(&app, "/api").await;
     assert_eq!(app.get_with_token("/me", &token).await.status, 200);
 }
+
+/// A sign-in link under a nested router: the confirm page's form posts to
+/// the path the browser fetched it from, prefix included (the handler sees
+/// the path without it).
+#[tokio::test]
+async fn a_link_confirm_page_under_a_nested_router_posts_to_its_own_path() {
+    let outbox = MemoryOutbox::new();
+    let base = "https://app.example.com/api";
+    let otp = common::builder_with(&outbox)
+        .email_links(tower_otp::link::EmailLinks::new(base).redirect("/welcome"))
+        .build()
+        .unwrap();
+    let router = Router::new()
+        .nest("/api", otp.router())
+        .merge(me())
+        .layer(otp.gate_layer());
+    let app = with_router(router, outbox, otp);
+    app.post("/api/send-otp/", json!({"email": "ada@example.com"}))
+        .await
+        .assert_success();
+    let message = app.outbox.last_to("ada@example.com").unwrap();
+    let text = message.text();
+    let start = text.find(&format!("{base}/otp/link/?t=")).expect("a link");
+    let link: String = text[start..]
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    let link = url::Url::parse(&link).unwrap();
+
+    let page = app
+        .request(
+            Request::get(&link[url::Position::BeforePath..])
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.raw).into_owned();
+    let action = html
+        .split("action=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form action");
+    // Where a browser posts the form.
+    let target = link.join(action).unwrap();
+    assert_eq!(target.path(), "/api/otp/link/", "{action}");
+    let token = link.query_pairs().find(|(k, _)| k == "t").unwrap().1;
+    let answer = app
+        .request(
+            Request::post(target.path())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("accept", "text/html")
+                .body(Body::from(format!("t={token}")))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        303,
+        "{}",
+        String::from_utf8_lossy(&answer.raw)
+    );
+    assert_eq!(answer.header("location"), "/welcome");
+}

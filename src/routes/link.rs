@@ -120,12 +120,22 @@ fn confirm_page(ctx: &RouteContext, kind: Kind, parts: &Parts) -> Response<Full<
             page::confirm(
                 kind,
                 ctx.engine.dispatch.app_name(),
-                parts.uri.path(),
+                &relative_action(parts.uri.path()),
                 token,
             ),
         ),
         None => page::html(StatusCode::BAD_REQUEST, page::invalid_link()),
     }
+}
+
+/// The confirm form's action: this page's own path, written relative to
+/// it (`./` for `/otp/link/`), so that the browser posts to the path it
+/// fetched the page from. The path this handler sees lacks any prefix that
+/// axum's `nest` or a reverse proxy stripped; an absolute action would post
+/// past it.
+fn relative_action(path: &str) -> String {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    format!("./{last}")
 }
 
 /// Whether a link POST came from the link's own confirm page, or from no
