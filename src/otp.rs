@@ -737,6 +737,8 @@ impl OtpBuilder {
     /// Events each subscriber's queue (each hook's, the webhook's) holds
     /// before new ones are dropped and counted. Default
     /// [`DEFAULT_QUEUE_CAPACITY`](crate::events::DEFAULT_QUEUE_CAPACITY) (1024).
+    /// `rate_limited` events may fill at most half of it, so that a flood
+    /// of refusals never crowds out the other kinds.
     pub fn event_queue(mut self, capacity: usize) -> Self {
         self.events.capacity = Some(capacity);
         self

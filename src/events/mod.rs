@@ -409,7 +409,14 @@ impl EventBus {
         let kind = event.kind;
         for subscription in &self.subscriptions {
             subscription.start();
-            if subscription.tx.try_send(event.clone()).is_err() {
+            // Refusals at the edge cost a client nothing (no body read, no
+            // hash), so a flood of them could keep a slow subscriber's
+            // queue full and crowd out the events that matter (`verified`,
+            // `attempts_exceeded`, `delivery_failed`): they may fill at
+            // most half of it.
+            let tx = &subscription.tx;
+            let crowding = kind == EventKind::RateLimited && tx.capacity() <= tx.max_capacity() / 2;
+            if crowding || tx.try_send(event.clone()).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     event = kind.name(),
