@@ -637,3 +637,70 @@ fn redis_otp_url_forms() {
     let store = RedisStore::from_url("redis://:hunter2hunter2@127.0.0.1:6379").unwrap();
     assert!(!format!("{store:?}").contains("hunter2"));
 }
+
+/// A Redis that may evict the store's keys (a `maxmemory` with an evicting
+/// policy) is named in an error log, on the store's first connection and,
+/// for a host's pool, on its first readiness check; a `noeviction` Redis
+/// is not.
+#[tokio::test]
+async fn a_redis_that_may_evict_the_stores_keys_is_logged_as_an_error() {
+    if binaries_available().is_none() {
+        return;
+    }
+    let captured = common::logs::Captured::default();
+    let _logs = tracing::subscriber::set_default(common::logs::subscriber(
+        &captured,
+        tracing::Level::DEBUG,
+    ));
+    let warning = "Set maxmemory-policy noeviction";
+
+    let safe = RedisServer::start_with_args(&["--maxmemory", "100mb"]).await;
+    let store = RedisStore::builder(safe.url())
+        .prefix(random_prefix())
+        .build()
+        .unwrap();
+    store
+        .put_code(&random_key(), &record(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert!(!captured.text().contains(warning), "{}", captured.text());
+
+    let evicting = RedisServer::start_with_args(&[
+        "--maxmemory",
+        "100mb",
+        "--maxmemory-policy",
+        "volatile-lru",
+    ])
+    .await;
+    let store = RedisStore::builder(evicting.url())
+        .prefix(random_prefix())
+        .build()
+        .unwrap();
+    store
+        .put_code(&random_key(), &record(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let logged = captured.text();
+    assert_eq!(logged.matches(warning).count(), 1, "{logged}");
+    assert!(
+        logged.contains("ERROR") && logged.contains("policy=volatile-lru"),
+        "{logged}"
+    );
+    // Once per store: more operations and checks log nothing more.
+    store.ping().await.unwrap();
+    store
+        .put_code(&random_key(), &record(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(captured.text().matches(warning).count(), 1);
+
+    // A host's pool: its first readiness check reads the policy.
+    let pool = deadpool_redis::Config::from_url(evicting.url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    let hosted = RedisStore::from_pool(pool);
+    hosted.ping().await.unwrap();
+    hosted.ping().await.unwrap();
+    assert_eq!(captured.text().matches(warning).count(), 2);
+}

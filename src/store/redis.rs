@@ -105,6 +105,19 @@
 //! side.) So when Redis comes back, the next request succeeds without
 //! restarting the app.
 //!
+//! # Eviction
+//!
+//! Run the store's Redis with `maxmemory-policy noeviction` (Redis's own
+//! default) wherever a `maxmemory` is set. Every key the store writes has a
+//! TTL, so any other policy (`volatile-lru`, the default of several managed
+//! services, included) lets Redis drop them early under memory pressure:
+//! a spent single-use grant's marker, a failure budget's lock, a send
+//! cooldown. A client who fills the memory would choose when. Under
+//! `noeviction` a full Redis refuses writes, which the store answers as
+//! unavailable (fail closed). The store reads `INFO memory` on its first
+//! connection (on a host's pool, on the first [`RedisStore::ping`]) and
+//! logs an error naming the policy if keys can be evicted.
+//!
 //! # Replicas and failover
 //!
 //! Redis replicates asynchronously: the last writes before a master dies
@@ -195,6 +208,7 @@ use redis::{
 };
 
 use super::deadline;
+mod eviction;
 mod ranges;
 
 use super::ranges::{RangeBlock, RangeLimits, RangeVerdict};
@@ -346,6 +360,9 @@ struct Pooled {
 struct Manager {
     connector: Connector,
     fresh: Duration,
+    /// Whether the first connection has read the eviction policy
+    /// ([`eviction`]).
+    eviction_checked: AtomicBool,
 }
 
 impl managed::Manager for Manager {
@@ -353,7 +370,7 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Pooled, RedisError> {
-        let link = match &self.connector {
+        let mut link = match &self.connector {
             Connector::Single { client, config } => Link::Single(
                 client
                     .get_multiplexed_async_connection_with_config(config)
@@ -361,6 +378,9 @@ impl managed::Manager for Manager {
             ),
             Connector::Cluster(client) => Link::Cluster(client.get_async_connection().await?),
         };
+        if !self.eviction_checked.swap(true, Ordering::Relaxed) {
+            eviction::check(&mut link).await;
+        }
         Ok(Pooled {
             link,
             used: Arc::new(AtomicU64::new(clock_ms())),
@@ -497,6 +517,9 @@ pub struct RedisStore {
     prefix: String,
     timeout: Duration,
     wait: Option<Wait>,
+    /// Whether the eviction policy was read (on a host's pool, by the first
+    /// [`ping`](Self::ping); the store's own pool reads it on connecting).
+    eviction_checked: Arc<AtomicBool>,
 }
 
 /// Replica acknowledgement: after each attempt count and single-use delete,
@@ -802,6 +825,7 @@ impl RedisStoreBuilder {
         let pool = managed::Pool::builder(Manager {
             connector,
             fresh: self.fresh,
+            eviction_checked: AtomicBool::new(false),
         })
         .config(config)
         .runtime(deadpool::Runtime::Tokio1)
@@ -955,11 +979,13 @@ impl std::error::Error for NotAcknowledged {}
 
 impl RedisStore {
     fn with_backend(backend: Backend, prefix: String, timeout: Duration) -> Self {
+        let own = matches!(backend, Backend::Own { .. });
         Self {
             backend,
             prefix,
             timeout,
             wait: None,
+            eviction_checked: Arc::new(AtomicBool::new(own)),
         }
     }
 
@@ -1101,10 +1127,22 @@ impl RedisStore {
         self.slot(key, ":fail").to_string()
     }
 
-    /// Sends `PING`, within the timeout: a readiness check for hosts.
+    /// Sends `PING`, within the timeout: a readiness check for hosts. On a
+    /// pool given by the host, the first check also reads whether Redis may
+    /// evict the store's keys, and logs an error if so (the store's own
+    /// pool does this on its first connection): see the module docs.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let cmd = redis::cmd("PING");
-        self.query::<()>(Request::Command(&cmd)).await
+        self.query::<()>(Request::Command(&cmd)).await?;
+        if !self.eviction_checked.swap(true, Ordering::Relaxed) {
+            let mut info = redis::cmd("INFO");
+            info.arg("memory");
+            match self.query::<Value>(Request::Command(&info)).await {
+                Ok(info) => eviction::log(&info),
+                Err(e) => tracing::debug!(error = %e, "could not read Redis's eviction policy"),
+            }
+        }
+        Ok(())
     }
 
     /// Runs one script, within the timeout.

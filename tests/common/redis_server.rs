@@ -141,6 +141,12 @@ impl RedisServer {
         Self::start_with(None, None, &[]).await
     }
 
+    /// Starts a server with more `redis-server` arguments.
+    #[allow(dead_code)]
+    pub async fn start_with_args(extra: &[&str]) -> Self {
+        Self::start_with(None, None, extra).await
+    }
+
     /// Starts a replica of `master` (`--replicaof`), and waits until its
     /// link to the master is up.
     pub async fn start_replica_of(master: &RedisServer) -> Self {
