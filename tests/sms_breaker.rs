@@ -326,3 +326,50 @@ fn the_environment_turns_the_breaker_on() {
         assert!(err.to_string().contains(name), "{name}={value}: {err}");
     }
 }
+
+/// Enumeration-safe mode: a refused number's decoy meets the breaker like
+/// an accepted number (a blocked range answers 429 for both, else the
+/// answer would tell them apart), but its send is not counted (nothing
+/// goes out, so decoys never trip a range).
+#[tokio::test]
+async fn decoys_meet_the_breaker_but_do_not_count() {
+    use tower_otp::policy::{PolicyDecision, from_fn};
+    let outbox = MemoryOutbox::new();
+    // Even-numbered pumped numbers are "registered" and refused.
+    let refused = |i: u32| pumped(2 * i);
+    let accepted = |i: u32| pumped(2 * i + 1);
+    let app = TestApp::with(
+        builder_with(&outbox)
+            .enumeration_safe()
+            .sms_guard(SmsGuard::none().breaker(breaker()))
+            .contact_policy(from_fn(|contact| async move {
+                let last: u32 = contact.as_str()[contact.as_str().len() - 3..]
+                    .parse()
+                    .unwrap();
+                if last % 2 == 0 {
+                    PolicyDecision::reject(http::StatusCode::CONFLICT, "registered")
+                } else {
+                    PolicyDecision::Allow
+                }
+            })),
+        outbox.clone(),
+    );
+    // Ten decoys, twice the breaker's minimum volume: nothing trips.
+    for i in 0..10 {
+        app.send_mobile(&refused(i)).await.assert_success();
+    }
+    assert!(app.otp.admin().blocked_ranges().await.unwrap().is_empty());
+    // Five real sends, never verified: the sixth send trips the range.
+    for i in 0..5 {
+        app.send_mobile(&accepted(i)).await.assert_success();
+    }
+    let real = app.send_mobile(&accepted(5)).await;
+    real.assert_error(429, "rate_limited");
+    // A decoy in the blocked range answers the same.
+    let decoy = app.send_mobile(&refused(10)).await;
+    decoy.assert_error(429, "rate_limited");
+    assert_eq!(decoy.header("retry-after"), real.header("retry-after"));
+    let blocks = app.otp.admin().blocked_ranges().await.unwrap();
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].range, PUMPED_RANGE);
+}

@@ -203,10 +203,15 @@ impl Engine {
         }
         // The fraud breaker, last before any hashing or delivery, so that
         // it counts only sends that go out. A decoy (enumeration-safe
-        // refusal) sends nothing and is not counted.
-        if !refused && let Err(err) = self.check_range(contact).await {
+        // refusal) meets it too, so that a blocked range answers alike for
+        // refused and accepted numbers (else a tripped range would tell
+        // them apart), but its send is taken back: nothing goes out.
+        if let Err(err) = self.check_range(contact).await {
             self.release_cooldown(&key).await;
             return Err(err);
+        }
+        if refused {
+            self.release_range_send(contact).await;
         }
 
         let salt = random_salt();
@@ -708,7 +713,8 @@ impl Engine {
     }
 
     /// Takes back the breaker's count of a send to `contact` whose
-    /// delivery failed, if the breaker is on. Only logged on failure.
+    /// delivery failed, or of a decoy, if the breaker is on. Only logged on
+    /// failure.
     async fn release_range_send(&self, contact: &Contact) {
         let (Contact::Mobile(mobile), Some(breaker)) = (contact, self.sms_guard.breaker_settings())
         else {
