@@ -152,14 +152,12 @@ pub(crate) fn client_ip(
 fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for value in headers.get_all(http::header::FORWARDED) {
-        let Ok(value) = value.to_str() else {
-            hops.push(None);
-            continue;
-        };
-        for element in value.split(',') {
-            let node = element.split(';').find_map(|pair| {
-                let (k, v) = pair.trim().split_once('=')?;
-                k.trim().eq_ignore_ascii_case("for").then(|| v.trim())
+        for element in elements(value) {
+            let node = element.and_then(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("for").then(|| v.trim())
+                })
             });
             hops.push(node.and_then(parse_node));
         }
@@ -167,15 +165,25 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     hops
 }
 
+/// The comma-separated elements of a header line, each read on its own
+/// (`None` for one that is not visible ASCII): a byte a client put in its
+/// own element (obs-text, which proxies pass on) spoils only that element,
+/// not the hops a proxy appended after it on the same line.
+fn elements(value: &http::HeaderValue) -> impl Iterator<Item = Option<&str>> {
+    value.as_bytes().split(|&b| b == b',').map(|element| {
+        std::str::from_utf8(element).ok().filter(|text| {
+            text.bytes()
+                .all(|b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+        })
+    })
+}
+
 /// Every address of every `X-Forwarded-For` header, in order (`None` for an
 /// entry that is not an IP address).
 fn x_forwarded_for_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
     let mut hops = Vec::new();
     for value in headers.get_all("x-forwarded-for") {
-        match value.to_str() {
-            Ok(value) => hops.extend(value.split(',').map(|item| parse_node(item.trim()))),
-            Err(_) => hops.push(None),
-        }
+        hops.extend(elements(value).map(|item| item.and_then(|item| parse_node(item.trim()))));
     }
     hops
 }
@@ -276,6 +284,27 @@ mod tests {
                 ("forwarded", "for=garbage, for=198.51.100.7"),
                 ("x-forwarded-for", "203.0.113.99"),
             ],
+        );
+        assert_eq!(client_ip(&e, &h, &forwarded), ip("198.51.100.7"));
+    }
+
+    #[test]
+    fn a_non_ascii_byte_in_the_clients_element_spoils_only_that_element() {
+        // nginx appends the real address to the client's own header on one
+        // line; an obs-text byte the client sent must not hide it.
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"6.6.6.\xff, 198.51.100.7").unwrap(),
+        );
+        let (e, _) = request("10.0.0.2:80", &[]);
+        assert_eq!(client_ip(&e, &h, &trusted), ip("198.51.100.7"));
+        let forwarded = trusted.with_header(ForwardedHeader::Forwarded);
+        let mut h = HeaderMap::new();
+        h.append(
+            "forwarded",
+            http::HeaderValue::from_bytes(b"for=\"\xe9\", for=198.51.100.7").unwrap(),
         );
         assert_eq!(client_ip(&e, &h, &forwarded), ip("198.51.100.7"));
     }
