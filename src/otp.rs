@@ -660,7 +660,9 @@ impl OtpBuilder {
     ///
     /// **Dangerous.** Anyone who knows a test contact and its code passes
     /// verification. Use only for CI and app-store review accounts; `build`
-    /// refuses it when [`production`](Self::production) is set.
+    /// refuses it when [`production`](Self::production) is set, and when
+    /// the [`failure_budget`](Self::failure_budget) is off (0): it alone
+    /// bounds the guesses of a test contact's code.
     pub fn dangerous_test_contacts(mut self, contacts: TestContacts) -> Self {
         self.test_contacts = Some(contacts);
         self
@@ -820,6 +822,16 @@ impl OtpBuilder {
                 return Err(ConfigError::invalid(
                     "test_code",
                     format!("must be {} digits", self.config.code_length),
+                ));
+            }
+            // A test contact has no cooldown or quota: every send gives its
+            // fixed code fresh attempts, so only the failure budget bounds
+            // the guesses.
+            if self.config.failure_budget == 0 {
+                return Err(ConfigError::invalid(
+                    "failure_budget",
+                    "test contacts need the failure budget on (it alone bounds guesses of \
+                     their fixed code, which every send gives fresh attempts)",
                 ));
             }
             tracing::warn!(

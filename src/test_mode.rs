@@ -17,7 +17,9 @@
 //! its name (and from the environment, `OTP_TEST_CONTACTS` is refused unless
 //! `OTP_TEST_MODE=enabled`), and it is refused at start-up whenever the
 //! production flag is set ([`OtpBuilder::production`](crate::OtpBuilder::production)
-//! or `OTP_PRODUCTION=true`).
+//! or `OTP_PRODUCTION=true`), and when the failure budget is off
+//! (`OTP_FAILURE_BUDGET=0`): it alone bounds the guesses of a code that
+//! every send gives fresh attempts.
 //!
 //! ```
 //! use tower_otp::{Otp, test_mode::TestContacts};

@@ -167,6 +167,46 @@ async fn the_budget_is_configurable_and_can_be_turned_off() {
     off.verify_email(email, &code).await.assert_success();
 }
 
+#[test]
+fn test_contacts_are_refused_with_the_failure_budget_off() {
+    // Every send gives a test contact's fixed code fresh attempts (no
+    // cooldown, no quota): without the budget nothing bounds the guesses.
+    let reviewers = || {
+        TestContacts::new("424242")
+            .email("review@example.com")
+            .unwrap()
+    };
+    let outbox = MemoryOutbox::new();
+    let err = builder_with(&outbox)
+        .dangerous_test_contacts(reviewers())
+        .failure_budget(0)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("failure_budget"), "{err}");
+    builder_with(&outbox)
+        .dangerous_test_contacts(reviewers())
+        .failure_budget(1)
+        .build()
+        .unwrap();
+    let vars = [
+        ("OTP_SECRET", common::SECRET),
+        ("OTP_TEST_MODE", "enabled"),
+        ("OTP_TEST_CONTACTS", "review@example.com"),
+        ("OTP_TEST_CODE", "424242"),
+        ("OTP_FAILURE_BUDGET", "0"),
+    ];
+    let err = OtpBuilder::from_env_with(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .and_then(OtpBuilder::build)
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("OTP_FAILURE_BUDGET"), "{err}");
+}
+
 #[tokio::test]
 async fn test_contacts_wrong_guesses_count_like_anyones() {
     let outbox = MemoryOutbox::new();
