@@ -169,6 +169,23 @@ async fn pumping_on_one_instance_blocks_the_range_on_another() {
     let (events_a, events_b) = (Events::default(), Events::default());
     let (a, b) = (instance(&events_a), instance(&events_b));
     pumping_run(&a, &b, &events_b).await;
+    // The index of blocks expires when its last block ends (600 s here):
+    // ranges an attacker trips leave nothing behind for good.
+    // The run ended with the operator lifting the block and one send to
+    // the range: four more trip it again.
+    for i in 10..14 {
+        a.send_mobile(&pumped(i)).await.assert_success();
+    }
+    a.send_mobile(&pumped(15))
+        .await
+        .assert_error(429, "rate_limited");
+    let mut conn = common::redis_server::raw_connection(&url).await;
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}{{sms-ranges}}:blocked"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((590_000..=600_000).contains(&ttl), "{ttl}");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! | key | type | holds | expires |
 //! |---|---|---|---|
 //! | `<prefix>{sms-ranges}:r:<range>` | hash | `b` (current bucket), `s0`/`s1` and `v0`/`v1` (sends and verifies, current and previous bucket), `bu` (blocked until, ms), `ts`/`tv` (figures at the trip) | two windows after the last activity, or when the block ends if later |
-//! | `<prefix>{sms-ranges}:blocked` | sorted set | range → blocked until (ms) | members removed when their block ends (on reads) |
+//! | `<prefix>{sms-ranges}:blocked` | sorted set | range → blocked until (ms) | members removed when their block ends (on reads and trips); the set when the last block ends |
 //!
 //! Every range lives in one slot: the breaker's traffic is one script per
 //! SMS send and per SMS verify, which SMS costs already bound.
@@ -62,7 +62,10 @@ local block = tonumber(ARGV[4])
 if block > 0 and sent >= tonumber(ARGV[2]) and verified * 1000 < tonumber(ARGV[3]) * sent then
   bu = now + block
   redis.call('HSET', KEYS[1], 'bu', bu, 'ts', math.floor(sent), 'tv', math.floor(verified))
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   redis.call('ZADD', KEYS[2], bu, ARGV[5])
+  local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', KEYS[2], math.max(tonumber(last[2]) - now, 1))
   keep()
   return {1, block, 1}
 end
