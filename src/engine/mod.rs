@@ -205,13 +205,11 @@ impl Engine {
         // it counts only sends that go out. A decoy (enumeration-safe
         // refusal) meets it too, so that a blocked range answers alike for
         // refused and accepted numbers (else a tripped range would tell
-        // them apart), but its send is taken back: nothing goes out.
-        if let Err(err) = self.check_range(contact).await {
+        // them apart), but is not counted: nothing goes out, and decoys
+        // must not trip a range.
+        if let Err(err) = self.check_range(contact, !refused).await {
             self.release_cooldown(&key).await;
             return Err(err);
-        }
-        if refused {
-            self.release_range_send(contact).await;
         }
 
         let salt = random_salt();
@@ -671,19 +669,27 @@ impl Engine {
     /// send, or refuses it (429, audit `range_blocked`) while the range is
     /// blocked. A store without the breaker's operations lets every send
     /// through (logged once).
-    async fn check_range(&self, contact: &Contact) -> Result<(), ApiError> {
+    async fn check_range(&self, contact: &Contact, count: bool) -> Result<(), ApiError> {
         let (Contact::Mobile(mobile), Some(breaker)) = (contact, self.sms_guard.breaker_settings())
         else {
             return Ok(());
         };
         let range = breaker.range_of(mobile);
         let limits = breaker.limits();
-        match store_op(
-            "record_range_send",
-            self.store.record_range_send(&range, &limits),
-        )
-        .await
-        {
+        let verdict = if count {
+            store_op(
+                "record_range_send",
+                self.store.record_range_send(&range, &limits),
+            )
+            .await
+        } else {
+            store_op(
+                "check_range_send",
+                self.store.check_range_send(&range, &limits),
+            )
+            .await
+        };
+        match verdict {
             Ok(RangeVerdict::Allowed) => Ok(()),
             Ok(RangeVerdict::Blocked {
                 retry_after,
@@ -713,8 +719,7 @@ impl Engine {
     }
 
     /// Takes back the breaker's count of a send to `contact` whose
-    /// delivery failed, or of a decoy, if the breaker is on. Only logged on
-    /// failure.
+    /// delivery failed, if the breaker is on. Only logged on failure.
     async fn release_range_send(&self, contact: &Contact) {
         let (Contact::Mobile(mobile), Some(breaker)) = (contact, self.sms_guard.breaker_settings())
         else {
@@ -763,7 +768,8 @@ fn breaker_unsupported() {
     SAID.call_once(|| {
         tracing::error!(
             "the SMS fraud breaker is on but the store does not implement record_range_send / \
-             record_range_verify: the breaker does nothing"
+             record_range_verify / check_range_send: the breaker does nothing where they \
+             are missing (without check_range_send, enumeration-safe decoys skip it)"
         );
     });
 }

@@ -763,7 +763,15 @@ impl OtpStore for MemoryStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<RangeVerdict, StoreError> {
-        Ok(lock(&self.ranges).record_send(range, limits))
+        Ok(lock(&self.ranges).record_send(range, limits, true))
+    }
+
+    async fn check_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<RangeVerdict, StoreError> {
+        Ok(lock(&self.ranges).record_send(range, limits, false))
     }
 
     async fn record_range_verify(

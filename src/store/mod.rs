@@ -660,6 +660,21 @@ pub trait OtpStore: Send + Sync + fmt::Debug + 'static {
         Err(StoreError::unsupported("record_range_send"))
     }
 
+    /// The breaker's verdict for a send that goes out to no one (an
+    /// enumeration-safe decoy), so that it answers like a real send: as
+    /// [`record_range_send`](Self::record_range_send) (a blocked range is
+    /// `Blocked`; figures that trip `limits` block the range, as the next
+    /// real send would), but the send is not counted. The default answers
+    /// [`StoreError::unsupported`].
+    async fn check_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<RangeVerdict, StoreError> {
+        let _ = (range, limits);
+        Err(StoreError::unsupported("check_range_send"))
+    }
+
     /// Counts one verified code for `range` in the window of `limits`.
     /// The default answers [`StoreError::unsupported`].
     async fn record_range_verify(

@@ -224,11 +224,24 @@ impl RangeTable {
         Some(self.entries.entry(range.to_owned()).or_default())
     }
 
-    pub(crate) fn record_send(&mut self, range: &str, limits: &RangeLimits) -> RangeVerdict {
+    /// The verdict for a send to `range`, counted if `count` (a decoy's is
+    /// not: it goes out to no one).
+    pub(crate) fn record_send(
+        &mut self,
+        range: &str,
+        limits: &RangeLimits,
+        count: bool,
+    ) -> RangeVerdict {
         let now = self.now();
         let window_ms = millis(limits.window).max(1);
         let block_ms = millis(limits.block);
-        let Some(entry) = self.entry(range, now) else {
+        // An uncounted send leaves a range never seen unseen.
+        let entry = if count {
+            self.entry(range, now)
+        } else {
+            self.entries.get_mut(range)
+        };
+        let Some(entry) = entry else {
             return RangeVerdict::Allowed;
         };
         if entry.is_blocked(now) {
@@ -247,7 +260,9 @@ impl RangeTable {
                 tripped: true,
             };
         }
-        entry.sent[0] = entry.sent[0].saturating_add(1);
+        if count {
+            entry.sent[0] = entry.sent[0].saturating_add(1);
+        }
         RangeVerdict::Allowed
     }
 
@@ -325,39 +340,57 @@ mod tests {
         let mut table = RangeTable::new(10);
         let l = limits();
         for _ in 0..3 {
-            assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
+            assert_eq!(
+                table.record_send("+447400", &l, true),
+                RangeVerdict::Allowed
+            );
         }
         // A window and a half later: half of the previous bucket counts.
         tokio::time::advance(Duration::from_secs(90)).await;
-        assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
-        assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
-        assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
+        assert_eq!(
+            table.record_send("+447400", &l, true),
+            RangeVerdict::Allowed
+        );
+        assert_eq!(
+            table.record_send("+447400", &l, true),
+            RangeVerdict::Allowed
+        );
+        assert_eq!(
+            table.record_send("+447400", &l, true),
+            RangeVerdict::Allowed
+        );
         // A failed delivery is taken back: 2 + 1.5 < 4, one more goes.
         table.release_send("+447400", &l);
-        assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
+        assert_eq!(
+            table.record_send("+447400", &l, true),
+            RangeVerdict::Allowed
+        );
         // 3 + 3 * ~0.5 = 4.5 >= 4 with nothing verified: trips.
         assert!(matches!(
-            table.record_send("+447400", &l),
+            table.record_send("+447400", &l, true),
             RangeVerdict::Blocked { tripped: true, .. }
         ));
         assert_eq!(table.blocked().len(), 1);
         assert!(table.lift("+447400"));
         assert!(table.blocked().is_empty());
-        assert_eq!(table.record_send("+447400", &l), RangeVerdict::Allowed);
+        assert_eq!(
+            table.record_send("+447400", &l, true),
+            RangeVerdict::Allowed
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_table_keeps_its_blocks() {
         let mut table = RangeTable::new(2);
         let l = RangeLimits::new(Duration::from_secs(60), 1, 500, Duration::from_secs(30));
-        table.record_send("+1", &l);
+        table.record_send("+1", &l, true);
         assert!(matches!(
-            table.record_send("+1", &l),
+            table.record_send("+1", &l, true),
             RangeVerdict::Blocked { .. }
         ));
-        table.record_send("+2", &l);
+        table.record_send("+2", &l, true);
         // Full: +2 (unblocked) makes room for +3; +1's block stays.
-        assert_eq!(table.record_send("+3", &l), RangeVerdict::Allowed);
+        assert_eq!(table.record_send("+3", &l, true), RangeVerdict::Allowed);
         assert_eq!(table.blocked()[0].range, "+1");
         assert_eq!(table.entries.len(), 2);
     }

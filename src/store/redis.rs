@@ -1525,7 +1525,15 @@ impl OtpStore for RedisStore {
         range: &str,
         limits: &RangeLimits,
     ) -> Result<RangeVerdict, StoreError> {
-        self.range_send(range, limits).await
+        self.range_send(range, limits, true).await
+    }
+
+    async fn check_range_send(
+        &self,
+        range: &str,
+        limits: &RangeLimits,
+    ) -> Result<RangeVerdict, StoreError> {
+        self.range_send(range, limits, false).await
     }
 
     async fn record_range_verify(

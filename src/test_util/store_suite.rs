@@ -460,6 +460,63 @@ pub async fn range_breaker_needs_volume(h: Harness) {
         .unwrap();
 }
 
+/// A decoy's send (enumeration-safe mode) meets the breaker like a real
+/// one but is never counted: any number of decoys, even at once, trip
+/// nothing; in a blocked range, or one whose figures trip, a decoy is
+/// refused like a real send.
+pub async fn range_breaker_ignores_decoys(h: Harness) {
+    let s = &h.store;
+    let limits = RangeLimits::new(Duration::from_secs(3600), 3, 500, Duration::from_secs(30));
+    let range = random_range();
+    let mut decoys = Vec::new();
+    for _ in 0..20 {
+        let (store, range) = (Arc::clone(&h.store), range.clone());
+        decoys.push(tokio::spawn(async move {
+            store.check_range_send(&range, &limits).await.unwrap()
+        }));
+    }
+    for decoy in decoys {
+        assert_eq!(decoy.await.unwrap(), RangeVerdict::Allowed);
+    }
+    assert!(
+        !s.blocked_ranges()
+            .await
+            .unwrap()
+            .iter()
+            .any(|b| b.range == range)
+    );
+    // Three real sends, unverified: the figures now trip, and whichever
+    // send comes next, real or decoy, trips the range.
+    for sent in 1..=3 {
+        assert_eq!(
+            s.record_range_send(&range, &limits).await.unwrap(),
+            RangeVerdict::Allowed
+        );
+        if sent < 3 {
+            assert_eq!(
+                s.check_range_send(&range, &limits).await.unwrap(),
+                RangeVerdict::Allowed,
+                "decoys between real sends count for nothing"
+            );
+        }
+    }
+    assert!(matches!(
+        s.check_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Blocked { tripped: true, .. }
+    ));
+    assert!(matches!(
+        s.record_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Blocked { tripped: false, .. }
+    ));
+    assert!(matches!(
+        s.check_range_send(&range, &limits).await.unwrap(),
+        RangeVerdict::Blocked { tripped: false, .. }
+    ));
+    let blocks = s.blocked_ranges().await.unwrap();
+    let block = blocks.iter().find(|b| b.range == range).expect("listed");
+    assert_eq!((block.sent, block.verified), (3, 0), "decoys not counted");
+}
+
 /// A block ends by itself; once the window has passed too, the range's old
 /// figures no longer count.
 pub async fn range_block_ends(h: Harness) {
@@ -1331,6 +1388,7 @@ macro_rules! store_conformance {
                 layer_concurrent_wrong_guesses_bounded,
                 range_breaker_trips_and_lifts,
                 range_breaker_needs_volume,
+                range_breaker_ignores_decoys,
                 range_block_ends,
             );
         }

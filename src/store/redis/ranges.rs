@@ -50,7 +50,7 @@ end
 ";
 
 /// KEYS: range hash, blocked index. ARGV: window ms, min sends,
-/// min verified per mille, block ms, range.
+/// min verified per mille, block ms, range, count (1, or 0 for a decoy).
 /// Returns {blocked (0/1), retry ms, tripped (0/1)}.
 const SEND: &str = r"
 if bu > now then
@@ -69,7 +69,11 @@ if block > 0 and sent >= tonumber(ARGV[2]) and verified * 1000 < tonumber(ARGV[3
   keep()
   return {1, block, 1}
 end
-s0 = s0 + 1
+if ARGV[6] == '1' then
+  s0 = s0 + 1
+elseif stored == nil then
+  return {0, 0, 0}
+end
 keep()
 return {0, 0, 0}
 ";
@@ -156,6 +160,7 @@ impl RedisStore {
         &self,
         range: &str,
         limits: &RangeLimits,
+        count: bool,
     ) -> Result<RangeVerdict, StoreError> {
         let call = Call::new(
             &SCRIPTS.send,
@@ -165,7 +170,8 @@ impl RedisStore {
         .arg(limits.min_sends)
         .arg(limits.min_verified_per_mille)
         .arg(millis(limits.block))
-        .arg(range);
+        .arg(range)
+        .arg(u8::from(count));
         let (blocked, retry_ms, tripped): (i64, u64, i64) = self.eval(&call).await?;
         match blocked {
             0 => Ok(RangeVerdict::Allowed),
