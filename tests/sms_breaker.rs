@@ -363,7 +363,7 @@ async fn decoys_meet_the_breaker_but_do_not_count() {
                 let last: u32 = contact.as_str()[contact.as_str().len() - 3..]
                     .parse()
                     .unwrap();
-                if last % 2 == 0 {
+                if last.is_multiple_of(2) {
                     PolicyDecision::reject(http::StatusCode::CONFLICT, "registered")
                 } else {
                     PolicyDecision::Allow
