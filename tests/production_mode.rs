@@ -296,7 +296,9 @@ fn from_the_environment_the_refusal_names_the_variable() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("sg.example.net") && err.contains("without TLS"),
+        err.contains("EMAIL_SERVER")
+            && err.contains("sg.example.net")
+            && err.contains("without TLS"),
         "{err}"
     );
     let verify = [
@@ -322,7 +324,9 @@ fn from_the_environment_the_refusal_names_the_variable() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("verify.example.net") && err.contains("without TLS"),
+        err.contains("SMS_SERVER")
+            && err.contains("verify.example.net")
+            && err.contains("without TLS"),
         "{err}"
     );
     // The same senders with mobile turned off are not checked.
