@@ -739,8 +739,9 @@ impl OtpBuilder {
     /// Events each subscriber's queue (each hook's, the webhook's) holds
     /// before new ones are dropped and counted. Default
     /// [`DEFAULT_QUEUE_CAPACITY`](crate::events::DEFAULT_QUEUE_CAPACITY) (1024).
-    /// `rate_limited` events may fill at most half of it, so that a flood
-    /// of refusals never crowds out the other kinds.
+    /// `rate_limited` and `range_blocked` events (refusals, which cost a
+    /// client nothing) may fill at most half of it, so that a flood of
+    /// them never crowds out the other kinds.
     pub fn event_queue(mut self, capacity: usize) -> Self {
         self.events.capacity = Some(capacity);
         self

@@ -9,7 +9,7 @@
 //! | name | type | labels | what |
 //! |---|---|---|---|
 //! | `tower_otp_events_total` | counter | `event` (the audit events: `sent`, `verified`, `range_blocked`, ...), `channel` (`email`, `mobile`) | one per audit event ([`audit`](crate::audit)) |
-//! | `tower_otp_events_dropped_total` | counter | `sink` (`hook`, `webhook`) | events dropped because a subscriber's queue was full |
+//! | `tower_otp_events_dropped_total` | counter | `sink` (`hook`, `webhook`) | events dropped because a subscriber's queue was full (refusals, `rate_limited` and `range_blocked`, already when it is half full) |
 //! | `tower_otp_webhook_failures_total` | counter | `reason` (`status`, `transport`, `gave_up`) | failed webhook POSTs (`status`: a non-2xx answer, `transport`: no answer), and events given up after every retry (`gave_up`) |
 //! | `tower_otp_hash_seconds` | histogram | none | one Argon2id hash on a pool thread (the work itself) |
 //! | `tower_otp_hash_queue_wait_seconds` | histogram | none | from a hash being queued to a pool thread taking it |
@@ -101,7 +101,7 @@ pub fn describe() {
         describe_counter!(
             "tower_otp_events_dropped_total",
             Unit::Count,
-            "Events dropped because a subscriber's queue was full."
+            "Events dropped because a subscriber's queue was full (refusals: half full)."
         );
         describe_counter!(
             "tower_otp_webhook_failures_total",

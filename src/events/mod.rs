@@ -409,13 +409,15 @@ impl EventBus {
         let kind = event.kind;
         for subscription in &self.subscriptions {
             subscription.start();
-            // Refusals at the edge cost a client nothing (no body read, no
-            // hash), so a flood of them could keep a slow subscriber's
-            // queue full and crowd out the events that matter (`verified`,
-            // `attempts_exceeded`, `delivery_failed`): they may fill at
-            // most half of it.
+            // Refusals (at the edge, or into a blocked number range) cost
+            // a client nothing (no hash, no delivery), so a flood of them
+            // could keep a slow subscriber's queue full and crowd out the
+            // events that matter (`verified`, `attempts_exceeded`,
+            // `delivery_failed`): they may fill at most half of it.
             let tx = &subscription.tx;
-            let crowding = kind == EventKind::RateLimited && tx.capacity() <= tx.max_capacity() / 2;
+            let queued = tx.max_capacity() - tx.capacity();
+            let crowding = matches!(kind, EventKind::RateLimited | EventKind::RangeBlocked)
+                && (queued + 1) * 2 > tx.max_capacity();
             if crowding || tx.try_send(event.clone()).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
