@@ -175,11 +175,17 @@ async fn verify_errors_are_read_as_twilio_means_them() {
         assert_eq!(v.check(&mobile(), "123456").await.unwrap(), expected);
     }
     // Twilio's own rate limit (429 with 20429, or with no code) says
-    // nothing about this code's attempts: a transient failure, not
-    // `TooManyAttempts` (which destroys the user's code).
-    for answer in [
-        twilio_error(429, 20429, "Too Many Requests"),
-        ResponseTemplate::new(429),
+    // nothing about this code's attempts: a failure, not `TooManyAttempts`
+    // (which destroys the user's code).
+    for (answer, transient) in [
+        (twilio_error(429, 20429, "Too Many Requests"), true),
+        (ResponseTemplate::new(429), true),
+        // A 404 without Twilio's 20404 (a proxy, a wrong base URL) is not
+        // "expired" either.
+        (
+            ResponseTemplate::new(404).set_body_string("Not Found"),
+            false,
+        ),
     ] {
         server.reset().await;
         verification_check()
@@ -187,7 +193,7 @@ async fn verify_errors_are_read_as_twilio_means_them() {
             .mount(&server)
             .await;
         let err = v.check(&mobile(), "123456").await.unwrap_err();
-        assert!(err.is_transient(), "{err}");
+        assert_eq!(err.is_transient(), transient, "{err}");
     }
 
     server.reset().await;

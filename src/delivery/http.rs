@@ -21,10 +21,10 @@ pub(crate) fn client() -> reqwest::Client {
         .user_agent(concat!("tower-otp/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        // This configuration cannot be refused; a build fails only where
-        // the TLS backend cannot start, and `Client::default` then panics
-        // the same way (it is `Client::new`).
-        .unwrap_or_default()
+        // A build fails only where the TLS backend cannot start (then
+        // `Client::new` panics too). No fallback client: it would follow
+        // redirects.
+        .expect("the provider HTTP client (reqwest with rustls) builds")
 }
 
 /// The host of `origin` if it is reached without TLS (`http://`) and is
@@ -53,16 +53,26 @@ pub(crate) struct ProviderError {
 
 impl ProviderError {
     pub(crate) fn new(provider: &'static str, status: u16, body: &str) -> Self {
-        let mut end = body.len().min(MAX_LOGGED_BODY);
-        while !body.is_char_boundary(end) {
-            end -= 1;
-        }
+        // Masked first, then cut: a cut first could leave the start of a
+        // number or an address's local part unmasked. Masking never
+        // lengthens the text, so the first 512 bytes of the masked text
+        // come from the first 4 KiB of the body.
+        let masked = scrub(prefix(body, 8 * MAX_LOGGED_BODY));
         Self {
             provider,
             status,
-            body: scrub(&body[..end]),
+            body: prefix(&masked, MAX_LOGGED_BODY).to_owned(),
         }
     }
+}
+
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 impl fmt::Display for ProviderError {
@@ -227,6 +237,25 @@ mod tests {
             shown.contains("21211") && shown.contains("HTTP 400"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_contact_across_the_cut_is_masked_not_halved() {
+        // A number that the 512-byte cut would split keeps none of its
+        // digits: masked first, then cut.
+        let body = format!("{} +14155550123 and more", "x".repeat(MAX_LOGGED_BODY - 6));
+        let e = ProviderError::new("x", 400, &body);
+        assert!(
+            !e.body.contains("+1415") && !e.body.contains("14155"),
+            "{}",
+            e.body
+        );
+        let body = format!(
+            "{} ada.lovelace@example.com",
+            "x".repeat(MAX_LOGGED_BODY - 6)
+        );
+        let e = ProviderError::new("x", 400, &body);
+        assert!(!e.body.contains("ada"), "{}", e.body);
     }
 }
 

@@ -850,7 +850,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 }
 
 /// Masks what looks like a contact in a provider's error text (which goes
-/// to the log): any word containing `@`, and any run of phone-number
+/// to the log): any word containing `@` (or `%40`), and any run of phone-number
 /// characters (digits and `+-().`) holding at least seven digits, wherever
 /// it stands in a word (`whatsapp:+14155550100`, `To=%2B14155550100`).
 #[cfg(any(feature = "smtp", feature = "sendgrid", feature = "twilio"))]
@@ -858,7 +858,8 @@ pub(crate) fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
-        if word.contains('@') {
+        // `%40`: an address in a URL-encoded form echoed back.
+        if word.contains('@') || word.to_ascii_lowercase().contains("%40") {
             out.push_str("***");
         } else {
             mask_digit_runs(word, out);
@@ -917,6 +918,7 @@ mod scrub_tests {
                 "5.1.1 <***>: Recipient address rejected",
             ),
             ("mailto:ada@example.com", "***"),
+            ("To=ada%40example.com&x=1", "***"),
             ("error 21211, status 400", "error 21211, status 400"),
         ] {
             assert_eq!(scrub(text), scrubbed, "{text}");

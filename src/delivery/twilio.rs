@@ -58,7 +58,7 @@
 //! | WhatsApp, Verify: 60223 "Delivery channel disabled" | WhatsApp is turned off on the Verify Service: permanent WhatsApp failure¹ |
 //! | WhatsApp, Verify: 68008 "Verify WhatsApp channel not configured" | Twilio itself suggests SMS as the fallback: permanent WhatsApp failure¹ |
 //! | 21610 "Attempt to send to unsubscribed recipient" | the user opted out: permanent, and never followed by the SMS fallback (reaching them on another channel would disregard the opt-out) |
-//! | check: 404 / 20404 | [`ProviderCheck::Expired`] |
+//! | check: 20404 (a 404 without it is a failure) | [`ProviderCheck::Expired`] |
 //! | check: 60202 (max check attempts; any other 429 is transient) | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `max_attempts_reached` | [`ProviderCheck::TooManyAttempts`] |
 //! | check: `status` `expired` / `canceled` | [`ProviderCheck::Expired`] |
@@ -338,9 +338,9 @@ impl SmsVerifier for TwilioVerify {
                     _ => ProviderCheck::Rejected,
                 })
             }
-            Err(refusal) if refusal.status == 404 || refusal.code == Some(20404) => {
-                Ok(ProviderCheck::Expired)
-            }
+            // By its code too: a bare 404 (a proxy, a wrong base URL) says
+            // nothing about the code, which `Expired` would destroy.
+            Err(refusal) if refusal.code == Some(20404) => Ok(ProviderCheck::Expired),
             // By its code only: Twilio answers 429 for its own rate limits
             // too (20429), and reading those as this code's attempts being
             // used up would destroy a user's code for traffic elsewhere.
