@@ -360,8 +360,8 @@ struct Pooled {
 struct Manager {
     connector: Connector,
     fresh: Duration,
-    /// Whether the first connection has read the eviction policy
-    /// ([`eviction`]).
+    /// Whether a connection has read the eviction policy ([`eviction`]):
+    /// each new one tries until one gets an answer.
     eviction_checked: AtomicBool,
 }
 
@@ -378,8 +378,8 @@ impl managed::Manager for Manager {
             ),
             Connector::Cluster(client) => Link::Cluster(client.get_async_connection().await?),
         };
-        if !self.eviction_checked.swap(true, Ordering::Relaxed) {
-            eviction::check(&mut link).await;
+        if !self.eviction_checked.load(Ordering::Relaxed) {
+            eviction::check(&mut link, &self.eviction_checked).await;
         }
         Ok(Pooled {
             link,
@@ -1134,13 +1134,15 @@ impl RedisStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let cmd = redis::cmd("PING");
         self.query::<()>(Request::Command(&cmd)).await?;
-        if !self.eviction_checked.swap(true, Ordering::Relaxed) {
+        if !self.eviction_checked.load(Ordering::Relaxed) {
             let mut info = redis::cmd("INFO");
             info.arg("memory");
-            match self.query::<Value>(Request::Command(&info)).await {
-                Ok(info) => eviction::log(&info),
-                Err(e) => tracing::debug!(error = %e, "could not read Redis's eviction policy"),
-            }
+            let read = match self.query::<Value>(Request::Command(&info)).await {
+                Ok(info) => eviction::Read::Info(info),
+                Err(e) if e.is_unavailable() => eviction::Read::Failed(e.to_string()),
+                Err(e) => eviction::Read::Refused(e.to_string()),
+            };
+            eviction::settle(read, &self.eviction_checked);
         }
         Ok(())
     }

@@ -10,11 +10,14 @@
 //! a full Redis refuses writes (`OOM`), which the store answers as
 //! unavailable: it fails closed.
 //!
-//! The store reads `INFO memory` once, on its first connection (or, for a
-//! pool given by the host, on its first readiness check), and logs an
-//! error naming the fix if keys can be evicted. It does not refuse to run:
+//! The store reads `INFO memory` on its first connection (or, for a pool
+//! given by the host, on its first readiness check), again on the next one
+//! until a read gets an answer, and logs an error naming the fix if keys
+//! can be evicted (a warning if the server refuses `INFO`). It does not refuse to run:
 //! that is the operator's call, and a readiness probe that failed on it
 //! would take the service down.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::{Value, aio::ConnectionLike};
 
@@ -49,22 +52,57 @@ fn collect_texts(value: &Value, texts: &mut Vec<String>) {
     }
 }
 
-/// Reads `INFO memory` on `conn` and logs an error if the store's keys can
-/// be evicted. A refused `INFO` (renamed or denied by an ACL) is logged at
-/// debug and otherwise ignored.
-pub(super) async fn check(conn: &mut (impl ConnectionLike + Send)) {
-    match redis::cmd("INFO")
+/// An attempt to read `INFO memory`.
+pub(super) enum Read {
+    /// The answer.
+    Info(Value),
+    /// The server refused it (`INFO` renamed, or denied by an ACL).
+    Refused(String),
+    /// No answer (the connection broke, the call was cut short).
+    Failed(String),
+}
+
+/// Reads `INFO memory` on `conn` (see [`settle`]).
+pub(super) async fn check(conn: &mut (impl ConnectionLike + Send), done: &AtomicBool) {
+    let read = match redis::cmd("INFO")
         .arg("memory")
         .query_async::<Value>(conn)
         .await
     {
-        Ok(info) => log(&info),
-        Err(e) => tracing::debug!(error = %e, "could not read Redis's eviction policy"),
+        Ok(info) => Read::Info(info),
+        Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => Read::Refused(e.to_string()),
+        Err(e) => Read::Failed(e.to_string()),
+    };
+    settle(read, done);
+}
+
+/// Unless `done` is set already: logs an error if the store's keys can be
+/// evicted (a refused read: a warning), and sets `done`. A failed read
+/// leaves `done` unset, so that the next connection reads it.
+pub(super) fn settle(read: Read, done: &AtomicBool) {
+    match read {
+        Read::Info(info) => {
+            if !done.swap(true, Ordering::Relaxed) {
+                log(&info);
+            }
+        }
+        Read::Refused(error) => {
+            if !done.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    error = %error,
+                    "could not read Redis's eviction policy (INFO memory was refused): make \
+                     sure maxmemory-policy is noeviction for the store's Redis"
+                );
+            }
+        }
+        Read::Failed(error) => {
+            tracing::debug!(error = %error, "could not read Redis's eviction policy yet");
+        }
     }
 }
 
 /// Logs an error if `info` shows an evicting policy.
-pub(super) fn log(info: &Value) {
+fn log(info: &Value) {
     if let Some(policy) = evicting_policy(info) {
         tracing::error!(
             policy = %policy,
@@ -105,6 +143,18 @@ mod tests {
         // No limit: nothing is evicted whatever the policy.
         assert_eq!(evicting_policy(&info("0", "allkeys-lru")), None);
         assert_eq!(evicting_policy(&Value::Nil), None);
+    }
+
+    #[test]
+    fn only_an_answer_ends_the_checks() {
+        let done = AtomicBool::new(false);
+        settle(Read::Failed("timed out".into()), &done);
+        assert!(!done.load(Ordering::Relaxed), "read again next time");
+        settle(Read::Refused("NOPERM".into()), &done);
+        assert!(done.load(Ordering::Relaxed));
+        let done = AtomicBool::new(false);
+        settle(Read::Info(info("0", "noeviction")), &done);
+        assert!(done.load(Ordering::Relaxed));
     }
 
     #[test]
