@@ -867,6 +867,14 @@ impl OtpBuilder {
                 SmsChoice::Verifier(verifier) => Some(verifier.as_ref()),
                 SmsChoice::Messages(_) => None,
             },
+            #[cfg(feature = "webhooks")]
+            webhook_cleartext_host: self
+                .events
+                .webhook
+                .as_ref()
+                .and_then(|webhook| webhook.cleartext_host()),
+            #[cfg(not(feature = "webhooks"))]
+            webhook_cleartext_host: None,
             test_mode: self.test_contacts.is_some(),
         }
         .check(self.production)?;

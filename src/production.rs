@@ -10,6 +10,7 @@
 //! |---|---|
 //! | a console or memory sender on an enabled channel (the default senders) | `email_sender` / `sms_sender` (`EMAIL_SERVER` / `SMS_SERVER`) |
 //! | a sender or verifier on an enabled channel that sends codes without TLS to a host that is not this machine: plain SMTP (`EMAIL_USE_TLS=false`), a provider base URL over `http://` | `email_sender` / `sms_sender` / `sms_verifier` |
+//! | a webhook over `http://` to a host that is not this machine | `webhook_url` (`OTP_WEBHOOK_URL`) |
 //! | a grant cookie without `Secure` | `insecure_cookie` (`OTP_COOKIE_SECURE`) |
 //! | no secret (a random one), a secret (current or old) shorter than 32 bytes, or a secret printed in this crate's docs | `secret` (`OTP_SECRET`) |
 //! | Argon2id parameters below m=19456 KiB, t=2 | `hash_params` |
@@ -57,6 +58,8 @@ pub(crate) struct Deployment<'a> {
     pub(crate) sms: Option<&'a dyn SmsSender>,
     /// The provider that checks SMS codes, if one does.
     pub(crate) sms_verifier: Option<&'a dyn SmsVerifier>,
+    /// The host the webhook POSTs to without TLS, if not this machine.
+    pub(crate) webhook_cleartext_host: Option<String>,
     pub(crate) test_mode: bool,
 }
 
@@ -129,6 +132,15 @@ impl Deployment<'_> {
                 format!(
                     "sends codes (and credentials) without TLS to {host}, which is not this \
                      machine: refused in production (use TLS, or a relay on localhost)"
+                ),
+            ));
+        }
+        if let Some(host) = &self.webhook_cleartext_host {
+            return Err(ConfigError::invalid(
+                "webhook_url",
+                format!(
+                    "posts events (contacts, masked or not) without TLS to {host}, which is not \
+                     this machine: refused in production (use https://)"
                 ),
             ));
         }

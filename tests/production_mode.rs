@@ -329,6 +329,33 @@ fn from_the_environment_the_refusal_names_the_variable() {
             && err.contains("without TLS"),
         "{err}"
     );
+    // A webhook over http:// to another machine: refused; to this one,
+    // or over https://, accepted.
+    #[cfg(feature = "webhooks")]
+    {
+        let secret = (
+            "OTP_WEBHOOK_SECRET",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        );
+        let err = from_env(
+            &[
+                &real[..],
+                &[("OTP_WEBHOOK_URL", "http://hooks.example.net/otp"), secret],
+            ]
+            .concat(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("OTP_WEBHOOK_URL")
+                && err.contains("hooks.example.net")
+                && err.contains("without TLS"),
+            "{err}"
+        );
+        for url in ["http://127.0.0.1:9/otp", "https://hooks.example.net/otp"] {
+            from_env(&[&real[..], &[("OTP_WEBHOOK_URL", url), secret]].concat()).unwrap();
+        }
+    }
     // The same senders with mobile turned off are not checked.
     let mut email_only_remote: Vec<(&str, &str)> = real[..6].to_vec();
     email_only_remote.push(("OTP_CHANNELS", "email"));

@@ -840,7 +840,12 @@ fn unit_random() -> f64 {
 
 /// Whether `host` names this machine (`localhost`, a loopback address,
 /// bracketed or not).
-#[cfg(any(feature = "smtp", feature = "sendgrid", feature = "twilio"))]
+#[cfg(any(
+    feature = "smtp",
+    feature = "sendgrid",
+    feature = "twilio",
+    feature = "webhooks"
+))]
 pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")

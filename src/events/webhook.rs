@@ -162,6 +162,14 @@ impl Webhook {
         format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
     }
 
+    /// The host events are POSTed to without TLS (`http://`), if it is
+    /// not this machine: the production flag refuses it.
+    pub(crate) fn cleartext_host(&self) -> Option<String> {
+        let host = self.url.host_str()?;
+        (self.url.scheme() == "http" && !crate::delivery::is_loopback(host))
+            .then(|| host.to_owned())
+    }
+
     /// The subscriber that POSTs events to this webhook.
     pub(crate) fn into_sink(self) -> WebhookSink {
         let client = reqwest::Client::builder()
