@@ -449,3 +449,62 @@ async fn an_attacker_cannot_lock_a_victim_out_beyond_the_quota_window() {
         .await
         .assert_success();
 }
+
+/// An email sender whose first send fails after `delay`; later ones go
+/// through (kept in `outbox`).
+#[derive(Debug)]
+struct SlowFirstFailure {
+    delay: Duration,
+    calls: std::sync::atomic::AtomicUsize,
+    outbox: MemoryOutbox,
+}
+
+#[async_trait::async_trait]
+impl tower_otp::delivery::EmailSender for SlowFirstFailure {
+    async fn send_email(
+        &self,
+        message: &tower_otp::delivery::EmailMessage,
+    ) -> Result<(), tower_otp::delivery::DeliveryError> {
+        if self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(self.delay).await;
+            return Err(tower_otp::delivery::DeliveryError::permanent(
+                "refused, late",
+            ));
+        }
+        self.outbox.send_email(message).await
+    }
+}
+
+/// A delivery that fails after its own cooldown ended must not end the
+/// cooldown of a send made since: else that failure hands the contact one
+/// more send at once.
+#[tokio::test]
+async fn a_late_delivery_failure_does_not_end_a_later_sends_cooldown() {
+    let outbox = MemoryOutbox::new();
+    let sender = SlowFirstFailure {
+        delay: Duration::from_millis(1500),
+        calls: Default::default(),
+        outbox: outbox.clone(),
+    };
+    let app = TestApp::with(
+        builder_with(&outbox)
+            .email_sender(sender)
+            .resend_cooldown(Duration::from_secs(1)),
+        outbox.clone(),
+    );
+    let email = "late@b.co";
+    let first = app.send_email(email);
+    let second = async {
+        // After the first send's cooldown, while its delivery still runs.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        app.send_email(email).await
+    };
+    let (first, second) = tokio::join!(first, second);
+    first.assert_error(502, "delivery_failed");
+    second.assert_success();
+    // The first send's failure came after the second's cooldown began: that
+    // cooldown stands.
+    let third = app.send_email(email).await;
+    third.assert_error(429, "rate_limited");
+    assert_eq!(outbox.messages().len(), 1);
+}

@@ -174,6 +174,9 @@ impl Engine {
         }
 
         let key = self.store_key(contact, 0);
+        // When this send's cooldown began (at the latest): see
+        // `release_cooldown`.
+        let reserved = tokio::time::Instant::now();
         match store_op(
             "reserve_send",
             self.store.reserve_send(&key, &self.settings.limits),
@@ -198,7 +201,7 @@ impl Engine {
             .await
         {
             audit::record(Outcome::RateLimited, contact);
-            self.release_cooldown(&key).await;
+            self.release_cooldown(&key, reserved).await;
             return Err(err);
         }
         // The fraud breaker, last before any hashing or delivery, so that
@@ -208,7 +211,7 @@ impl Engine {
         // them apart), but is not counted: nothing goes out, and decoys
         // must not trip a range.
         if let Err(err) = self.check_range(contact, !refused).await {
-            self.release_cooldown(&key).await;
+            self.release_cooldown(&key, reserved).await;
             return Err(err);
         }
 
@@ -229,7 +232,7 @@ impl Engine {
         let links = match self.store_links(&code_key, salt, contact, options).await {
             Ok(links) => links,
             Err(err) => {
-                self.release_cooldown(&key).await;
+                self.release_cooldown(&key, reserved).await;
                 return Err(err);
             }
         };
@@ -248,7 +251,7 @@ impl Engine {
         let code = match stored {
             Ok(code) => code,
             Err(err) => {
-                self.release_cooldown(&key).await;
+                self.release_cooldown(&key, reserved).await;
                 return Err(err);
             }
         };
@@ -294,7 +297,7 @@ impl Engine {
                         // ask again at once. The failed send still counts
                         // toward the quota.
                         engine.forget(&code_key, &salt).await;
-                        engine.release_cooldown(&key).await;
+                        engine.release_cooldown(&key, reserved).await;
                         if !err.may_have_been_sent() {
                             // Nothing reached the range: a provider outage
                             // must not trip the fraud breaker.
@@ -395,7 +398,15 @@ impl Engine {
         Ok(())
     }
 
-    async fn release_cooldown(&self, key: &StoreKey) {
+    /// Ends the cooldown of a send that did not go out (reserved at
+    /// `reserved`), so that the user may ask again at once; unless that
+    /// cooldown has run out (or nearly): the cooldown in the store may then
+    /// be a later send's, which a late delivery failure must not end.
+    async fn release_cooldown(&self, key: &StoreKey, reserved: tokio::time::Instant) {
+        let cooldown = self.settings.limits.cooldown;
+        if reserved.elapsed() + RELEASE_MARGIN.min(cooldown / 4) >= cooldown {
+            return;
+        }
         if let Err(e) = store_op("release_cooldown", self.store.release_cooldown(key)).await {
             tracing::warn!(error = %e, "could not release the resend cooldown");
         }
@@ -763,6 +774,13 @@ impl Engine {
 }
 
 /// The store has no breaker operations: said once per process.
+/// A failed send's cooldown is not released in its last quarter second:
+/// the cooldown began in the store after `reserved` was read, so before
+/// `reserved + cooldown` it is still this send's, but the release itself
+/// takes a round trip, during which it could end and a later send take a
+/// cooldown of its own, which the release would end.
+const RELEASE_MARGIN: Duration = Duration::from_millis(250);
+
 fn breaker_unsupported() {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
