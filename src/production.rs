@@ -9,15 +9,15 @@
 //! | what | named setting |
 //! |---|---|
 //! | a console or memory sender on an enabled channel (the default senders) | `email_sender` / `sms_sender` (`EMAIL_SERVER` / `SMS_SERVER`) |
-//! | a sender or verifier on an enabled channel that sends codes without TLS to a host that is not this machine: plain SMTP (`EMAIL_USE_TLS=false`), a provider base URL over `http://` | `email_sender` / `sms_sender` / `sms_verifier` |
-//! | a webhook over `http://` to a host that is not this machine | `webhook_url` (`OTP_WEBHOOK_URL`) |
 //! | a grant cookie without `Secure` | `insecure_cookie` (`OTP_COOKIE_SECURE`) |
 //! | no secret (a random one), a secret (current or old) shorter than 32 bytes, or a secret printed in this crate's docs | `secret` (`OTP_SECRET`) |
 //! | Argon2id parameters below m=19456 KiB, t=2 | `hash_params` |
 //! | test mode | `production` (`OTP_PRODUCTION`) |
 //!
-//! Plain SMTP to a loopback host and provider base URLs over `http://` to
-//! a loopback host are allowed (a local relay, a local proxy). Channels that are not served
+//! Plain SMTP and provider base URLs over `http://` are allowed (a local
+//! relay, a local proxy). With or without the flag, start-up logs a warning
+//! for every sender, verifier or webhook that sends codes or events without
+//! TLS to a host that is not this machine. Channels that are not served
 //! ([`Channels`](crate::Channels), `OTP_CHANNELS`) are not checked.
 //!
 //! Without the flag, a development sender in effect logs a warning at
@@ -71,6 +71,7 @@ impl Deployment<'_> {
         let dev_email = channels.contains(Channel::Email) && self.email.for_development();
         let dev_sms =
             channels.contains(Channel::Mobile) && self.sms.is_some_and(|s| s.for_development());
+        self.warn_cleartext();
         if !production {
             if dev_email || dev_sms {
                 tracing::warn!(
@@ -101,47 +102,6 @@ impl Deployment<'_> {
                 "sms_sender",
                 "a console or memory SMS sender is refused in production: configure a \
                  real one, or turn mobile off (`channels`)",
-            ));
-        }
-        let mobile = channels.contains(Channel::Mobile);
-        let cleartext = [
-            (
-                "email_sender",
-                channels
-                    .contains(Channel::Email)
-                    .then(|| self.email.cleartext_host())
-                    .flatten(),
-            ),
-            (
-                "sms_sender",
-                self.sms.filter(|_| mobile).and_then(|s| s.cleartext_host()),
-            ),
-            (
-                "sms_verifier",
-                self.sms_verifier
-                    .filter(|_| mobile)
-                    .and_then(|v| v.cleartext_host()),
-            ),
-        ];
-        if let Some((setting, host)) = cleartext
-            .into_iter()
-            .find_map(|(setting, host)| Some((setting, host?)))
-        {
-            return Err(ConfigError::invalid(
-                setting,
-                format!(
-                    "sends codes (and credentials) without TLS to {host}, which is not this \
-                     machine: refused in production (use TLS, or a relay on localhost)"
-                ),
-            ));
-        }
-        if let Some(host) = &self.webhook_cleartext_host {
-            return Err(ConfigError::invalid(
-                "webhook_url",
-                format!(
-                    "posts events (contacts, masked or not) without TLS to {host}, which is not \
-                     this machine: refused in production (use https://)"
-                ),
             ));
         }
         if !self.config.cookie_secure {
@@ -197,6 +157,48 @@ impl Deployment<'_> {
             ));
         }
         Ok(())
+    }
+}
+
+impl Deployment<'_> {
+    /// Warns (with or without the production flag) for every sender,
+    /// verifier or webhook that sends codes or events without TLS to a host
+    /// that is not this machine. Not refused: a relay or proxy elsewhere on
+    /// a private network is the operator's call.
+    fn warn_cleartext(&self) {
+        let channels = self.config.channels;
+        let mobile = channels.contains(Channel::Mobile);
+        let cleartext = [
+            (
+                "email_sender",
+                channels
+                    .contains(Channel::Email)
+                    .then(|| self.email.cleartext_host())
+                    .flatten(),
+            ),
+            (
+                "sms_sender",
+                self.sms.filter(|_| mobile).and_then(|s| s.cleartext_host()),
+            ),
+            (
+                "sms_verifier",
+                self.sms_verifier
+                    .filter(|_| mobile)
+                    .and_then(|v| v.cleartext_host()),
+            ),
+            ("webhook", self.webhook_cleartext_host.clone()),
+        ];
+        for (setting, host) in cleartext {
+            if let Some(host) = host {
+                tracing::warn!(
+                    setting,
+                    host = %host,
+                    "sending codes or events without TLS to a host that is not this machine: \
+                     they (and any password or API key) cross the network in the clear. Use \
+                     TLS, or a relay or proxy on this machine"
+                );
+            }
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! | [`SmtpSender::starttls`] | plain connection upgraded with STARTTLS (required) | 587 |
 //! | [`SmtpSender::implicit_tls`] | TLS from the first byte ("SMTPS") | 465 |
 //! | [`SmtpSender::unencrypted_localhost`] | no TLS, to `127.0.0.1` (a local relay or a development catcher) | given |
-//! | [`SmtpSender::unencrypted`] | no TLS to any host (warns unless the host is loopback; refused in production unless it is) | 25 |
+//! | [`SmtpSender::unencrypted`] | no TLS to any host (start-up warns unless the host is loopback) | 25 |
 //!
 //! Certificates are checked against the Mozilla roots (webpki-roots) plus
 //! any [`add_root_certificate_pem`](SmtpSenderBuilder::add_root_certificate_pem)
@@ -82,8 +82,8 @@ pub enum SmtpSecurity {
     StartTls,
     /// TLS from the first byte (port 465).
     ImplicitTls,
-    /// No encryption. Only for a relay on the same machine: the production
-    /// flag refuses it to any other host.
+    /// No encryption. Only for a relay on the same machine (start-up warns
+    /// for any other host).
     Plain,
 }
 
@@ -159,10 +159,10 @@ impl SmtpSender {
         SmtpSenderBuilder::new("127.0.0.1".to_owned(), port, SmtpSecurity::Plain)
     }
 
-    /// No encryption to any host, port 25. [`build`](SmtpSenderBuilder::build)
-    /// logs a warning unless the host is a loopback address, and the
-    /// production flag refuses it then: messages hold one-time codes and,
-    /// with a login, the password crosses the network in the clear.
+    /// No encryption to any host, port 25. Building an `Otp` with it logs a
+    /// warning unless the host is a loopback address: messages hold one-time
+    /// codes and, with a login, the password crosses the network in the
+    /// clear.
     pub fn unencrypted(host: impl Into<String>) -> SmtpSenderBuilder {
         SmtpSenderBuilder::new(host.into(), 25, SmtpSecurity::Plain)
     }
@@ -293,16 +293,9 @@ impl SmtpSenderBuilder {
             ConfigError::invalid("SmtpSenderBuilder::from", format!("{:?}: {e}", self.from))
         })?;
         let tls = match self.security {
-            SmtpSecurity::Plain => {
-                if !is_loopback(&self.host) {
-                    tracing::warn!(
-                        host = %self.host,
-                        "SMTP without TLS to a host that is not loopback: codes (and any \
-                         password) cross the network in the clear"
-                    );
-                }
-                Security::Plain
-            }
+            // Plain SMTP to another host: `Otp`'s start-up warns (see
+            // `cleartext_host`).
+            SmtpSecurity::Plain => Security::Plain,
             SmtpSecurity::StartTls | SmtpSecurity::ImplicitTls => {
                 let name = self
                     .tls_server_name
