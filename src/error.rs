@@ -224,7 +224,9 @@ impl ApiError {
             Self::CrossSite => "This request came from another site. Open the link from the \
                  email instead."
                 .into(),
-            Self::MethodNotAllowed => "Only POST is allowed on this path.".into(),
+            Self::MethodNotAllowed => {
+                "This method is not allowed on this path (see the Allow header).".into()
+            }
             Self::RequestTimeout => "The request body took too long to arrive.".into(),
             Self::PayloadTooLarge { limit } => {
                 format!("The request body is larger than {limit} bytes.")
