@@ -406,27 +406,10 @@ async fn verify_mode_404_is_otp_expired_60202_is_attempts_exceeded_and_20429_kee
         "{body}"
     );
 
-    server.reset().await;
-    verifications()
-        .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending")))
-        .mount(&server)
-        .await;
-    verification_check()
-        .respond_with(twilio_error(429, 20429, "Too Many Requests"))
-        .mount(&server)
-        .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // the cooldown
-    let (status, body) =
-        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
-    assert_eq!(status, 200, "{body}");
     // Twilio's own rate limit is not this code's attempts: the code stays,
     // and the next check, approved, succeeds.
-    let (status, body) = common::post(
-        &otp,
-        "/verify-mobile-otp/",
-        json!({"mobile": common::MOBILE, "otp": "123456"}),
-    )
-    .await;
+    let (status, body) =
+        resend_and_check(&server, &otp, twilio_error(429, 20429, "Too Many Requests")).await;
     assert_eq!(
         (status.as_u16(), body["code"].as_str()),
         (502, Some("delivery_failed")),
@@ -445,23 +428,10 @@ async fn verify_mode_404_is_otp_expired_60202_is_attempts_exceeded_and_20429_kee
     .await;
     assert_eq!(status, 200, "{body}");
 
-    server.reset().await;
-    verifications()
-        .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending")))
-        .mount(&server)
-        .await;
-    verification_check()
-        .respond_with(twilio_error(429, 60202, "Max check attempts reached"))
-        .mount(&server)
-        .await;
-    tokio::time::sleep(Duration::from_millis(1100)).await; // the cooldown
-    let (status, body) =
-        common::post(&otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = common::post(
+    let (status, body) = resend_and_check(
+        &server,
         &otp,
-        "/verify-mobile-otp/",
-        json!({"mobile": common::MOBILE, "otp": "123456"}),
+        twilio_error(429, 60202, "Max check attempts reached"),
     )
     .await;
     assert_eq!(
@@ -469,6 +439,31 @@ async fn verify_mode_404_is_otp_expired_60202_is_attempts_exceeded_and_20429_kee
         (429, Some("attempts_exceeded")),
         "{body}"
     );
+}
+
+/// After the cooldown, a new send (Twilio answers "pending") and a verify
+/// that Twilio's check answers with `check`: the verify's answer.
+async fn resend_and_check(
+    server: &MockServer,
+    otp: &tower_otp::Otp,
+    check: ResponseTemplate,
+) -> (http::StatusCode, serde_json::Value) {
+    server.reset().await;
+    verifications()
+        .respond_with(ResponseTemplate::new(201).set_body_json(verification("pending")))
+        .mount(server)
+        .await;
+    verification_check().respond_with(check).mount(server).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await; // the cooldown
+    let (status, body) =
+        common::post(otp, "/send-mobile-otp/", json!({"mobile": common::MOBILE})).await;
+    assert_eq!(status, 200, "{body}");
+    common::post(
+        otp,
+        "/verify-mobile-otp/",
+        json!({"mobile": common::MOBILE, "otp": "123456"}),
+    )
+    .await
 }
 
 #[tokio::test]

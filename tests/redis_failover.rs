@@ -487,13 +487,7 @@ async fn wait_for_a_replica_fails_closed_when_it_cannot_acknowledge() {
         return;
     };
     // A healthy replica acknowledges: normal answers.
-    let email = common::redis_server::random_email();
-    app.send_email(&email).await.assert_success();
-    let code = app.code_for(&email);
-    app.verify_email(&email, &wrong_code(&code))
-        .await
-        .assert_error(400, "otp_invalid");
-    assert_eq!(attempts_used(&master, &app, &email).await, Some(1));
+    let (email, code) = one_wrong_guess(&master, &app).await;
 
     // The replica stops answering: even the right code is 503
     // `store_unavailable` and grants nothing; its attempt is counted (fail
@@ -522,6 +516,19 @@ async fn wait_for_a_replica_fails_closed_when_it_cannot_acknowledge() {
         .assert_error(400, "otp_expired");
 }
 
+/// A new email code and one wrong guess at it, counted on the master:
+/// (email, code).
+async fn one_wrong_guess(master: &RedisServer, app: &TestApp) -> (String, String) {
+    let email = common::redis_server::random_email();
+    app.send_email(&email).await.assert_success();
+    let code = app.code_for(&email);
+    app.verify_email(&email, &wrong_code(&code))
+        .await
+        .assert_error(400, "otp_invalid");
+    assert_eq!(attempts_used(master, app, &email).await, Some(1));
+    (email, code)
+}
+
 /// `command`'s calls and failed calls on `server` (`INFO commandstats`).
 async fn command_calls(server: &RedisServer, command: &str) -> (u64, u64) {
     let mut conn = common::redis_server::raw_connection(&server.url()).await;
@@ -547,13 +554,7 @@ async fn a_script_waiting_for_replicas_is_reloaded_after_a_script_flush() {
     let Some((master, _replica, app)) = replicated(1).await else {
         return;
     };
-    let email = common::redis_server::random_email();
-    app.send_email(&email).await.assert_success();
-    let code = app.code_for(&email);
-    app.verify_email(&email, &wrong_code(&code))
-        .await
-        .assert_error(400, "otp_invalid");
-    assert_eq!(attempts_used(&master, &app, &email).await, Some(1));
+    let (email, code) = one_wrong_guess(&master, &app).await;
 
     // The master loses its scripts (a restart, a failover to a fresh
     // node): the attempt's `EVALSHA` + `WAIT` pipeline answers `NOSCRIPT`

@@ -654,15 +654,23 @@ async fn a_redis_that_may_evict_the_stores_keys_is_logged_as_an_error() {
     ));
     let warning = "Set maxmemory-policy noeviction";
 
+    // A store on `server` that has put one code (its first connection).
+    let used_store = |server: &RedisServer| {
+        let store = RedisStore::builder(server.url())
+            .prefix(random_prefix())
+            .build()
+            .unwrap();
+        async move {
+            store
+                .put_code(&random_key(), &record(), Duration::from_secs(60))
+                .await
+                .unwrap();
+            store
+        }
+    };
+
     let safe = RedisServer::start_with_args(&["--maxmemory", "100mb"]).await;
-    let store = RedisStore::builder(safe.url())
-        .prefix(random_prefix())
-        .build()
-        .unwrap();
-    store
-        .put_code(&random_key(), &record(), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let store = used_store(&safe).await;
     store.ping().await.unwrap();
     assert!(!captured.text().contains(warning), "{}", captured.text());
 
@@ -673,14 +681,7 @@ async fn a_redis_that_may_evict_the_stores_keys_is_logged_as_an_error() {
         "volatile-lru",
     ])
     .await;
-    let store = RedisStore::builder(evicting.url())
-        .prefix(random_prefix())
-        .build()
-        .unwrap();
-    store
-        .put_code(&random_key(), &record(), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let store = used_store(&evicting).await;
     let logged = captured.text();
     assert_eq!(logged.matches(warning).count(), 1, "{logged}");
     assert!(

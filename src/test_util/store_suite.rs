@@ -349,6 +349,15 @@ pub async fn block_survives_a_released_send(h: Harness) {
     );
 }
 
+/// Whether `range` is among the blocks `s` lists.
+async fn is_blocked(s: &Arc<dyn OtpStore>, range: &str) -> bool {
+    s.blocked_ranges()
+        .await
+        .unwrap()
+        .iter()
+        .any(|b| b.range == range)
+}
+
 /// A random number range (`+999…`, a calling code no country has), so
 /// that tests sharing a store never see each other's ranges.
 fn random_range() -> String {
@@ -411,13 +420,7 @@ pub async fn range_breaker_trips_and_lifts(h: Harness) {
         !s.lift_range_block(&pumped).await.unwrap(),
         "lifted already"
     );
-    assert!(
-        !s.blocked_ranges()
-            .await
-            .unwrap()
-            .iter()
-            .any(|b| b.range == pumped)
-    );
+    assert!(!is_blocked(s, &pumped).await);
     assert_eq!(
         s.record_range_send(&pumped, &limits).await.unwrap(),
         RangeVerdict::Allowed,
@@ -437,13 +440,7 @@ pub async fn range_breaker_needs_volume(h: Harness) {
             RangeVerdict::Allowed
         );
     }
-    assert!(
-        !s.blocked_ranges()
-            .await
-            .unwrap()
-            .iter()
-            .any(|b| b.range == range)
-    );
+    assert!(!is_blocked(s, &range).await);
     // A send whose delivery failed is taken back: 9 counted, one more goes.
     s.release_range_send(&range, &limits).await.unwrap();
     assert_eq!(
@@ -478,13 +475,7 @@ pub async fn range_breaker_ignores_decoys(h: Harness) {
     for decoy in decoys {
         assert_eq!(decoy.await.unwrap(), RangeVerdict::Allowed);
     }
-    assert!(
-        !s.blocked_ranges()
-            .await
-            .unwrap()
-            .iter()
-            .any(|b| b.range == range)
-    );
+    assert!(!is_blocked(s, &range).await);
     // Three real sends, unverified: the figures now trip, and whichever
     // send comes next, real or decoy, trips the range.
     for sent in 1..=3 {
@@ -532,13 +523,7 @@ pub async fn range_block_ends(h: Harness) {
         RangeVerdict::Blocked { tripped: true, .. }
     ));
     tokio::time::sleep(Duration::from_millis(2_100)).await;
-    assert!(
-        !s.blocked_ranges()
-            .await
-            .unwrap()
-            .iter()
-            .any(|b| b.range == range)
-    );
+    assert!(!is_blocked(s, &range).await);
     assert_eq!(
         s.record_range_send(&range, &limits).await.unwrap(),
         RangeVerdict::Allowed
