@@ -54,10 +54,9 @@ pub(crate) struct ProviderError {
 impl ProviderError {
     pub(crate) fn new(provider: &'static str, status: u16, body: &str) -> Self {
         // Masked first, then cut: a cut first could leave the start of a
-        // number or an address's local part unmasked. Masking never
-        // lengthens the text, so the first 512 bytes of the masked text
-        // come from the first 4 KiB of the body.
-        let masked = scrub(prefix(body, 8 * MAX_LOGGED_BODY));
+        // number or an address's local part unmasked. (Provider error
+        // bodies are short; masking reads at most the first 64 KiB.)
+        let masked = scrub(prefix(body, 64 * 1024));
         Self {
             provider,
             status,

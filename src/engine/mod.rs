@@ -773,7 +773,6 @@ impl Engine {
     }
 }
 
-/// The store has no breaker operations: said once per process.
 /// A failed send's cooldown is not released in its last quarter second:
 /// the cooldown began in the store after `reserved` was read, so before
 /// `reserved + cooldown` it is still this send's, but the release itself
@@ -781,6 +780,7 @@ impl Engine {
 /// cooldown of its own, which the release would end.
 const RELEASE_MARGIN: Duration = Duration::from_millis(250);
 
+/// The store has no breaker operations: said once per process.
 fn breaker_unsupported() {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| {
