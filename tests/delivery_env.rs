@@ -130,7 +130,10 @@ mod smtp {
     #[test]
     fn plain_smtp_warns_at_start_up_unless_the_host_is_loopback() {
         let remote = logged(|| {
-            let _builder = from(&with(&[("EMAIL_USE_TLS", "false")])).unwrap();
+            let _otp = from(&with(&[("EMAIL_USE_TLS", "false")]))
+                .unwrap()
+                .build()
+                .unwrap();
         });
         assert!(
             remote.contains("WARN") && remote.contains("without TLS"),
@@ -139,13 +142,15 @@ mod smtp {
         assert!(!remote.contains("smtp-password-do-not-print"), "{remote}");
         for host in ["localhost", "127.0.0.1", "::1"] {
             let local = logged(|| {
-                let _builder =
-                    from(&with(&[("EMAIL_USE_TLS", "false"), ("EMAIL_HOST", host)])).unwrap();
+                let _otp = from(&with(&[("EMAIL_USE_TLS", "false"), ("EMAIL_HOST", host)]))
+                    .unwrap()
+                    .build()
+                    .unwrap();
             });
             assert!(!local.contains("without TLS"), "{host}: {local}");
         }
         let tls = logged(|| {
-            let _builder = from(SMTP).unwrap();
+            let _otp = from(SMTP).unwrap().build().unwrap();
         });
         assert!(!tls.contains("without TLS"), "{tls}");
     }
