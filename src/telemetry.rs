@@ -21,7 +21,7 @@
 //! `op` is one of [`STORE_OPS`]: `reserve_send`, `release_cooldown`,
 //! `put_code`, `begin_attempt`, `remove_code`, `consume_code`,
 //! `record_failure`, `reset_failures`, `record_range_send`,
-//! `record_range_verify`, `release_range_send`.
+//! `check_range_send`, `record_range_verify`, `release_range_send`.
 //!
 //! The descriptions (with their units) are registered when an
 //! [`Otp`](crate::Otp) is built; call [`describe`] again after installing
@@ -46,7 +46,7 @@ pub const DELIVERY_SECONDS: &str = "tower_otp_delivery_seconds";
 pub const EVENTS_TOTAL: &str = "tower_otp_events_total";
 
 /// Every value of the `op` label of [`STORE_OP_SECONDS`].
-pub const STORE_OPS: [&str; 11] = [
+pub const STORE_OPS: [&str; 12] = [
     "reserve_send",
     "release_cooldown",
     "put_code",
@@ -56,6 +56,7 @@ pub const STORE_OPS: [&str; 11] = [
     "record_failure",
     "reset_failures",
     "record_range_send",
+    "check_range_send",
     "record_range_verify",
     "release_range_send",
 ];

@@ -56,7 +56,14 @@ impl ProviderError {
         // Masked first, then cut: a cut first could leave the start of a
         // number or an address's local part unmasked. (Provider error
         // bodies are short; masking reads at most the first 64 KiB.)
-        let masked = scrub(prefix(body, 64 * 1024));
+        let mut read = prefix(body, 64 * 1024);
+        if read.len() < body.len() {
+            // Cut at a word's end: a word cut in two may be half a number.
+            read = read
+                .rsplit_once(char::is_whitespace)
+                .map_or("", |(head, _)| head);
+        }
+        let masked = scrub(read);
         Self {
             provider,
             status,
@@ -255,6 +262,10 @@ mod tests {
         );
         let e = ProviderError::new("x", 400, &body);
         assert!(!e.body.contains("ada"), "{}", e.body);
+        // A body past what masking reads is cut at a word's end.
+        let body = format!("a@{} +14155550123 tail", "x".repeat(64 * 1024 - 8));
+        let e = ProviderError::new("x", 400, &body);
+        assert!(!e.body.contains("1415"), "{}", e.body);
     }
 }
 

@@ -349,8 +349,8 @@ pub trait EmailSender: Send + Sync + fmt::Debug + 'static {
 
     /// The host this sender sends codes to over the network without TLS,
     /// if it does and the host is not this machine (plain SMTP to a remote
-    /// server, a provider base URL over `http://`): the production flag
-    /// refuses such a sender on an enabled channel. Default `None`.
+    /// server, a provider base URL over `http://`): start-up logs a warning
+    /// for such a sender on an enabled channel. Default `None`.
     fn cleartext_host(&self) -> Option<String> {
         None
     }
@@ -389,8 +389,8 @@ pub trait SmsSender: Send + Sync + fmt::Debug + 'static {
 
     /// The host this sender sends codes to over the network without TLS,
     /// if it does and the host is not this machine (plain SMTP to a remote
-    /// server, a provider base URL over `http://`): the production flag
-    /// refuses such a sender on an enabled channel. Default `None`.
+    /// server, a provider base URL over `http://`): start-up logs a warning
+    /// for such a sender on an enabled channel. Default `None`.
     fn cleartext_host(&self) -> Option<String> {
         None
     }
@@ -461,7 +461,7 @@ pub trait SmsVerifier: Send + Sync + fmt::Debug + 'static {
 
     /// The host this provider is reached at over the network without TLS,
     /// if it is and the host is not this machine (a base URL over
-    /// `http://`): the production flag refuses such a verifier when mobile
+    /// `http://`): start-up logs a warning for such a verifier when mobile
     /// is enabled. Default `None`.
     fn cleartext_host(&self) -> Option<String> {
         None

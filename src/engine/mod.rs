@@ -208,8 +208,8 @@ impl Engine {
         // it counts only sends that go out. A decoy (enumeration-safe
         // refusal) meets it too, so that a blocked range answers alike for
         // refused and accepted numbers (else a tripped range would tell
-        // them apart), but is not counted: nothing goes out, and decoys
-        // must not trip a range.
+        // them apart), but is not counted: nothing goes out, so decoys
+        // never add to a range's figures.
         if let Err(err) = self.check_range(contact, !refused).await {
             self.release_cooldown(&key, reserved).await;
             return Err(err);
@@ -404,7 +404,10 @@ impl Engine {
     /// be a later send's, which a late delivery failure must not end.
     async fn release_cooldown(&self, key: &StoreKey, reserved: tokio::time::Instant) {
         let cooldown = self.settings.limits.cooldown;
-        if reserved.elapsed() + RELEASE_MARGIN.min(cooldown / 4) >= cooldown {
+        // (With no cooldown there is none to take from a later send; the
+        // release still marks the send as one that did not go out.)
+        if !cooldown.is_zero() && reserved.elapsed() + RELEASE_MARGIN.min(cooldown / 4) >= cooldown
+        {
             return;
         }
         if let Err(e) = store_op("release_cooldown", self.store.release_cooldown(key)).await {

@@ -905,13 +905,10 @@ impl Origins {
             _ => return error,
         };
         // An error names a field or the builder method that sets it.
-        // ...or is read by it (`SMS_SERVER=TWILIO_VERIFY` reads the
-        // `TWILIO_VERIFY_*` variables into `sms_verifier`).
         let sets_it = |variable: &str| {
-            VARIABLES.iter().any(|v| {
-                (v.name == variable || v.read_by() == Some(variable))
-                    && (v.field == name || v.sets == name)
-            })
+            VARIABLES
+                .iter()
+                .any(|v| v.name == variable && (v.field == name || v.sets == name))
         };
         let set_by = self
             .set

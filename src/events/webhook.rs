@@ -163,7 +163,7 @@ impl Webhook {
     }
 
     /// The host events are POSTed to without TLS (`http://`), if it is
-    /// not this machine: the production flag refuses it.
+    /// not this machine: start-up logs a warning.
     pub(crate) fn cleartext_host(&self) -> Option<String> {
         let host = self.url.host_str()?;
         (self.url.scheme() == "http" && !crate::delivery::is_loopback(host))

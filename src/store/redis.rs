@@ -1135,14 +1135,25 @@ impl RedisStore {
         let cmd = redis::cmd("PING");
         self.query::<()>(Request::Command(&cmd)).await?;
         if !self.eviction_checked.load(Ordering::Relaxed) {
-            let mut info = redis::cmd("INFO");
-            info.arg("memory");
-            let read = match self.query::<Value>(Request::Command(&info)).await {
-                Ok(info) => eviction::Read::Info(info),
-                Err(e) if e.is_unavailable() => eviction::Read::Failed(e.to_string()),
-                Err(e) => eviction::Read::Refused(e.to_string()),
+            // On a host's pool (the store's own reads it on connecting).
+            let done = &self.eviction_checked;
+            let read = async {
+                match &self.backend {
+                    Backend::HostSingle(pool) => {
+                        if let Ok(mut conn) = pool.get().await {
+                            eviction::check(&mut conn, done).await;
+                        }
+                    }
+                    Backend::HostCluster(pool) => {
+                        if let Ok(mut conn) = pool.get().await {
+                            eviction::check(&mut conn, done).await;
+                        }
+                    }
+                    Backend::Own { .. } => {}
+                }
             };
-            eviction::settle(read, &self.eviction_checked);
+            // Not answering in time is the next readiness check's to retry.
+            let _ = tokio::time::timeout(deadline::remaining(self.timeout), read).await;
         }
         Ok(())
     }

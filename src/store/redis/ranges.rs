@@ -8,7 +8,9 @@
 //! | `<prefix>{sms-ranges}:blocked` | sorted set | range → blocked until (ms) | members removed when their block ends (on reads and trips); the set when the last block ends |
 //!
 //! Every range lives in one slot: the breaker's traffic is one script per
-//! SMS send and per SMS verify, which SMS costs already bound.
+//! SMS send and per SMS verify, which SMS costs bound, and one per
+//! enumeration-safe decoy (no SMS), which the send cooldown, quota and
+//! per-IP limits bound.
 
 use std::{sync::LazyLock, time::Duration};
 
