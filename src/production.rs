@@ -158,9 +158,7 @@ impl Deployment<'_> {
         }
         Ok(())
     }
-}
 
-impl Deployment<'_> {
     /// Warns (with or without the production flag) for every sender,
     /// verifier or webhook that sends codes or events without TLS to a host
     /// that is not this machine. Not refused: a relay or proxy elsewhere on

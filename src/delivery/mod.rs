@@ -864,7 +864,7 @@ pub(crate) fn scrub(text: &str) -> String {
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
         // `%40`: an address in a URL-encoded form echoed back.
-        if word.contains('@') || word.to_ascii_lowercase().contains("%40") {
+        if word.contains('@') || word.contains("%40") {
             out.push_str("***");
         } else {
             mask_digit_runs(word, out);

@@ -24,7 +24,7 @@ use redis::{Value, aio::ConnectionLike};
 /// The eviction policy in force on any node that answered `info` (an
 /// `INFO memory` answer, or a cluster's map of them), if it can evict:
 /// `maxmemory` above zero and a policy other than `noeviction`.
-pub(super) fn evicting_policy(info: &Value) -> Option<String> {
+fn evicting_policy(info: &Value) -> Option<String> {
     let mut texts = Vec::new();
     collect_texts(info, &mut texts);
     texts.into_iter().find_map(|text| {
@@ -53,7 +53,7 @@ fn collect_texts(value: &Value, texts: &mut Vec<String>) {
 }
 
 /// An attempt to read `INFO memory`.
-pub(super) enum Read {
+enum Read {
     /// The answer.
     Info(Value),
     /// The server refused it (`INFO` renamed, or denied by an ACL).
@@ -79,7 +79,7 @@ pub(super) async fn check(conn: &mut (impl ConnectionLike + Send), done: &Atomic
 /// Unless `done` is set already: logs an error if the store's keys can be
 /// evicted (a refused read: a warning), and sets `done`. A failed read
 /// leaves `done` unset, so that the next connection reads it.
-pub(super) fn settle(read: Read, done: &AtomicBool) {
+fn settle(read: Read, done: &AtomicBool) {
     match read {
         Read::Info(info) => {
             if !done.swap(true, Ordering::Relaxed) {
